@@ -1,0 +1,123 @@
+//! The device peer: connects to Concierge's kiosk WebSocket as role `devices`, advertises
+//! its devices, executes `device.invoke` with the simulated drivers and answers with
+//! `device.result`. When the connection drops it reconnects with jittered exponential
+//! backoff (0.5 s doubling to 30 s).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use kiosk_protocol::{ClientMessage, PeerRole, ServerMessage};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::sim::SimulatedDevices;
+
+/// Where and who to connect as.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// `ws://host:port/v1/kiosk/ws`
+    pub url: String,
+    pub kiosk_id: String,
+    pub token: String,
+}
+
+/// Why a connection attempt ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The server refused the peer (bad token, unknown kiosk): retrying will not help.
+    #[error("refused by the server: {0}")]
+    Refused(String),
+    /// The connection failed or dropped; retry.
+    #[error("connection: {0}")]
+    Connection(String),
+}
+
+/// Connects and serves device calls until the connection ends.
+pub async fn serve_once(config: &PeerConfig, devices: &Arc<SimulatedDevices>) -> Result<(), PeerError> {
+    let (ws, _) = tokio_tungstenite::connect_async(config.url.as_str())
+        .await
+        .map_err(|e| PeerError::Connection(e.to_string()))?;
+    let (mut tx, mut rx) = ws.split();
+    let hello = ClientMessage::Hello {
+        kiosk_id: config.kiosk_id.clone(),
+        token: Some(config.token.clone()),
+        session_id: None,
+        role: PeerRole::Devices,
+        capabilities: SimulatedDevices::capabilities(),
+    };
+    send(&mut tx, &hello).await?;
+    while let Some(frame) = rx.next().await {
+        let frame = frame.map_err(|e| PeerError::Connection(e.to_string()))?;
+        let Message::Text(text) = frame else { continue };
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
+            tracing::warn!("unreadable server message ignored");
+            continue;
+        };
+        match msg {
+            ServerMessage::Welcome { .. } => tracing::info!(kiosk_id = %config.kiosk_id, "connected as device peer"),
+            ServerMessage::DeviceInvoke { call_id, device, action, args, .. } => {
+                let result = devices.handle(&call_id, &device, &action, &args);
+                tracing::info!(%call_id, %device, %action, ok = result.is_ok(), "device call");
+                let (ok, data, error) = match result {
+                    Ok(v) => (true, Some(v), None),
+                    Err(e) => (false, None, Some(e)),
+                };
+                send(&mut tx, &ClientMessage::DeviceResult { call_id, ok, data, error }).await?;
+            }
+            ServerMessage::Error { code, message } => {
+                use kiosk_protocol::ErrorCode::*;
+                if matches!(code, Unauthorized | UnknownKiosk | HelloRequired) {
+                    return Err(PeerError::Refused(format!("{}: {message}", code.as_str())));
+                }
+                // A result for a call the server already timed out: dropped, with a log line.
+                tracing::warn!(code = code.as_str(), %message, "server reported an error");
+            }
+            ServerMessage::SessionEnd { reason } => {
+                tracing::info!(%reason, "server ended the connection");
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn send<S>(tx: &mut S, msg: &ClientMessage) -> Result<(), PeerError>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let text = serde_json::to_string(msg).expect("client messages serialize");
+    tx.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| PeerError::Connection(e.to_string()))
+}
+
+/// Serves forever, reconnecting with jittered exponential backoff; returns only when the
+/// server refuses the peer's identity.
+pub async fn run(config: PeerConfig, devices: Arc<SimulatedDevices>) -> PeerError {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match serve_once(&config, &devices).await {
+            Err(e @ PeerError::Refused(_)) => return e,
+            Err(e) => tracing::warn!(error = %e, "device peer disconnected"),
+            Ok(()) => delay = Duration::from_millis(500),
+        }
+        let jitter = jitter_fraction();
+        let wait = delay.mul_f64(0.5 + jitter);
+        tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// A number in [0, 1) that differs between processes and calls, so kiosks that lost the
+/// server together do not all come back in the same instant.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos as u64 ^ (std::process::id() as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
+}

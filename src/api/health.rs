@@ -1,0 +1,40 @@
+//! `/healthz` (the process runs), `/readyz` (database reachable, data loaded) and
+//! `/metrics` (Prometheus text). Open to all: no secrets, no personal data.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let database = app.db.ping().await;
+    let shutting_down = app.shutdown.is_cancelled();
+    let ready = database && !shutting_down;
+    let body = Json(json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": if database { "ok" } else { "unreachable" },
+        "data": {
+            "intents": app.content.dialogs.intents.len(),
+            "responses": app.content.dialogs.responses.len(),
+            "articles": app.content.articles.len(),
+            "voices": app.content.voices.len(),
+        },
+        "shutting_down": shutting_down,
+    }));
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, body)
+}
+
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}

@@ -1,0 +1,81 @@
+//! HTTP and WebSocket routes. Every route states the roles it admits (see [`auth`]); errors
+//! are JSON (`{"error": {"code", "message"}}`) with stable codes; every response carries an
+//! `x-request-id` that also appears on the request's log lines.
+
+pub mod admin;
+pub mod auth;
+pub mod health;
+pub mod json;
+pub mod kiosk_ws;
+pub mod origin;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest JSON body any route accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/kiosk/ws", get(kiosk_ws::upgrade))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/me", get(auth::me))
+        .route("/v1/admin/kiosks", get(admin::list_kiosks).post(admin::register_kiosk))
+        .route("/v1/admin/kiosks/{id}/revoke", post(admin::revoke_kiosk))
+        .route("/v1/admin/kiosks/{id}/devices/invoke", post(admin::invoke_device))
+        .route("/v1/sessions/{id}/transcript", get(admin::transcript))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let path = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                tracing::info_span!("request", method = %req.method(), path, request_id = id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn count_responses(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(req).await.into_response();
+    app.metrics
+        .http_responses_total
+        .with_label_values(&[&route, response.status().as_str()])
+        .inc();
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, status = response.status().as_u16(), "response");
+    response
+}

@@ -1,0 +1,301 @@
+//! `concierge chat`: a terminal kiosk. It speaks the kiosk protocol exactly as a kiosk screen
+//! does, answers device requests from the simulated devices of `kiosk-adapter`, keeps its
+//! session id in a file, and reconnects (resuming the session) when the server goes away,
+//! e.g. across a restart.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use kiosk_adapter::sim::SimulatedDevices;
+use kiosk_protocol::{Choice, ClientMessage, ErrorCode, PeerRole, ServerMessage, Ui};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cli::{kiosk_ws_url, ChatArgs};
+
+/// How long chat waits for replies after its input ends (piped input).
+const DRAIN_AFTER_EOF: Duration = Duration::from_millis(1500);
+
+enum Next {
+    Reconnect,
+    Exit(ExitCode),
+}
+
+pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let url = kiosk_ws_url(&args.url);
+    let session_file = args
+        .session_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("data/chat-{}.session", args.kiosk)));
+    let mut session_id = std::fs::read_to_string(&session_file)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let devices = Arc::new(SimulatedDevices::new());
+    let (line_tx, mut lines) = mpsc::channel::<Option<String>>(64);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if line_tx.send(Some(line)).await.is_err() {
+                return;
+            }
+        }
+        let _ = line_tx.send(None).await;
+    });
+    let mut chat = Chat {
+        args: &args,
+        session_file,
+        devices,
+        choices: Vec::new(),
+        eof: false,
+        awaiting: None,
+    };
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => {
+                backoff = Duration::from_millis(500);
+                match chat.converse(ws, &mut session_id, &mut lines).await {
+                    Next::Exit(code) => return Ok(code),
+                    Next::Reconnect => {}
+                }
+            }
+            Err(e) => {
+                if chat.eof {
+                    println!("[无法连接 {url}：{e}]");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("[无法连接 {url}：{e}；{} 秒后重试]", backoff.as_secs_f32());
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+struct Chat<'a> {
+    args: &'a ChatArgs,
+    session_file: PathBuf,
+    devices: Arc<SimulatedDevices>,
+    choices: Vec<Choice>,
+    eof: bool,
+    /// Set while a reply is owed: input waits, so a script of lines plays turn by turn.
+    awaiting: Option<tokio::time::Instant>,
+}
+
+/// How long chat holds input back while waiting for a reply.
+const REPLY_WAIT: Duration = Duration::from_secs(10);
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Chat<'_> {
+    async fn converse(
+        &mut self,
+        ws: Ws,
+        session_id: &mut Option<String>,
+        lines: &mut mpsc::Receiver<Option<String>>,
+    ) -> Next {
+        let (mut tx, mut rx) = ws.split();
+        let mut capabilities = vec!["text".to_string(), "choices".to_string()];
+        capabilities.extend(SimulatedDevices::capabilities());
+        let hello = ClientMessage::Hello {
+            kiosk_id: self.args.kiosk.clone(),
+            token: Some(self.args.token.clone()),
+            session_id: session_id.clone(),
+            role: PeerRole::Screen,
+            capabilities,
+        };
+        if send(&mut tx, &hello).await.is_err() {
+            return Next::Reconnect;
+        }
+        // The welcome and the opening (or resumed) reply come first.
+        self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT);
+        loop {
+            let awaiting = self.awaiting.filter(|until| *until > tokio::time::Instant::now());
+            let waited = async {
+                match awaiting {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let drain = async {
+                if self.eof && awaiting.is_none() {
+                    tokio::time::sleep(DRAIN_AFTER_EOF).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                frame = rx.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                            if self.eof {
+                                return Next::Exit(ExitCode::SUCCESS);
+                            }
+                            println!("[连接断开，正在重连…]");
+                            return Next::Reconnect;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
+                        println!("[收到无法识别的消息]");
+                        continue;
+                    };
+                    if let Some(next) = self.show(msg, session_id, &mut tx).await {
+                        return next;
+                    }
+                }
+                _ = waited => {
+                    self.awaiting = None;
+                }
+                line = lines.recv(), if !self.eof && awaiting.is_none() => {
+                    let Some(Some(line)) = line else {
+                        self.eof = true;
+                        continue;
+                    };
+                    let line = line.trim().to_string();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let msg = if line == "/quit" {
+                        ClientMessage::SessionClose { reason: Some("customer_left".into()) }
+                    } else if line == "/new" {
+                        *session_id = None;
+                        let _ = std::fs::remove_file(&self.session_file);
+                        println!("[开始新会话]");
+                        return Next::Reconnect;
+                    } else if let Some(rest) = line.strip_prefix("/fail ") {
+                        let mut parts = rest.split_whitespace();
+                        match (parts.next(), parts.next()) {
+                            (Some(device), Some(code)) => {
+                                self.devices.fail_next(device, code);
+                                println!("[模拟设备：{device} 的下一次调用将失败（{code}）]");
+                            }
+                            _ => println!("[用法：/fail 设备 错误码，例如 /fail queue_printer paper_out]"),
+                        }
+                        continue;
+                    } else if let Some(choice) = line
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|i| self.choices.get(i))
+                    {
+                        println!("[点选：{}]", choice.label);
+                        ClientMessage::UserChoice { value: choice.value.clone() }
+                    } else {
+                        ClientMessage::UserText { text: line }
+                    };
+                    if send(&mut tx, &msg).await.is_err() {
+                        println!("[连接断开，正在重连…]");
+                        return Next::Reconnect;
+                    }
+                    self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT);
+                }
+                _ = drain => {
+                    let _ = tx.send(Message::Close(None)).await;
+                    return Next::Exit(ExitCode::SUCCESS);
+                }
+            }
+        }
+    }
+
+    /// Prints a server message (and answers device calls); `Some` ends the connection.
+    async fn show<S>(&mut self, msg: ServerMessage, session_id: &mut Option<String>, tx: &mut S) -> Option<Next>
+    where
+        S: futures_util::Sink<Message> + Unpin,
+        S::Error: std::fmt::Display,
+    {
+        match msg {
+            ServerMessage::Welcome { session_id: sid, resumed, .. } => {
+                if let Some(sid) = sid {
+                    if let Some(dir) = self.session_file.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    let _ = std::fs::write(&self.session_file, &sid);
+                    println!("[已连接，会话 {sid}{}]", if resumed { "（已恢复）" } else { "" });
+                    *session_id = Some(sid);
+                }
+            }
+            ServerMessage::BotSay { text, ui, .. } => {
+                self.awaiting = None;
+                println!("小安：{text}");
+                self.show_ui(ui.as_ref());
+            }
+            ServerMessage::UiShow(ui) => self.show_ui(Some(&ui)),
+            ServerMessage::AsrPartial { text } => println!("[识别中] {text}"),
+            ServerMessage::AsrFinal { text } => println!("[识别结果] {text}"),
+            ServerMessage::DeviceInvoke { call_id, device, action, args, .. } => {
+                let result = self.devices.handle(&call_id, &device, &action, &args);
+                match &result {
+                    Ok(_) => println!("[设备] {device}.{action} 完成（模拟）"),
+                    Err(e) => println!("[设备] {device}.{action} 失败：{}（模拟）", e.code),
+                }
+                let (ok, data, error) = match result {
+                    Ok(v) => (true, Some(v), None),
+                    Err(e) => (false, None, Some(e)),
+                };
+                if send(tx, &ClientMessage::DeviceResult { call_id, ok, data, error }).await.is_err() {
+                    return Some(Next::Reconnect);
+                }
+            }
+            ServerMessage::Handoff { kind, ticket_number, status, call_link } => {
+                println!(
+                    "[转人工] {kind:?} 工单 {ticket_number} 状态 {status}{}",
+                    call_link.map(|l| format!(" 视频链接 {l}")).unwrap_or_default()
+                );
+            }
+            ServerMessage::SessionEnd { reason } => {
+                if reason == "shutdown" {
+                    println!("[服务器正在重启，稍后自动恢复会话…]");
+                    return Some(Next::Reconnect);
+                }
+                println!("[会话结束：{reason}]");
+                if reason != "replaced" {
+                    *session_id = None;
+                    let _ = std::fs::remove_file(&self.session_file);
+                }
+                return Some(Next::Exit(ExitCode::SUCCESS));
+            }
+            ServerMessage::Error { code, message } => {
+                self.awaiting = None;
+                println!("[错误 {}] {message}", code.as_str());
+                if matches!(code, ErrorCode::Unauthorized | ErrorCode::UnknownKiosk | ErrorCode::SessionForbidden) {
+                    return Some(Next::Exit(ExitCode::FAILURE));
+                }
+            }
+            ServerMessage::Pong { .. } => {}
+        }
+        None
+    }
+
+    fn show_ui(&mut self, ui: Option<&Ui>) {
+        let Some(ui) = ui else {
+            self.choices.clear();
+            return;
+        };
+        if ui.sensitive {
+            println!("[屏幕显示（敏感信息，不播报）]");
+        }
+        for f in &ui.fields {
+            println!("  {}：{}", f.label, f.value.as_deref().unwrap_or(""));
+        }
+        self.choices = ui.choices.clone();
+        for (i, c) in self.choices.iter().enumerate() {
+            println!("  [{}] {}", i + 1, c.label);
+        }
+    }
+}
+
+async fn send<S>(tx: &mut S, msg: &ClientMessage) -> Result<(), String>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let text = serde_json::to_string(msg).expect("client messages serialize");
+    tx.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+}

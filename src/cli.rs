@@ -1,0 +1,311 @@
+//! The `concierge` command line. Each subcommand is a thin call into the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kiosk_protocol::PeerRole;
+
+use crate::config::{Overrides, Settings};
+use crate::startup::{self, Application};
+use crate::telemetry::{self, LogFormat};
+use crate::{kiosks, staff};
+
+/// Concierge — the conversational assistant of a bank branch lobby.
+///
+/// Quick start on a fresh machine (SQLite in ./data, data files from ./dialogs,
+/// ./knowledge and ./voices):
+///
+///   concierge serve                                  # serve on 127.0.0.1:8080
+///   concierge kiosk register --id K001 --branch B001 # prints the kiosk's token
+///   concierge chat --kiosk K001 --token <TOKEN>      # talk to it from a terminal
+#[derive(Parser)]
+#[command(name = "concierge", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// A TOML file whose values override the built-in defaults
+    /// (deploy/config/default.toml); CONCIERGE__SECTION__KEY variables override both.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database to use: sqlite://PATH (default sqlite://data/concierge.db) or postgres://…
+    #[arg(long, global = true, value_name = "URL", env = "CONCIERGE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Log format: text for people, json for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API, kiosk WebSocket, metrics) until Ctrl-C or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Check the configuration and every data file without serving; prints
+    /// `file:line: message` for each problem and exits 1 if there is any.
+    Validate,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Register kiosks and manage their device tokens.
+    #[command(subcommand)]
+    Kiosk(KioskCommand),
+    /// Manage staff accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Talk to Concierge from this terminal as a kiosk would: type a line and press Enter;
+    /// type a number to tap a choice; device requests are answered by simulated devices.
+    /// Commands: /quit ends the session, /new starts a new one, /fail DEVICE CODE makes the
+    /// next call of a device fail.
+    Chat(ChatArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum KioskCommand {
+    /// Register a kiosk (or add a token to a registered one) and print its token once.
+    /// Only a hash of the token is stored: keep the printed token.
+    Register {
+        /// Kiosk id, e.g. K001 (letters, digits, - and _).
+        #[arg(long)]
+        id: String,
+        /// Branch id, e.g. B001.
+        #[arg(long)]
+        branch: String,
+        /// Which peer the token is for: the screen, or the kiosk-adapter (devices).
+        #[arg(long, value_enum, default_value = "screen")]
+        role: RoleArg,
+    },
+    /// Revoke every token of a kiosk (a stolen or retired kiosk).
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+    /// List registered kiosks.
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Screen,
+    Devices,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a staff account. Prints a generated password unless --password-stdin is given.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// Roles, comma-separated: teller, remote_expert, content_editor, content_reviewer, admin.
+        #[arg(long = "role", value_name = "ROLES")]
+        roles: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// The Concierge server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// This terminal's kiosk id.
+    #[arg(long, env = "CONCIERGE_KIOSK")]
+    pub kiosk: String,
+    /// The kiosk's token (from `concierge kiosk register`).
+    #[arg(long, env = "CONCIERGE_KIOSK_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Where the session id is kept so a restarted chat resumes its session.
+    #[arg(long, value_name = "FILE")]
+    pub session_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Open N kiosk sessions that each send one turn per second; print turns/s, latency
+    /// percentiles and errors.
+    Kiosks(crate::bench::BenchArgs),
+}
+
+/// Parses the command line and runs the command; the exit code tells success.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = matches!(cli.command, Command::Chat(_) | Command::Bench(_));
+    telemetry::init_tracing(cli.log_format, if quiet { "warn" } else { "info,sqlx=warn" });
+    let overrides = |listen: Option<String>| Overrides {
+        config_file: cli.config.clone(),
+        listen,
+        database_url: cli.database_url.clone(),
+    };
+    match cli.command {
+        Command::Serve { ref listen } => {
+            startup::raise_fd_limit();
+            let settings = Settings::load(&overrides(listen.clone()))?;
+            let app = Application::build(settings).await?;
+            tracing::info!(port = app.port(), "concierge serving");
+            eprintln!("concierge: serving on http://{}", app_addr(&app));
+            app.run_until_stopped(startup::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate => {
+            let settings = match Settings::load(&overrides(None)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            match crate::content::Content::load(&settings.data) {
+                Ok(c) => {
+                    println!(
+                        "ok: configuration valid; {} intents, {} responses, {} articles, {} voices",
+                        c.dialogs.intents.len(),
+                        c.dialogs.responses.len(),
+                        c.articles.len(),
+                        c.voices.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} problem(s) found", errors.len());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Migrate => {
+            let settings = Settings::load(&overrides(None))?;
+            startup::open_database(&settings).await?;
+            println!("ok: database schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kiosk(ref cmd) => {
+            let settings = Settings::load(&overrides(None))?;
+            let db = startup::open_database(&settings).await?;
+            match cmd {
+                KioskCommand::Register { id, branch, role } => {
+                    let role = match role {
+                        RoleArg::Screen => PeerRole::Screen,
+                        RoleArg::Devices => PeerRole::Devices,
+                    };
+                    let token = kiosks::register(&db, id, branch, role).await?;
+                    eprintln!(
+                        "kiosk {id} (branch {branch}) registered; {} token (shown once, keep it):",
+                        kiosks::role_str(role)
+                    );
+                    println!("{token}");
+                }
+                KioskCommand::Revoke { id } => {
+                    let n = kiosks::revoke_tokens(&db, id).await?;
+                    println!("revoked {n} token(s) of kiosk {id}");
+                }
+                KioskCommand::List => {
+                    for k in kiosks::list(&db).await? {
+                        println!("{}\t{}\t{}", k.id, k.branch_id, if k.enabled { "enabled" } else { "disabled" });
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Add { ref name, ref roles, password_stdin }) => {
+            let settings = Settings::load(&overrides(None))?;
+            let db = startup::open_database(&settings).await?;
+            let (password, generated) = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).context("read the password from stdin")?;
+                (s.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (crate::security::tokens::generate_password(), true)
+            };
+            let user = staff::add_user(&db, name, roles, &password).await?;
+            eprintln!(
+                "user {} created with roles {}",
+                user.name,
+                crate::security::Role::join(&user.roles)
+            );
+            if generated {
+                eprintln!("password (shown once, keep it):");
+                println!("{password}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chat(args) => crate::chat::run(args).await,
+        Command::Bench(BenchCommand::Kiosks(args)) => {
+            startup::raise_fd_limit();
+            crate::bench::run(args).await
+        }
+    }
+}
+
+fn app_addr(app: &Application) -> String {
+    let s = app.state();
+    let listen = &s.settings.server.listen;
+    match listen.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", app.port()),
+        None => listen.clone(),
+    }
+}
+
+/// Turns `http://host:port` (or `ws://…`, with or without the path) into the kiosk
+/// WebSocket URL.
+pub fn kiosk_ws_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let url = if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        url.to_string()
+    };
+    if url.ends_with("/v1/kiosk/ws") {
+        url
+    } else {
+        format!("{url}/v1/kiosk/ws")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn server_urls_become_the_kiosk_websocket() {
+        assert_eq!(kiosk_ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/v1/kiosk/ws");
+        assert_eq!(kiosk_ws_url("https://a.example/"), "wss://a.example/v1/kiosk/ws");
+        assert_eq!(kiosk_ws_url("ws://h:1/v1/kiosk/ws"), "ws://h:1/v1/kiosk/ws");
+    }
+}

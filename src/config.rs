@@ -1,0 +1,231 @@
+//! Layered configuration: the embedded `deploy/config/default.toml`, then an optional file
+//! given with `--config`, then environment variables `CONCIERGE__SECTION__KEY`, then command
+//! line overrides (`--listen`, `--database-url`). Secrets are wrapped in [`SecretString`] so
+//! they never appear in `Debug` output or logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, compiled into the binary so a fresh machine needs no file.
+pub const DEFAULT_TOML: &str = include_str!("../deploy/config/default.toml");
+
+/// All settings of a Concierge node.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub data: DataSettings,
+    pub kiosk: KioskSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// Browser origins admitted on WebSocket handshakes; `self` means same host as served.
+    pub allowed_origins: Vec<String>,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// May hold a password (postgres://user:pass@…), hence secret.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSettings {
+    pub dialogs_dir: PathBuf,
+    pub knowledge_dir: PathBuf,
+    pub voices_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KioskSettings {
+    pub max_text_frame_bytes: usize,
+    pub max_binary_frame_bytes: usize,
+    pub max_user_text_chars: usize,
+    pub max_utterance_secs: u64,
+    pub session_idle_timeout_secs: u64,
+    pub hello_timeout_secs: u64,
+    pub device_timeout_ms: u64,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub staff_token_ttl_secs: u64,
+}
+
+/// Where settings come from besides the embedded defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or parsed, or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but makes no sense.
+    #[error("configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Settings {
+    /// Loads defaults → file → environment → overrides, then validates.
+    pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_with_env(overrides, true)
+    }
+
+    /// As [`Settings::load`]; `use_env: false` ignores the process environment (tests).
+    pub fn load_with_env(overrides: &Overrides, use_env: bool) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(file) = &overrides.config_file {
+            builder = builder.add_source(config::File::from(file.as_path()).required(true));
+        }
+        if use_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("CONCIERGE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("server.allowed_origins")
+                    .try_parsing(true),
+            );
+        }
+        if let Some(listen) = &overrides.listen {
+            builder = builder.set_override("server.listen", listen.as_str())?;
+        }
+        if let Some(url) = &overrides.database_url {
+            builder = builder.set_override("database.url", url.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for tests: defaults with the given database and data root, port 0.
+    pub fn for_tests(database_url: &str, data_root: &Path) -> Settings {
+        let mut s = Self::load_with_env(&Overrides::default(), false).expect("embedded defaults");
+        s.server.listen = "127.0.0.1:0".into();
+        s.database.url = SecretString::from(database_url.to_string());
+        s.data.dialogs_dir = data_root.join("dialogs");
+        s.data.knowledge_dir = data_root.join("knowledge");
+        s.data.voices_dir = data_root.join("voices");
+        s
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "server.listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+            );
+        }
+        let url = self.database.url.expose_secret();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return invalid(
+                "database.url",
+                "must start with sqlite:// or postgres://".into(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1".into());
+        }
+        let k = &self.kiosk;
+        if k.max_text_frame_bytes < 1024 {
+            return invalid("kiosk.max_text_frame_bytes", "must be at least 1024".into());
+        }
+        if k.max_binary_frame_bytes < 3200 {
+            return invalid(
+                "kiosk.max_binary_frame_bytes",
+                "must hold at least 100 ms of audio (3200 bytes)".into(),
+            );
+        }
+        if k.max_user_text_chars == 0 || k.rate_per_sec == 0 || k.rate_burst == 0 {
+            return invalid(
+                "kiosk",
+                "max_user_text_chars, rate_per_sec and rate_burst must be positive".into(),
+            );
+        }
+        for origin in &self.server.allowed_origins {
+            if origin != "self" && origin != "*" && url::Url::parse(origin).is_err() {
+                return invalid(
+                    "server.allowed_origins",
+                    format!("`{origin}` is not an origin like https://kiosk.example.com"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated at load")
+    }
+
+    pub fn device_timeout(&self) -> Duration {
+        Duration::from_millis(self.kiosk.device_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_load_and_listen_on_loopback_8080() {
+        let s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.kiosk.max_text_frame_bytes, 65536);
+        assert_eq!(s.kiosk.max_binary_frame_bytes, 262144);
+    }
+
+    #[test]
+    fn a_database_password_never_prints() {
+        let o = Overrides {
+            database_url: Some("postgres://u:hunter2@localhost/db".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load_with_env(&o, false).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_refused_with_its_key() {
+        let o = Overrides {
+            listen: Some("not-an-address".into()),
+            ..Overrides::default()
+        };
+        let err = Settings::load_with_env(&o, false).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_overrides_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[kiosk]\nrate_per_sec = 5\n").unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let s = Settings::load_with_env(&o, false).unwrap();
+        assert_eq!(s.kiosk.rate_per_sec, 5);
+        assert_eq!(s.kiosk.rate_burst, 40);
+    }
+}

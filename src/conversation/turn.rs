@@ -1,0 +1,167 @@
+//! The turn worker of a screen session: takes the customer's inputs one at a time, runs the
+//! NLU and the dialog engine, stores the transcript lines and the new state in one
+//! transaction, then sends the reply. Inputs queue behind a turn in progress, so a turn that
+//! waits on a device never blocks the connection's reader (which must deliver the result).
+
+use std::time::Instant;
+
+use kiosk_protocol::{ErrorCode, ServerMessage};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::store::{self, NewLine, Speaker};
+use crate::dialog::{BotReply, SessionState, TurnInput};
+use crate::state::AppState;
+
+/// Something the customer (or the kiosk) did that the session must handle in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Text(String),
+    Choice(String),
+    /// An utterance of this many bytes of 16 kHz PCM16 ended.
+    Audio { bytes: usize },
+    /// A device reported something (card inserted, paper out).
+    DeviceEvent { device: String, event: String },
+    /// The customer closed the session.
+    Close { reason: Option<String> },
+}
+
+/// How the worker ended the session, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// The input queue closed (disconnect, shutdown, replaced): the session stays resumable.
+    Detached,
+    /// The conversation ended (`completed`, `closed`): the session is over.
+    Ended(String),
+}
+
+/// Everything the worker needs about its session.
+pub struct Worker {
+    pub app: AppState,
+    pub session_id: String,
+    pub kiosk_id: String,
+    pub state: SessionState,
+    pub out: mpsc::Sender<ServerMessage>,
+}
+
+impl Worker {
+    /// Processes inputs until the queue closes or the conversation ends.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> WorkerEnd {
+        while let Some(input) = inputs.recv().await {
+            let turn_id = uuid::Uuid::new_v4().to_string();
+            let span = tracing::info_span!("turn", %turn_id, session_id = %self.session_id, kiosk_id = %self.kiosk_id);
+            if let Some(end) = self.handle(input, &turn_id).instrument(span).await {
+                return WorkerEnd::Ended(end);
+            }
+        }
+        WorkerEnd::Detached
+    }
+
+    async fn handle(&mut self, input: Input, turn_id: &str) -> Option<String> {
+        match input {
+            Input::Text(text) => self.turn(TurnInput::Text(text), turn_id).await,
+            Input::Choice(value) => self.turn(TurnInput::Choice(value), turn_id).await,
+            Input::Audio { bytes } => {
+                let ms = bytes / 32;
+                let note = format!("收到语音 {ms} 毫秒，语音识别未开启，未能识别");
+                let lines = [NewLine { speaker: Speaker::System, kind: "audio", text: &note, turn_id: Some(turn_id) }];
+                self.store(&lines, None, None).await;
+                self.error(ErrorCode::AsrUnavailable, "语音识别暂未开启，请直接输入文字或点选屏幕上的按钮。")
+                    .await;
+                None
+            }
+            Input::DeviceEvent { device, event } => {
+                let text = format!("{device}: {event}");
+                let lines = [NewLine { speaker: Speaker::System, kind: "device_event", text: &text, turn_id: None }];
+                self.store(&lines, None, None).await;
+                None
+            }
+            Input::Close { reason } => {
+                let text = format!("客户结束会话（{}）", reason.as_deref().unwrap_or("closed"));
+                let lines = [NewLine { speaker: Speaker::System, kind: "session", text: &text, turn_id: None }];
+                self.store(&lines, None, Some("closed")).await;
+                Some("closed".into())
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn turn(&mut self, input: TurnInput, turn_id: &str) -> Option<String> {
+        let metrics = self.app.metrics.clone();
+        let started = Instant::now();
+        let engine = self.app.engine.clone();
+
+        let nlu_started = Instant::now();
+        let understood = engine.understand(&input);
+        metrics.observe("nlu", nlu_started);
+
+        let dialog_started = Instant::now();
+        let mut next = self.state.clone();
+        let reply = engine.respond(&mut next, understood.as_ref());
+        metrics.observe("dialog", dialog_started);
+        tracing::info!(intent = understood.as_ref().map(|m| m.name.as_str()).unwrap_or("-"), "turn understood");
+
+        let (kind, said) = match &input {
+            TurnInput::Text(t) => ("text", t.as_str()),
+            TurnInput::Choice(v) => ("choice", v.as_str()),
+        };
+        let lines = [
+            NewLine { speaker: Speaker::Customer, kind, text: said, turn_id: Some(turn_id) },
+            NewLine { speaker: Speaker::Bot, kind: "text", text: &reply.text, turn_id: Some(turn_id) },
+        ];
+        let end = reply.end_session.then_some("completed");
+        let store_started = Instant::now();
+        let stored = self.store(&lines, Some(&next), end).await;
+        metrics.observe("store", store_started);
+        if !stored {
+            metrics.turns_total.with_label_values(&["error"]).inc();
+            self.error(ErrorCode::Internal, "系统繁忙，刚才的话没能记录下来，请再说一次。").await;
+            return None;
+        }
+        self.state = next;
+        self.say(turn_id, &reply).await;
+        metrics.observe("turn", started);
+        metrics.turns_total.with_label_values(&["ok"]).inc();
+        end.map(str::to_string)
+    }
+
+    /// Sends a reply as `bot.say`.
+    pub async fn say(&self, turn_id: &str, reply: &BotReply) {
+        let _ = self
+            .out
+            .send(ServerMessage::BotSay {
+                turn_id: turn_id.to_string(),
+                text: reply.text.clone(),
+                speak: reply.speak.clone(),
+                audio_url: None,
+                ui: reply.ui.clone(),
+            })
+            .await;
+    }
+
+    async fn error(&self, code: ErrorCode, message: &str) {
+        self.app.metrics.ws_errors_total.with_label_values(&[code.as_str()]).inc();
+        let _ = self
+            .out
+            .send(ServerMessage::Error { code, message: message.to_string() })
+            .await;
+    }
+
+    /// Stores lines; a failure is logged (masked) so the line is never lost silently.
+    async fn store(&self, lines: &[NewLine<'_>], state: Option<&SessionState>, end: Option<&str>) -> bool {
+        match store::record(&self.app.db, &self.session_id, lines, state, end).await {
+            Ok(()) => true,
+            Err(e) => {
+                for line in lines {
+                    tracing::error!(
+                        error = %e,
+                        speaker = ?line.speaker,
+                        text = %crate::security::mask_pii(line.text),
+                        "transcript line could not be stored"
+                    );
+                }
+                false
+            }
+        }
+    }
+}

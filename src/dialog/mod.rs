@@ -1,0 +1,8 @@
+//! Dialogs: the data in `dialogs/` (intent rules and response texts), its loader with
+//! `file:line` validation, and the engine that turns a customer input into the next bot reply.
+
+pub mod data;
+pub mod engine;
+
+pub use data::{DataError, DialogData};
+pub use engine::{BotReply, Engine, SessionState, TurnInput};

@@ -1,0 +1,138 @@
+//! Build, then run: [`Application::build`] loads the data, opens and migrates the database
+//! and binds the socket (port 0 in tests); [`Application::run_until_stopped`] serves until
+//! the stop future resolves, then shuts down gracefully: kiosks get
+//! `session.end {reason: "shutdown"}` after their in-flight turns finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::content::Content;
+use crate::conversation::hub::Hub;
+use crate::devices::DeviceBroker;
+use crate::dialog::Engine;
+use crate::state::AppState;
+use crate::store::Db;
+use crate::telemetry::Metrics;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Loads and validates the data folders, as one error listing every problem.
+pub fn load_content(settings: &Settings) -> anyhow::Result<Content> {
+    Content::load(&settings.data).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the data files have {} problem(s):\n{}", list.len(), list.join("\n"))
+    })
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(&settings.database.url, settings.database.max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let content = load_content(&settings)?;
+        let db = open_database(&settings).await?;
+        let listener = TcpListener::bind(settings.listen_addr())
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let metrics = Metrics::new();
+        let state = AppState {
+            engine: Arc::new(Engine::new(&content.dialogs)),
+            content: Arc::new(content),
+            broker: Arc::new(DeviceBroker::new(metrics.clone())),
+            hub: Arc::new(Hub::default()),
+            metrics,
+            db,
+            settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `stop` resolves, then drains kiosk sessions (bounded by
+    /// `server.shutdown_grace_secs`).
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let shutdown = state.shutdown.clone();
+        let router = crate::api::router(state.clone());
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                shutdown.cancel();
+            }
+        };
+        axum::serve(self.listener, router.into_make_service())
+            .with_graceful_shutdown(signal)
+            .await
+            .context("server")?;
+        state.connections.close();
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        if tokio::time::timeout(grace, state.connections.wait()).await.is_err() {
+            tracing::warn!(left = state.connections.len(), "kiosk connections still open after the grace period");
+        }
+        state.db.pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Raises the open-file limit to its hard maximum (many kiosk sockets per process).
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

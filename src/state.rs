@@ -1,0 +1,29 @@
+//! The application state shared by every request and connection (cheap to clone).
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::content::Content;
+use crate::conversation::hub::Hub;
+use crate::devices::DeviceBroker;
+use crate::dialog::Engine;
+use crate::store::Db;
+use crate::telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub content: Arc<Content>,
+    pub engine: Arc<Engine>,
+    pub broker: Arc<DeviceBroker>,
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    /// Cancelled once when the node shuts down; every connection watches it.
+    pub shutdown: CancellationToken,
+    /// Every kiosk connection task, so shutdown can wait for in-flight turns.
+    pub connections: TaskTracker,
+}

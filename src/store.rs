@@ -1,0 +1,126 @@
+//! The database: one sqlx `AnyPool` over SQLite (the embedded default, a WAL file created on
+//! first start) or PostgreSQL, and the migrations of each. Queries elsewhere are written once,
+//! in the SQL both engines accept (`$1` placeholders, `RETURNING`, `ON CONFLICT`); times are
+//! Unix milliseconds and booleans 0/1 integers so the same Rust types decode on both.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which engine a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool plus the engine it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// Why the database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names neither sqlite nor postgres.
+    #[error("unsupported database url (use sqlite://PATH or postgres://…)")]
+    UnsupportedUrl,
+    /// Connecting failed.
+    #[error("cannot open the database: {0:#}")]
+    Connect(anyhow::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every table.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Db {
+    /// Opens the pool; for SQLite creates the file (and its folder) if missing and turns on WAL.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let backend = if raw.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let mut url = raw.to_string();
+        if backend == Backend::Sqlite {
+            prepare_sqlite_path(&url).map_err(StoreError::Connect)?;
+            if !url.contains("mode=") && !url.contains(":memory:") {
+                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+        }
+        let options = AnyConnectOptions::from_str(&url)
+            .context("parse database url")
+            .map_err(StoreError::Connect)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context("connect")
+            .map_err(StoreError::Connect)?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies every pending migration of this engine.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// True when a trivial query answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// Creates the folder of a `sqlite://dir/file.db` URL so the file can be created.
+fn prepare_sqlite_path(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("create database folder {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
