@@ -49,7 +49,11 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "sessions: {} requested, {} connected", self.sessions, self.connected)?;
+        writeln!(
+            f,
+            "sessions: {} requested, {} connected",
+            self.sessions, self.connected
+        )?;
         writeln!(
             f,
             "turns: {} in {:.1} s = {:.1} turns/s",
@@ -66,7 +70,14 @@ impl std::fmt::Display for Report {
     }
 }
 
-const PHRASES: [&str; 6] = ["你好", "我想取个号", "怎么挂失银行卡", "营业时间是几点", "谢谢你", "呜啦啦"];
+const PHRASES: [&str; 6] = [
+    "你好",
+    "我想取个号",
+    "怎么挂失银行卡",
+    "营业时间是几点",
+    "谢谢你",
+    "呜啦啦",
+];
 
 struct Shared {
     latencies: Mutex<Histogram<u64>>,
@@ -78,11 +89,13 @@ struct Shared {
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let report = measure(&args).await?;
     println!("{report}");
-    Ok(if report.errors == 0 && report.connected == report.sessions {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.errors == 0 && report.connected == report.sessions {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// Runs the load and returns what it measured.
@@ -100,8 +113,16 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     let start = Arc::new(tokio::sync::Barrier::new(args.sessions + 1));
     let mut tasks = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
-        let (url, args, shared, gate, start) = (url.clone(), args.clone(), shared.clone(), gate.clone(), start.clone());
-        tasks.push(tokio::spawn(async move { session(i, &url, &args, &shared, &gate, &start).await }));
+        let (url, args, shared, gate, start) = (
+            url.clone(),
+            args.clone(),
+            shared.clone(),
+            gate.clone(),
+            start.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            session(i, &url, &args, &shared, &gate, &start).await
+        }));
     }
     start.wait().await;
     let began = Instant::now();
@@ -192,7 +213,9 @@ async fn session(
 async fn connect(
     url: &str,
     args: &BenchArgs,
-) -> Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
+) -> Option<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
     let hello = ClientMessage::Hello {
         kiosk_id: args.kiosk.clone(),
@@ -201,7 +224,9 @@ async fn connect(
         role: PeerRole::Screen,
         capabilities: vec!["text".into(), "choices".into()],
     };
-    ws.send(Message::Text(serde_json::to_string(&hello).ok()?.into())).await.ok()?;
+    ws.send(Message::Text(serde_json::to_string(&hello).ok()?.into()))
+        .await
+        .ok()?;
     let mut welcomed = false;
     while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         if let Message::Text(t) = frame {

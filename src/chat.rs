@@ -90,7 +90,8 @@ struct Chat<'a> {
 /// How long chat holds input back while waiting for a reply.
 const REPLY_WAIT: Duration = Duration::from_secs(10);
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Chat<'_> {
     async fn converse(
@@ -115,7 +116,9 @@ impl Chat<'_> {
         // The welcome and the opening (or resumed) reply come first.
         self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT);
         loop {
-            let awaiting = self.awaiting.filter(|until| *until > tokio::time::Instant::now());
+            let awaiting = self
+                .awaiting
+                .filter(|until| *until > tokio::time::Instant::now());
             let waited = async {
                 match awaiting {
                     Some(until) => tokio::time::sleep_until(until).await,
@@ -205,19 +208,31 @@ impl Chat<'_> {
     }
 
     /// Prints a server message (and answers device calls); `Some` ends the connection.
-    async fn show<S>(&mut self, msg: ServerMessage, session_id: &mut Option<String>, tx: &mut S) -> Option<Next>
+    async fn show<S>(
+        &mut self,
+        msg: ServerMessage,
+        session_id: &mut Option<String>,
+        tx: &mut S,
+    ) -> Option<Next>
     where
         S: futures_util::Sink<Message> + Unpin,
         S::Error: std::fmt::Display,
     {
         match msg {
-            ServerMessage::Welcome { session_id: sid, resumed, .. } => {
+            ServerMessage::Welcome {
+                session_id: sid,
+                resumed,
+                ..
+            } => {
                 if let Some(sid) = sid {
                     if let Some(dir) = self.session_file.parent() {
                         let _ = std::fs::create_dir_all(dir);
                     }
                     let _ = std::fs::write(&self.session_file, &sid);
-                    println!("[已连接，会话 {sid}{}]", if resumed { "（已恢复）" } else { "" });
+                    println!(
+                        "[已连接，会话 {sid}{}]",
+                        if resumed { "（已恢复）" } else { "" }
+                    );
                     *session_id = Some(sid);
                 }
             }
@@ -229,7 +244,13 @@ impl Chat<'_> {
             ServerMessage::UiShow(ui) => self.show_ui(Some(&ui)),
             ServerMessage::AsrPartial { text } => println!("[识别中] {text}"),
             ServerMessage::AsrFinal { text } => println!("[识别结果] {text}"),
-            ServerMessage::DeviceInvoke { call_id, device, action, args, .. } => {
+            ServerMessage::DeviceInvoke {
+                call_id,
+                device,
+                action,
+                args,
+                ..
+            } => {
                 let result = self.devices.handle(&call_id, &device, &action, &args);
                 match &result {
                     Ok(_) => println!("[设备] {device}.{action} 完成（模拟）"),
@@ -239,14 +260,32 @@ impl Chat<'_> {
                     Ok(v) => (true, Some(v), None),
                     Err(e) => (false, None, Some(e)),
                 };
-                if send(tx, &ClientMessage::DeviceResult { call_id, ok, data, error }).await.is_err() {
+                if send(
+                    tx,
+                    &ClientMessage::DeviceResult {
+                        call_id,
+                        ok,
+                        data,
+                        error,
+                    },
+                )
+                .await
+                .is_err()
+                {
                     return Some(Next::Reconnect);
                 }
             }
-            ServerMessage::Handoff { kind, ticket_number, status, call_link } => {
+            ServerMessage::Handoff {
+                kind,
+                ticket_number,
+                status,
+                call_link,
+            } => {
                 println!(
                     "[转人工] {kind:?} 工单 {ticket_number} 状态 {status}{}",
-                    call_link.map(|l| format!(" 视频链接 {l}")).unwrap_or_default()
+                    call_link
+                        .map(|l| format!(" 视频链接 {l}"))
+                        .unwrap_or_default()
                 );
             }
             ServerMessage::SessionEnd { reason } => {
@@ -264,7 +303,10 @@ impl Chat<'_> {
             ServerMessage::Error { code, message } => {
                 self.awaiting = None;
                 println!("[错误 {}] {message}", code.as_str());
-                if matches!(code, ErrorCode::Unauthorized | ErrorCode::UnknownKiosk | ErrorCode::SessionForbidden) {
+                if matches!(
+                    code,
+                    ErrorCode::Unauthorized | ErrorCode::UnknownKiosk | ErrorCode::SessionForbidden
+                ) {
                     return Some(Next::Exit(ExitCode::FAILURE));
                 }
             }
@@ -297,5 +339,7 @@ where
     S::Error: std::fmt::Display,
 {
     let text = serde_json::to_string(msg).expect("client messages serialize");
-    tx.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+    tx.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())
 }

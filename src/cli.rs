@@ -29,7 +29,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Database to use: sqlite://PATH (default sqlite://data/concierge.db) or postgres://…
-    #[arg(long, global = true, value_name = "URL", env = "CONCIERGE_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "CONCIERGE_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Log format: text for people, json for log shippers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -157,7 +163,10 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = matches!(cli.command, Command::Chat(_) | Command::Bench(_));
-    telemetry::init_tracing(cli.log_format, if quiet { "warn" } else { "info,sqlx=warn" });
+    telemetry::init_tracing(
+        cli.log_format,
+        if quiet { "warn" } else { "info,sqlx=warn" },
+    );
     let overrides = |listen: Option<String>| Overrides {
         config_file: cli.config.clone(),
         listen,
@@ -229,18 +238,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 KioskCommand::List => {
                     for k in kiosks::list(&db).await? {
-                        println!("{}\t{}\t{}", k.id, k.branch_id, if k.enabled { "enabled" } else { "disabled" });
+                        println!(
+                            "{}\t{}\t{}",
+                            k.id,
+                            k.branch_id,
+                            if k.enabled { "enabled" } else { "disabled" }
+                        );
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::User(UserCommand::Add { ref name, ref roles, password_stdin }) => {
+        Command::User(UserCommand::Add {
+            ref name,
+            ref roles,
+            password_stdin,
+        }) => {
             let settings = Settings::load(&overrides(None))?;
             let db = startup::open_database(&settings).await?;
             let (password, generated) = if password_stdin {
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).context("read the password from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("read the password from stdin")?;
                 (s.trim_end_matches(['\r', '\n']).to_string(), false)
             } else {
                 (crate::security::tokens::generate_password(), true)
@@ -304,8 +324,14 @@ mod tests {
 
     #[test]
     fn server_urls_become_the_kiosk_websocket() {
-        assert_eq!(kiosk_ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/v1/kiosk/ws");
-        assert_eq!(kiosk_ws_url("https://a.example/"), "wss://a.example/v1/kiosk/ws");
+        assert_eq!(
+            kiosk_ws_url("http://127.0.0.1:8080"),
+            "ws://127.0.0.1:8080/v1/kiosk/ws"
+        );
+        assert_eq!(
+            kiosk_ws_url("https://a.example/"),
+            "wss://a.example/v1/kiosk/ws"
+        );
         assert_eq!(kiosk_ws_url("ws://h:1/v1/kiosk/ws"), "ws://h:1/v1/kiosk/ws");
     }
 }

@@ -134,11 +134,17 @@ impl Settings {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
             );
         }
         let url = self.database.url.expose_secret();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return invalid(
                 "database.url",
                 "must start with sqlite:// or postgres://".into(),

@@ -141,12 +141,21 @@ pub fn parse_article(path: &Path, text: &str, errors: &mut Vec<DataError>) -> Op
         message,
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else {
-        errors.push(err(1, "an article starts with `---` front matter (id, title, audience)".into()));
+    let Some(rest) = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+    else {
+        errors.push(err(
+            1,
+            "an article starts with `---` front matter (id, title, audience)".into(),
+        ));
         return None;
     };
     let Some(end) = rest.find("\n---") else {
-        errors.push(err(1, "the front matter is not closed by a `---` line".into()));
+        errors.push(err(
+            1,
+            "the front matter is not closed by a `---` line".into(),
+        ));
         return None;
     };
     let yaml = &rest[..end + 1];
@@ -186,7 +195,10 @@ pub fn parse_article(path: &Path, text: &str, errors: &mut Vec<DataError>) -> Op
     ] {
         if let Some(v) = value {
             if chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_err() {
-                errors.push(err(line_of(text, key), format!("`{v}` is not a date like 2026-12-01")));
+                errors.push(err(
+                    line_of(text, key),
+                    format!("`{v}` is not a date like 2026-12-01"),
+                ));
             }
         }
     }
@@ -215,16 +227,28 @@ fn load_voices(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, Voic
             message,
         };
         if !["espeak-ng", "openai"].contains(&voice.engine.as_str()) {
-            errors.push(err("engine:", format!("engine `{}` must be espeak-ng or openai", voice.engine)));
+            errors.push(err(
+                "engine:",
+                format!("engine `{}` must be espeak-ng or openai", voice.engine),
+            ));
         }
         if !(80..=450).contains(&voice.rate) {
-            errors.push(err("rate:", format!("rate {} must be between 80 and 450", voice.rate)));
+            errors.push(err(
+                "rate:",
+                format!("rate {} must be between 80 and 450", voice.rate),
+            ));
         }
         if voice.pitch > 99 {
-            errors.push(err("pitch:", format!("pitch {} must be between 0 and 99", voice.pitch)));
+            errors.push(err(
+                "pitch:",
+                format!("pitch {} must be between 0 and 99", voice.pitch),
+            ));
         }
         if voices.contains_key(&voice.name) {
-            errors.push(err("name:", format!("voice `{}` is defined twice", voice.name)));
+            errors.push(err(
+                "name:",
+                format!("voice `{}` is defined twice", voice.name),
+            ));
         }
         voices.insert(voice.name.clone(), voice);
     }
@@ -247,7 +271,13 @@ mod tests {
     #[test]
     fn the_project_data_folders_are_valid() {
         let content = Content::load(&project_data()).unwrap_or_else(|e| {
-            panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         });
         assert!(!content.articles.is_empty());
         assert!(content.voices.contains_key("xiaoan"));
@@ -258,7 +288,10 @@ mod tests {
         let mut errors = Vec::new();
         let text = "---\nid: a\ntitle: T\naudience: everyone\n---\nbody\n";
         assert!(parse_article(Path::new("k/a.md"), text, &mut errors).is_none());
-        assert_eq!(errors[0].to_string(), "k/a.md:4: audience `everyone` must be customer or staff");
+        assert_eq!(
+            errors[0].to_string(),
+            "k/a.md:4: audience `everyone` must be customer or staff"
+        );
     }
 
     #[test]

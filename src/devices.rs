@@ -84,14 +84,26 @@ impl DeviceBroker {
     }
 
     /// Registers a connected peer that drives `devices`.
-    pub fn attach(&self, kiosk_id: &str, conn_id: u64, role: PeerRole, devices: Vec<String>, tx: PeerSender) {
+    pub fn attach(
+        &self,
+        kiosk_id: &str,
+        conn_id: u64,
+        role: PeerRole,
+        devices: Vec<String>,
+        tx: PeerSender,
+    ) {
         if devices.is_empty() {
             return;
         }
         let mut peers = self.peers.lock().unwrap();
         let list = peers.entry(kiosk_id.to_string()).or_default();
         list.retain(|p| p.conn_id != conn_id);
-        list.push(Peer { conn_id, role, devices, tx });
+        list.push(Peer {
+            conn_id,
+            role,
+            devices,
+            tx,
+        });
     }
 
     /// Forgets a peer and fails the calls it still owed.
@@ -112,7 +124,9 @@ impl DeviceBroker {
                 .filter(|(_, p)| p.conn_id == conn_id && p.kiosk_id == kiosk_id)
                 .map(|(id, _)| id.clone())
                 .collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
         };
         for p in owed {
             let _ = p.tx.send(Err(DeviceFailure::Disconnected));
@@ -224,7 +238,11 @@ impl DeviceBroker {
 
     fn count(&self, device: &str, outcome: &str) {
         // Device names come from peers; bound the label set.
-        let device = if device.len() <= 32 && device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        let device = if device.len() <= 32
+            && device
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             device
         } else {
             "other"
@@ -245,23 +263,42 @@ mod tests {
     async fn a_call_is_answered_by_the_matching_result_only() {
         let broker = std::sync::Arc::new(DeviceBroker::new(Metrics::new()));
         let (tx, mut rx) = mpsc::channel(4);
-        broker.attach("K1", 1, PeerRole::Devices, vec!["receipt_printer".into()], tx);
+        broker.attach(
+            "K1",
+            1,
+            PeerRole::Devices,
+            vec!["receipt_printer".into()],
+            tx,
+        );
         let b = broker.clone();
         let call = tokio::spawn(async move {
-            b.invoke("K1", "receipt_printer", "print", json!({}), Duration::from_secs(5)).await
+            b.invoke(
+                "K1",
+                "receipt_printer",
+                "print",
+                json!({}),
+                Duration::from_secs(5),
+            )
+            .await
         });
         let Some(ServerMessage::DeviceInvoke { call_id, .. }) = rx.recv().await else {
             panic!("no invoke")
         };
         // Another kiosk cannot answer it.
-        assert_eq!(broker.complete("K2", &call_id, Ok(json!({}))), Completion::Unknown);
+        assert_eq!(
+            broker.complete("K2", &call_id, Ok(json!({}))),
+            Completion::Unknown
+        );
         assert_eq!(
             broker.complete("K1", &call_id, Ok(json!({"printed": true}))),
             Completion::Delivered
         );
         assert_eq!(call.await.unwrap(), Ok(json!({"printed": true})));
         // A second answer to the same call is unknown.
-        assert_eq!(broker.complete("K1", &call_id, Ok(json!({}))), Completion::Unknown);
+        assert_eq!(
+            broker.complete("K1", &call_id, Ok(json!({}))),
+            Completion::Unknown
+        );
     }
 
     #[tokio::test]
@@ -270,13 +307,22 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         broker.attach("K1", 1, PeerRole::Screen, vec!["camera".into()], tx);
         let out = broker
-            .invoke("K1", "camera", "capture", json!({}), Duration::from_millis(50))
+            .invoke(
+                "K1",
+                "camera",
+                "capture",
+                json!({}),
+                Duration::from_millis(50),
+            )
             .await;
         assert_eq!(out, Err(DeviceFailure::Timeout(50)));
         let Some(ServerMessage::DeviceInvoke { call_id, .. }) = rx.recv().await else {
             panic!("no invoke")
         };
-        assert_eq!(broker.complete("K1", &call_id, Ok(json!({}))), Completion::Unknown);
+        assert_eq!(
+            broker.complete("K1", &call_id, Ok(json!({}))),
+            Completion::Unknown
+        );
     }
 
     #[tokio::test]
@@ -294,8 +340,20 @@ mod tests {
         let (screen_tx, mut screen_rx) = mpsc::channel(4);
         let (adapter_tx, mut adapter_rx) = mpsc::channel(4);
         broker.attach("K1", 1, PeerRole::Screen, vec!["camera".into()], screen_tx);
-        broker.attach("K1", 2, PeerRole::Devices, vec!["camera".into()], adapter_tx);
-        let call = broker.invoke("K1", "camera", "capture", json!({}), Duration::from_millis(20));
+        broker.attach(
+            "K1",
+            2,
+            PeerRole::Devices,
+            vec!["camera".into()],
+            adapter_tx,
+        );
+        let call = broker.invoke(
+            "K1",
+            "camera",
+            "capture",
+            json!({}),
+            Duration::from_millis(20),
+        );
         let _ = call.await;
         assert!(adapter_rx.try_recv().is_ok());
         assert!(screen_rx.try_recv().is_err());
@@ -308,7 +366,8 @@ mod tests {
         broker.attach("K1", 7, PeerRole::Devices, vec!["id_card".into()], tx);
         let b = broker.clone();
         let call = tokio::spawn(async move {
-            b.invoke("K1", "id_card", "read", json!({}), Duration::from_secs(5)).await
+            b.invoke("K1", "id_card", "read", json!({}), Duration::from_secs(5))
+                .await
         });
         rx.recv().await.unwrap();
         broker.detach("K1", 7);

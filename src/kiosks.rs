@@ -46,7 +46,9 @@ pub enum KioskAuth {
 pub fn validate_id(what: &'static str, value: &str) -> Result<(), KioskError> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -65,7 +67,12 @@ pub fn role_str(role: PeerRole) -> &'static str {
 }
 
 /// Registers the kiosk (if new) and issues a token for `role`; returns the plain token.
-pub async fn register(db: &Db, id: &str, branch: &str, role: PeerRole) -> Result<String, KioskError> {
+pub async fn register(
+    db: &Db,
+    id: &str,
+    branch: &str,
+    role: PeerRole,
+) -> Result<String, KioskError> {
     validate_id("kiosk id", id)?;
     validate_id("branch id", branch)?;
     let mut tx = db.pool.begin().await?;
@@ -81,12 +88,14 @@ pub async fn register(db: &Db, id: &str, branch: &str, role: PeerRole) -> Result
             }
         }
         None => {
-            sqlx::query("INSERT INTO kiosks (id, branch_id, enabled, created_at) VALUES ($1, $2, 1, $3)")
-                .bind(id)
-                .bind(branch)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO kiosks (id, branch_id, enabled, created_at) VALUES ($1, $2, 1, $3)",
+            )
+            .bind(id)
+            .bind(branch)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         }
     }
     let token = tokens::generate("ck_");
@@ -110,11 +119,13 @@ pub async fn revoke_tokens(db: &Db, id: &str) -> Result<u64, KioskError> {
     if kiosk.is_none() {
         return Err(KioskError::NotFound(id.into()));
     }
-    let done = sqlx::query("UPDATE kiosk_tokens SET revoked_at = $1 WHERE kiosk_id = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE kiosk_tokens SET revoked_at = $1 WHERE kiosk_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
     Ok(done.rows_affected())
 }
 

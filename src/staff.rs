@@ -47,9 +47,17 @@ pub enum StaffError {
 }
 
 /// Creates a staff account.
-pub async fn add_user(db: &Db, name: &str, roles: &str, password: &str) -> Result<StaffUser, StaffError> {
+pub async fn add_user(
+    db: &Db,
+    name: &str,
+    roles: &str,
+    password: &str,
+) -> Result<StaffUser, StaffError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(StaffError::InvalidName);
     }
     let roles = Role::parse_list(roles).map_err(StaffError::UnknownRole)?;
@@ -74,15 +82,26 @@ pub async fn add_user(db: &Db, name: &str, roles: &str, password: &str) -> Resul
     if inserted.rows_affected() == 0 {
         return Err(StaffError::Exists(name.into()));
     }
-    Ok(StaffUser { id, name: name.into(), roles })
+    Ok(StaffUser {
+        id,
+        name: name.into(),
+        roles,
+    })
 }
 
 /// Checks a name and password; on success issues a bearer token valid for `ttl_secs`.
-pub async fn login(db: &Db, name: &str, password: &str, ttl_secs: u64) -> Result<Option<(String, i64, StaffUser)>, StaffError> {
-    let row = sqlx::query("SELECT id, name, roles, password_hash FROM staff_users WHERE name = $1 AND enabled = 1")
-        .bind(name)
-        .fetch_optional(&db.pool)
-        .await?;
+pub async fn login(
+    db: &Db,
+    name: &str,
+    password: &str,
+    ttl_secs: u64,
+) -> Result<Option<(String, i64, StaffUser)>, StaffError> {
+    let row = sqlx::query(
+        "SELECT id, name, roles, password_hash FROM staff_users WHERE name = $1 AND enabled = 1",
+    )
+    .bind(name)
+    .fetch_optional(&db.pool)
+    .await?;
     let Some(row) = row else {
         // Spend the same effort as a real check so timing does not reveal which names exist.
         let _ = tokens::verify_password(password, DUMMY_PHC);

@@ -30,7 +30,11 @@ pub struct Application {
 pub fn load_content(settings: &Settings) -> anyhow::Result<Content> {
     Content::load(&settings.data).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the data files have {} problem(s):\n{}", list.len(), list.join("\n"))
+        anyhow::anyhow!(
+            "the data files have {} problem(s):\n{}",
+            list.len(),
+            list.join("\n")
+        )
     })
 }
 
@@ -73,7 +77,10 @@ impl Application {
 
     /// Serves until `stop` resolves, then drains kiosk sessions (bounded by
     /// `server.shutdown_grace_secs`).
-    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let router = crate::api::router(state.clone());
@@ -93,8 +100,14 @@ impl Application {
             .context("server")?;
         state.connections.close();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
-        if tokio::time::timeout(grace, state.connections.wait()).await.is_err() {
-            tracing::warn!(left = state.connections.len(), "kiosk connections still open after the grace period");
+        if tokio::time::timeout(grace, state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = state.connections.len(),
+                "kiosk connections still open after the grace period"
+            );
         }
         state.db.pool.close().await;
         tracing::info!("stopped");
@@ -129,7 +142,10 @@ pub async fn shutdown_signal() {
 pub fn raise_fd_limit() {
     #[cfg(unix)]
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max.min(1 << 20);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);

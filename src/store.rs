@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
@@ -64,7 +64,11 @@ impl Db {
         if backend == Backend::Sqlite {
             prepare_sqlite_path(&url).map_err(StoreError::Connect)?;
             if !url.contains("mode=") && !url.contains(":memory:") {
-                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
         let options = AnyConnectOptions::from_str(&url)

@@ -19,7 +19,8 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (once; later calls are ignored, which tests rely on).
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -59,17 +60,29 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("concierge".into()), None).expect("registry");
-        let sessions_open = IntGauge::new("sessions_open", "Screen sessions currently connected").unwrap();
-        let peers_open = IntGaugeVec::new(Opts::new("peers_open", "Connected kiosk peers by role"), &["role"]).unwrap();
-        let turns_total = IntCounterVec::new(Opts::new("turns_total", "Turns by outcome"), &["outcome"]).unwrap();
+        let sessions_open =
+            IntGauge::new("sessions_open", "Screen sessions currently connected").unwrap();
+        let peers_open = IntGaugeVec::new(
+            Opts::new("peers_open", "Connected kiosk peers by role"),
+            &["role"],
+        )
+        .unwrap();
+        let turns_total =
+            IntCounterVec::new(Opts::new("turns_total", "Turns by outcome"), &["outcome"]).unwrap();
         let stage_seconds = HistogramVec::new(
-            HistogramOpts::new("stage_seconds", "Latency of each turn stage in seconds").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            HistogramOpts::new("stage_seconds", "Latency of each turn stage in seconds").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
             &["stage"],
         )
         .unwrap();
-        let ws_errors_total = IntCounterVec::new(Opts::new("ws_errors_total", "Error frames sent, by code"), &["code"]).unwrap();
+        let ws_errors_total = IntCounterVec::new(
+            Opts::new("ws_errors_total", "Error frames sent, by code"),
+            &["code"],
+        )
+        .unwrap();
         let device_calls_total = IntCounterVec::new(
             Opts::new("device_calls_total", "Device calls by device and outcome"),
             &["device", "outcome"],

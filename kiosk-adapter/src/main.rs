@@ -14,7 +14,11 @@ use kiosk_adapter::sim::SimulatedDevices;
 #[command(version)]
 struct Args {
     /// Concierge's kiosk WebSocket.
-    #[arg(long, env = "KIOSK_ADAPTER_URL", default_value = "ws://127.0.0.1:8080/v1/kiosk/ws")]
+    #[arg(
+        long,
+        env = "KIOSK_ADAPTER_URL",
+        default_value = "ws://127.0.0.1:8080/v1/kiosk/ws"
+    )]
     url: String,
     /// The kiosk's id (the same as its screen's).
     #[arg(long, env = "KIOSK_ADAPTER_KIOSK")]
@@ -26,7 +30,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let config = PeerConfig {
         url: args.url,

@@ -33,7 +33,10 @@ pub enum PeerError {
 }
 
 /// Connects and serves device calls until the connection ends.
-pub async fn serve_once(config: &PeerConfig, devices: &Arc<SimulatedDevices>) -> Result<(), PeerError> {
+pub async fn serve_once(
+    config: &PeerConfig,
+    devices: &Arc<SimulatedDevices>,
+) -> Result<(), PeerError> {
     let (ws, _) = tokio_tungstenite::connect_async(config.url.as_str())
         .await
         .map_err(|e| PeerError::Connection(e.to_string()))?;
@@ -54,15 +57,32 @@ pub async fn serve_once(config: &PeerConfig, devices: &Arc<SimulatedDevices>) ->
             continue;
         };
         match msg {
-            ServerMessage::Welcome { .. } => tracing::info!(kiosk_id = %config.kiosk_id, "connected as device peer"),
-            ServerMessage::DeviceInvoke { call_id, device, action, args, .. } => {
+            ServerMessage::Welcome { .. } => {
+                tracing::info!(kiosk_id = %config.kiosk_id, "connected as device peer")
+            }
+            ServerMessage::DeviceInvoke {
+                call_id,
+                device,
+                action,
+                args,
+                ..
+            } => {
                 let result = devices.handle(&call_id, &device, &action, &args);
                 tracing::info!(%call_id, %device, %action, ok = result.is_ok(), "device call");
                 let (ok, data, error) = match result {
                     Ok(v) => (true, Some(v), None),
                     Err(e) => (false, None, Some(e)),
                 };
-                send(&mut tx, &ClientMessage::DeviceResult { call_id, ok, data, error }).await?;
+                send(
+                    &mut tx,
+                    &ClientMessage::DeviceResult {
+                        call_id,
+                        ok,
+                        data,
+                        error,
+                    },
+                )
+                .await?;
             }
             ServerMessage::Error { code, message } => {
                 use kiosk_protocol::ErrorCode::*;
@@ -118,6 +138,7 @@ fn jitter_fraction() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let mixed = (nanos as u64 ^ (std::process::id() as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mixed = (nanos as u64 ^ (std::process::id() as u64).rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> 11) as f64 / (1u64 << 53) as f64
 }

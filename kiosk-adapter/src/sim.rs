@@ -59,7 +59,13 @@ impl SimulatedDevices {
     }
 
     /// Runs a call; a repeated `call_id` returns the first result without acting again.
-    pub fn handle(&self, call_id: &str, device: &str, action: &str, args: &Value) -> Result<Value, DeviceError> {
+    pub fn handle(
+        &self,
+        call_id: &str,
+        device: &str,
+        action: &str,
+        args: &Value,
+    ) -> Result<Value, DeviceError> {
         if let Some(done) = self.results.lock().unwrap().get(call_id) {
             return done.clone();
         }
@@ -97,14 +103,22 @@ impl SimulatedDevices {
                 "valid_until": "2036-01-01",
                 "photo_hash": "sha256:5f1d0c7e",
             })),
-            ("card_reader", "read") => Ok(json!({"card_number": "6222021001123456789", "card_last4": "6789"})),
+            ("card_reader", "read") => {
+                Ok(json!({"card_number": "6222021001123456789", "card_last4": "6789"}))
+            }
             ("card_reader", "eject") | ("card_reader", "retain") => Ok(json!({"done": true})),
-            ("pin_pad", "enter_pin") => Ok(json!({"pin_block": "9A3F1C0B7E2D4A68", "format": "ISO-0"})),
+            ("pin_pad", "enter_pin") => {
+                Ok(json!({"pin_block": "9A3F1C0B7E2D4A68", "format": "ISO-0"}))
+            }
             ("receipt_printer", "print") | ("queue_printer", "print_ticket") => {
                 *self.printed.lock().unwrap() += 1;
-                Ok(json!({"printed": true, "fields": args.get("fields").cloned().unwrap_or(Value::Null)}))
+                Ok(
+                    json!({"printed": true, "fields": args.get("fields").cloned().unwrap_or(Value::Null)}),
+                )
             }
-            ("camera", "capture") => Ok(json!({"image_hash": "sha256:9b2e77aa", "width": 640, "height": 480})),
+            ("camera", "capture") => {
+                Ok(json!({"image_hash": "sha256:9b2e77aa", "width": 640, "height": 480}))
+            }
             ("card_dispenser", "dispense") => Ok(json!({"dispensed": true, "card_last4": "4321"})),
             _ => Err(DeviceError {
                 code: "unsupported_action".into(),
@@ -144,12 +158,17 @@ mod tests {
         d.fail_next("queue_printer", "paper_out");
         let first = d.handle("c1", "queue_printer", "print_ticket", &json!({}));
         assert_eq!(first.unwrap_err().code, "paper_out");
-        assert!(d.handle("c2", "queue_printer", "print_ticket", &json!({})).is_ok());
+        assert!(d
+            .handle("c2", "queue_printer", "print_ticket", &json!({}))
+            .is_ok());
     }
 
     #[test]
     fn an_unknown_action_is_an_error_not_a_panic() {
         let d = SimulatedDevices::new();
-        assert_eq!(d.handle("c", "camera", "fly", &json!({})).unwrap_err().code, "unsupported_action");
+        assert_eq!(
+            d.handle("c", "camera", "fly", &json!({})).unwrap_err().code,
+            "unsupported_action"
+        );
     }
 }

@@ -20,7 +20,10 @@ use crate::security::Role;
 use crate::state::AppState;
 
 /// Roles: admin.
-pub async fn list_kiosks(State(app): State<AppState>, staff: Staff) -> Result<Json<Value>, ApiError> {
+pub async fn list_kiosks(
+    State(app): State<AppState>,
+    staff: Staff,
+) -> Result<Json<Value>, ApiError> {
     staff.require(&[Role::Admin])?;
     let list = kiosks::list(&app.db).await?;
     let with_devices: Vec<Value> = list
@@ -55,14 +58,22 @@ pub async fn register_kiosk(
     tracing::info!(admin = %admin.name, kiosk_id = %body.id, "kiosk token issued");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": body.id, "branch": body.branch, "role": kiosks::role_str(body.role), "token": token})),
+        Json(
+            json!({"id": body.id, "branch": body.branch, "role": kiosks::role_str(body.role), "token": token}),
+        ),
     ))
 }
 
 /// Roles: admin. Revokes every token of a kiosk.
-pub async fn revoke_kiosk(State(app): State<AppState>, staff: Staff, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn revoke_kiosk(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let admin = staff.require(&[Role::Admin])?;
-    let revoked = kiosks::revoke_tokens(&app.db, &id).await.map_err(kiosk_error)?;
+    let revoked = kiosks::revoke_tokens(&app.db, &id)
+        .await
+        .map_err(kiosk_error)?;
     tracing::info!(admin = %admin.name, kiosk_id = %id, revoked, "kiosk tokens revoked");
     Ok(Json(json!({"id": id, "revoked": revoked})))
 }
@@ -88,23 +99,50 @@ pub async fn invoke_device(
     staff.require(&[Role::Admin])?;
     for (name, v) in [("device", &body.device), ("action", &body.action)] {
         if v.is_empty() || v.len() > 64 {
-            return Err(ApiError::BadRequest("invalid_body", format!("{name} must be 1-64 characters")));
+            return Err(ApiError::BadRequest(
+                "invalid_body",
+                format!("{name} must be 1-64 characters"),
+            ));
         }
     }
-    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(app.settings.kiosk.device_timeout_ms).clamp(100, 120_000));
-    match app.broker.invoke(&id, &body.device, &body.action, body.args, timeout).await {
+    let timeout = Duration::from_millis(
+        body.timeout_ms
+            .unwrap_or(app.settings.kiosk.device_timeout_ms)
+            .clamp(100, 120_000),
+    );
+    match app
+        .broker
+        .invoke(&id, &body.device, &body.action, body.args, timeout)
+        .await
+    {
         Ok(data) => Ok(Json(json!({"ok": true, "data": data}))),
         Err(DeviceFailure::Device(e)) => Ok(Json(json!({"ok": false, "error": e}))),
-        Err(e @ DeviceFailure::NoPeer(_)) => Err(ApiError::Conflict("device_not_connected", e.to_string())),
-        Err(e @ DeviceFailure::Timeout(_)) => Err(ApiError::Upstream("device_timeout", e.to_string(), StatusCode::GATEWAY_TIMEOUT)),
-        Err(e @ DeviceFailure::Disconnected) => Err(ApiError::Upstream("device_disconnected", e.to_string(), StatusCode::BAD_GATEWAY)),
+        Err(e @ DeviceFailure::NoPeer(_)) => {
+            Err(ApiError::Conflict("device_not_connected", e.to_string()))
+        }
+        Err(e @ DeviceFailure::Timeout(_)) => Err(ApiError::Upstream(
+            "device_timeout",
+            e.to_string(),
+            StatusCode::GATEWAY_TIMEOUT,
+        )),
+        Err(e @ DeviceFailure::Disconnected) => Err(ApiError::Upstream(
+            "device_disconnected",
+            e.to_string(),
+            StatusCode::BAD_GATEWAY,
+        )),
     }
 }
 
 /// Roles: teller, remote_expert, admin. The masked transcript of a session.
-pub async fn transcript(State(app): State<AppState>, staff: Staff, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn transcript(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     staff.require(&[Role::Teller, Role::RemoteExpert, Role::Admin])?;
-    let session = store::load(&app.db, &id).await?.ok_or(ApiError::NotFound("session"))?;
+    let session = store::load(&app.db, &id)
+        .await?
+        .ok_or(ApiError::NotFound("session"))?;
     let lines = store::transcript(&app.db, &id).await?;
     Ok(Json(json!({
         "session_id": session.id,

@@ -45,7 +45,10 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
 impl FromRequestParts<AppState> for Staff {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let user = staff::authenticate(&app.db, &token)
             .await?
@@ -62,9 +65,15 @@ pub struct LoginBody {
 }
 
 /// Any role (public route): exchanges a name and password for a bearer token.
-pub async fn login(State(app): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> Result<Json<Value>, ApiError> {
+pub async fn login(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
     if body.name.len() > 256 || body.password.len() > 256 {
-        return Err(ApiError::BadRequest("invalid_body", "name or password too long".into()));
+        return Err(ApiError::BadRequest(
+            "invalid_body",
+            "name or password too long".into(),
+        ));
     }
     let ttl = app.settings.auth.staff_token_ttl_secs;
     match staff::login(&app.db, &body.name, &body.password, ttl).await {

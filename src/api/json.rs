@@ -21,12 +21,18 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match &rejection {
-                JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::BadRequest("body_too_large", format!("the body exceeds {} bytes", super::MAX_BODY_BYTES))
+                JsonRejection::BytesRejection(_)
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    ApiError::BadRequest(
+                        "body_too_large",
+                        format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
+                    )
                 }
-                JsonRejection::MissingJsonContentType(_) => {
-                    ApiError::BadRequest("invalid_body", "send Content-Type: application/json".into())
-                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest(
+                    "invalid_body",
+                    "send Content-Type: application/json".into(),
+                ),
                 _ => ApiError::BadRequest("invalid_body", rejection.body_text()),
             }),
         }

@@ -13,14 +13,22 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Kiosk peers (token in `hello` or `Authorization: Bearer`).
-pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if !super::origin::allowed(&headers, &app.settings.server.allowed_origins) {
         tracing::warn!(origin = ?headers.get("origin"), "websocket origin refused");
         return ApiError::Forbidden.into_response();
     }
     if app.shutdown.is_cancelled() {
-        return ApiError::Upstream("shutting_down", "the server is shutting down".into(), axum::http::StatusCode::SERVICE_UNAVAILABLE)
-            .into_response();
+        return ApiError::Upstream(
+            "shutting_down",
+            "the server is shutting down".into(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response();
     }
     let k = &app.settings.kiosk;
     // The transport refuses only frames far beyond our limits; frames between our limit and
@@ -35,13 +43,17 @@ pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSoc
 
 fn adapt(
     socket: WebSocket,
-) -> impl futures_util::Stream<Item = Result<Frame, axum::Error>> + futures_util::Sink<Frame, Error = axum::Error> + Send {
+) -> impl futures_util::Stream<Item = Result<Frame, axum::Error>>
+       + futures_util::Sink<Frame, Error = axum::Error>
+       + Send {
     socket
         .map(|m| {
             m.map(|m| match m {
                 Message::Text(t) => Frame::Text(t.to_string()),
                 Message::Binary(b) => Frame::Binary(b.to_vec()),
-                Message::Close(c) => Frame::Close(c.as_ref().map(|c| c.code).unwrap_or(1005), String::new()),
+                Message::Close(c) => {
+                    Frame::Close(c.as_ref().map(|c| c.code).unwrap_or(1005), String::new())
+                }
                 Message::Ping(_) | Message::Pong(_) => Frame::Control,
             })
         })
@@ -49,7 +61,10 @@ fn adapt(
             Ok::<_, axum::Error>(match f {
                 Frame::Text(t) => Message::Text(t.into()),
                 Frame::Binary(b) => Message::Binary(b.into()),
-                Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                Frame::Close(code, reason) => Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
                 Frame::Control => Message::Ping(Vec::new().into()),
             })
         })

@@ -36,29 +36,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/me", get(auth::me))
-        .route("/v1/admin/kiosks", get(admin::list_kiosks).post(admin::register_kiosk))
+        .route(
+            "/v1/admin/kiosks",
+            get(admin::list_kiosks).post(admin::register_kiosk),
+        )
         .route("/v1/admin/kiosks/{id}/revoke", post(admin::revoke_kiosk))
-        .route("/v1/admin/kiosks/{id}/devices/invoke", post(admin::invoke_device))
+        .route(
+            "/v1/admin/kiosks/{id}/devices/invoke",
+            post(admin::invoke_device),
+        )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
         .fallback(|| async { ApiError::NotFound("route") })
-        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let path = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "unmatched".into());
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string();
-                tracing::info_span!("request", method = %req.method(), path, request_id = id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "unmatched".into());
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", method = %req.method(), path, request_id = id)
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -76,6 +83,10 @@ async fn count_responses(State(app): State<AppState>, req: Request, next: Next) 
         .http_responses_total
         .with_label_values(&[&route, response.status().as_str()])
         .inc();
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, status = response.status().as_u16(), "response");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        status = response.status().as_u16(),
+        "response"
+    );
     response
 }

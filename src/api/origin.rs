@@ -20,9 +20,9 @@ pub fn allowed(headers: &HeaderMap, allowlist: &[String]) -> bool {
         .map(str::to_ascii_lowercase);
     allowlist.iter().any(|allowed| match allowed.as_str() {
         "*" => true,
-        "self" => host.as_ref().is_some_and(|h| {
-            origin == format!("http://{h}") || origin == format!("https://{h}")
-        }),
+        "self" => host
+            .as_ref()
+            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}")),
         other => other.trim_end_matches('/').eq_ignore_ascii_case(&origin),
     })
 }
@@ -43,15 +43,27 @@ mod tests {
     #[test]
     fn self_admits_pages_of_this_server_only() {
         let list = vec!["self".to_string()];
-        assert!(allowed(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &list));
-        assert!(!allowed(&headers(Some("http://evil.example"), "127.0.0.1:8080"), &list));
+        assert!(allowed(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            &list
+        ));
+        assert!(!allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            &list
+        ));
         assert!(allowed(&headers(None, "127.0.0.1:8080"), &list));
     }
 
     #[test]
     fn listed_origins_match_without_trailing_slash_or_case() {
         let list = vec!["https://Kiosk.Bank.example/".to_string()];
-        assert!(allowed(&headers(Some("https://kiosk.bank.example"), "x"), &list));
-        assert!(!allowed(&headers(Some("https://kiosk.bank.example.evil"), "x"), &list));
+        assert!(allowed(
+            &headers(Some("https://kiosk.bank.example"), "x"),
+            &list
+        ));
+        assert!(!allowed(
+            &headers(Some("https://kiosk.bank.example.evil"), "x"),
+            &list
+        ));
     }
 }

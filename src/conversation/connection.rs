@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use kiosk_protocol::{decode_client, ClientMessage, ErrorCode, Limits, PeerRole, ServerMessage, AUDIO_SAMPLE_RATE, PROTOCOL_VERSION};
+use kiosk_protocol::{
+    decode_client, ClientMessage, ErrorCode, Limits, PeerRole, ServerMessage, AUDIO_SAMPLE_RATE,
+    PROTOCOL_VERSION,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -58,7 +61,12 @@ where
     let (out_tx, out_rx) = mpsc::channel::<ServerMessage>(64);
     let close_with = Arc::new(Mutex::new((close::NORMAL, String::new())));
     let writer = tokio::spawn(write_loop(sink, out_rx, close_with.clone()));
-    let span = tracing::info_span!("kiosk_conn", conn_id, kiosk_id = tracing::field::Empty, session_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "kiosk_conn",
+        conn_id,
+        kiosk_id = tracing::field::Empty,
+        session_id = tracing::field::Empty
+    );
     Connection {
         app,
         conn_id,
@@ -72,8 +80,11 @@ where
     let _ = writer.await;
 }
 
-async fn write_loop<K>(mut sink: K, mut rx: mpsc::Receiver<ServerMessage>, close_with: Arc<Mutex<(u16, String)>>)
-where
+async fn write_loop<K>(
+    mut sink: K,
+    mut rx: mpsc::Receiver<ServerMessage>,
+    close_with: Arc<Mutex<(u16, String)>>,
+) where
     K: Sink<Frame> + Unpin,
 {
     while let Some(msg) = rx.recv().await {
@@ -123,41 +134,73 @@ impl Connection {
             _ = self.app.shutdown.cancelled() => return self.finish(close::GOING_AWAY, "shutdown"),
         };
         let hello = match first {
-            Ok(Some(Ok(Frame::Text(text)))) if text.len() <= k.max_text_frame_bytes => decode_client(&text),
+            Ok(Some(Ok(Frame::Text(text)))) if text.len() <= k.max_text_frame_bytes => {
+                decode_client(&text)
+            }
             Ok(Some(Ok(Frame::Text(_)))) => {
                 self.error(ErrorCode::TextFrameTooLarge, "消息过大。").await;
                 return self.finish(close::POLICY, "text frame too large");
             }
-            Ok(Some(Ok(Frame::Close(..)))) | Ok(None) | Ok(Some(Err(_))) => return self.finish(close::NORMAL, ""),
+            Ok(Some(Ok(Frame::Close(..)))) | Ok(None) | Ok(Some(Err(_))) => {
+                return self.finish(close::NORMAL, "")
+            }
             Ok(Some(Ok(_))) => Err(kiosk_protocol::DecodeError::Malformed("binary".into())),
             Err(_) => {
-                self.error(ErrorCode::HelloRequired, "连接后请先发送 hello。").await;
+                self.error(ErrorCode::HelloRequired, "连接后请先发送 hello。")
+                    .await;
                 return self.finish(close::POLICY, "hello timeout");
             }
         };
-        let Ok(ClientMessage::Hello { kiosk_id, token, session_id, role, capabilities }) = hello else {
-            self.error(ErrorCode::HelloRequired, "连接后的第一条消息必须是 hello。").await;
+        let Ok(ClientMessage::Hello {
+            kiosk_id,
+            token,
+            session_id,
+            role,
+            capabilities,
+        }) = hello
+        else {
+            self.error(ErrorCode::HelloRequired, "连接后的第一条消息必须是 hello。")
+                .await;
             return self.finish(close::POLICY, "hello required");
         };
-        let Some(peer) = self.authenticate(&kiosk_id, token.or(bearer).as_deref(), role).await else {
+        let Some(peer) = self
+            .authenticate(&kiosk_id, token.or(bearer).as_deref(), role)
+            .await
+        else {
             return;
         };
         tracing::Span::current().record("kiosk_id", peer.kiosk_id.as_str());
 
         let devices = DeviceBroker::devices_in(&capabilities);
         let role_label = kiosks::role_str(peer.role);
-        self.app.metrics.peers_open.with_label_values(&[role_label]).inc();
-        self.app.broker.attach(&peer.kiosk_id, self.conn_id, peer.role, devices, self.out.clone());
+        self.app
+            .metrics
+            .peers_open
+            .with_label_values(&[role_label])
+            .inc();
+        self.app.broker.attach(
+            &peer.kiosk_id,
+            self.conn_id,
+            peer.role,
+            devices,
+            self.out.clone(),
+        );
         match peer.role {
             PeerRole::Screen => self.serve_screen(&mut stream, &peer, session_id).await,
             PeerRole::Devices => {
                 self.welcome(None, false).await;
-                let end = self.read_loop(&mut stream, &peer, None, &CancellationToken::new()).await;
+                let end = self
+                    .read_loop(&mut stream, &peer, None, &CancellationToken::new())
+                    .await;
                 self.tell(end).await;
             }
         }
         self.app.broker.detach(&peer.kiosk_id, self.conn_id);
-        self.app.metrics.peers_open.with_label_values(&[role_label]).dec();
+        self.app
+            .metrics
+            .peers_open
+            .with_label_values(&[role_label])
+            .dec();
     }
 
     async fn serve_screen<R, E>(&mut self, stream: &mut R, peer: &Peer, session_id: Option<String>)
@@ -173,7 +216,13 @@ impl Connection {
         let kick = CancellationToken::new();
         self.app
             .hub
-            .take_over(&session.id, &peer.kiosk_id, self.conn_id, kick.clone(), in_tx.clone())
+            .take_over(
+                &session.id,
+                &peer.kiosk_id,
+                self.conn_id,
+                kick.clone(),
+                in_tx.clone(),
+            )
             .await;
         // Re-read after taking over: a replaced connection may have finished a turn meanwhile.
         let state = match store::load(&self.app.db, &session.id).await {
@@ -199,8 +248,15 @@ impl Connection {
             if !resumed {
                 let mut opened = state.clone();
                 opened.last_reply = Some(reply.clone());
-                let line = store::NewLine { speaker: store::Speaker::Bot, kind: "text", text: &reply.text, turn_id: Some(&turn_id) };
-                if let Err(e) = store::record(&self.app.db, &session.id, &[line], Some(&opened), None).await {
+                let line = store::NewLine {
+                    speaker: store::Speaker::Bot,
+                    kind: "text",
+                    text: &reply.text,
+                    turn_id: Some(&turn_id),
+                };
+                if let Err(e) =
+                    store::record(&self.app.db, &session.id, &[line], Some(&opened), None).await
+                {
                     tracing::error!(error = %e, "opening line could not be stored");
                 }
             }
@@ -234,21 +290,31 @@ impl Connection {
         self.app.hub.release(&session.id, self.conn_id);
         self.app.metrics.sessions_open.dec();
         match (worker_end, end) {
-            (WorkerEnd::Ended(reason), _) => self.tell(ReaderEnd::Tell(reason, close::NORMAL)).await,
+            (WorkerEnd::Ended(reason), _) => {
+                self.tell(ReaderEnd::Tell(reason, close::NORMAL)).await
+            }
             (WorkerEnd::Detached, Some(end)) => self.tell(end).await,
             (WorkerEnd::Detached, None) => {}
         }
     }
 
     /// Checks the kiosk and its token; on failure sends the error and closes.
-    async fn authenticate(&mut self, kiosk_id: &str, token: Option<&str>, role: PeerRole) -> Option<Peer> {
+    async fn authenticate(
+        &mut self,
+        kiosk_id: &str,
+        token: Option<&str>,
+        role: PeerRole,
+    ) -> Option<Peer> {
         if kiosks::validate_id("kiosk id", kiosk_id).is_err() {
             self.error(ErrorCode::UnknownKiosk, "未登记的设备。").await;
             self.finish(close::POLICY, "unknown kiosk");
             return None;
         }
         match kiosks::authenticate(&self.app.db, kiosk_id, token, role).await {
-            Ok(KioskAuth::Ok(k)) => Some(Peer { kiosk_id: k.id, role }),
+            Ok(KioskAuth::Ok(k)) => Some(Peer {
+                kiosk_id: k.id,
+                role,
+            }),
             Ok(KioskAuth::UnknownKiosk) => {
                 tracing::warn!(kiosk_id, "hello from an unknown kiosk");
                 self.error(ErrorCode::UnknownKiosk, "未登记的设备。").await;
@@ -257,13 +323,15 @@ impl Connection {
             }
             Ok(KioskAuth::BadToken) => {
                 tracing::warn!(kiosk_id, "hello with a wrong or revoked token");
-                self.error(ErrorCode::Unauthorized, "设备凭证无效或已吊销。").await;
+                self.error(ErrorCode::Unauthorized, "设备凭证无效或已吊销。")
+                    .await;
                 self.finish(close::POLICY, "unauthorized");
                 None
             }
             Err(e) => {
                 tracing::error!(error = %e, "kiosk authentication failed");
-                self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。").await;
+                self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。")
+                    .await;
                 self.finish(close::GOING_AWAY, "internal");
                 None
             }
@@ -272,7 +340,11 @@ impl Connection {
 
     /// Resumes the requested session when it is this kiosk's, live and not idle too long;
     /// otherwise starts a new one. Another kiosk's session is refused.
-    async fn open_session(&mut self, peer: &Peer, requested: Option<String>) -> Option<(SessionRecord, bool)> {
+    async fn open_session(
+        &mut self,
+        peer: &Peer,
+        requested: Option<String>,
+    ) -> Option<(SessionRecord, bool)> {
         let db = &self.app.db;
         let idle_ms = (self.app.settings.kiosk.session_idle_timeout_secs * 1000) as i64;
         let existing = match requested.as_deref().filter(|id| id.len() <= 64) {
@@ -282,11 +354,14 @@ impl Connection {
         let result = match existing {
             Ok(Some(s)) if s.kiosk_id != peer.kiosk_id => {
                 tracing::warn!(session_id = %s.id, owner = %s.kiosk_id, "resume of another kiosk's session refused");
-                self.error(ErrorCode::SessionForbidden, "该会话不属于本设备。").await;
+                self.error(ErrorCode::SessionForbidden, "该会话不属于本设备。")
+                    .await;
                 self.finish(close::POLICY, "session forbidden");
                 return None;
             }
-            Ok(Some(s)) if s.status == store::ACTIVE && now_ms() - s.updated_at <= idle_ms => Ok((s, true)),
+            Ok(Some(s)) if s.status == store::ACTIVE && now_ms() - s.updated_at <= idle_ms => {
+                Ok((s, true))
+            }
             Ok(Some(s)) => {
                 if s.status == store::ACTIVE {
                     let _ = store::record(db, &s.id, &[], None, Some("expired")).await;
@@ -296,7 +371,8 @@ impl Connection {
             Ok(None) => Err(String::new()),
             Err(e) => {
                 tracing::error!(error = %e, "session lookup failed");
-                self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。").await;
+                self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。")
+                    .await;
                 self.finish(close::GOING_AWAY, "internal");
                 return None;
             }
@@ -312,7 +388,8 @@ impl Connection {
                     Ok(s) => Some((s, false)),
                     Err(e) => {
                         tracing::error!(error = %e, "session could not be created");
-                        self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。").await;
+                        self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。")
+                            .await;
                         self.finish(close::GOING_AWAY, "internal");
                         None
                     }
@@ -352,21 +429,25 @@ impl Connection {
                 Some(Ok(f)) => f,
             };
             if !self.limits_bucket.take() {
-                self.error(ErrorCode::RateLimited, "操作太频繁，请稍后再试。").await;
+                self.error(ErrorCode::RateLimited, "操作太频繁，请稍后再试。")
+                    .await;
                 continue;
             }
             let text = match frame {
                 Frame::Binary(bytes) => {
                     if bytes.len() > limits.max_binary_frame_bytes {
-                        self.error(ErrorCode::BinaryFrameTooLarge, "音频帧过大。").await;
+                        self.error(ErrorCode::BinaryFrameTooLarge, "音频帧过大。")
+                            .await;
                     } else if let Some(total) = audio.as_mut() {
                         *total += bytes.len();
                         if *total > max_audio {
                             audio = None;
-                            self.error(ErrorCode::AudioTooLong, "这段话太长了，请说得简短一些。").await;
+                            self.error(ErrorCode::AudioTooLong, "这段话太长了，请说得简短一些。")
+                                .await;
                         }
                     } else {
-                        self.error(ErrorCode::InvalidAudio, "发送音频前请先发送 audio.start。").await;
+                        self.error(ErrorCode::InvalidAudio, "发送音频前请先发送 audio.start。")
+                            .await;
                     }
                     continue;
                 }
@@ -381,10 +462,13 @@ impl Connection {
                 Ok(m) => m,
                 Err(e) => {
                     let code = e.code();
-                    self.error(code, match code {
-                        ErrorCode::UnknownMessageType => "不支持的消息类型。",
-                        _ => "消息格式不正确。",
-                    })
+                    self.error(
+                        code,
+                        match code {
+                            ErrorCode::UnknownMessageType => "不支持的消息类型。",
+                            _ => "消息格式不正确。",
+                        },
+                    )
                     .await;
                     continue;
                 }
@@ -398,12 +482,14 @@ impl Connection {
                     | ClientMessage::SessionClose { .. }
             );
             if screen_only && peer.role != PeerRole::Screen {
-                self.error(ErrorCode::NotAllowedForRole, "设备端不能发送会话消息。").await;
+                self.error(ErrorCode::NotAllowedForRole, "设备端不能发送会话消息。")
+                    .await;
                 continue;
             }
             let input = match msg {
                 ClientMessage::Hello { .. } => {
-                    self.error(ErrorCode::HelloRequired, "hello 只需发送一次。").await;
+                    self.error(ErrorCode::HelloRequired, "hello 只需发送一次。")
+                        .await;
                     None
                 }
                 ClientMessage::Ping { nonce } => {
@@ -413,7 +499,8 @@ impl Connection {
                 ClientMessage::UserText { text } => {
                     let chars = text.trim().chars().count();
                     if chars == 0 || chars > limits.max_user_text_chars {
-                        self.error(ErrorCode::InvalidText, "文字不能为空，也不能太长。").await;
+                        self.error(ErrorCode::InvalidText, "文字不能为空，也不能太长。")
+                            .await;
                         None
                     } else {
                         Some(Input::Text(text.trim().to_string()))
@@ -431,18 +518,25 @@ impl Connection {
                     if sample_rate == AUDIO_SAMPLE_RATE {
                         audio = Some(0);
                     } else {
-                        self.error(ErrorCode::InvalidAudio, "音频须为 16 kHz 单声道 PCM16。").await;
+                        self.error(ErrorCode::InvalidAudio, "音频须为 16 kHz 单声道 PCM16。")
+                            .await;
                     }
                     None
                 }
                 ClientMessage::AudioEnd => match audio.take() {
                     Some(bytes) => Some(Input::Audio { bytes }),
                     None => {
-                        self.error(ErrorCode::InvalidAudio, "没有进行中的语音。").await;
+                        self.error(ErrorCode::InvalidAudio, "没有进行中的语音。")
+                            .await;
                         None
                     }
                 },
-                ClientMessage::DeviceResult { call_id, ok, data, error } => {
+                ClientMessage::DeviceResult {
+                    call_id,
+                    ok,
+                    data,
+                    error,
+                } => {
                     let result = if ok {
                         Ok(data.unwrap_or(serde_json::Value::Null))
                     } else {
@@ -451,15 +545,22 @@ impl Connection {
                             message: "device reported failure without details".into(),
                         }))
                     };
-                    if self.app.broker.complete(&peer.kiosk_id, &call_id, result) == Completion::Unknown {
+                    if self.app.broker.complete(&peer.kiosk_id, &call_id, result)
+                        == Completion::Unknown
+                    {
                         tracing::warn!(call_id = %call_id.chars().take(64).collect::<String>(), "device result for no pending call");
-                        self.error(ErrorCode::UnknownCallId, "没有等待中的该设备调用（可能已超时）。").await;
+                        self.error(
+                            ErrorCode::UnknownCallId,
+                            "没有等待中的该设备调用（可能已超时）。",
+                        )
+                        .await;
                     }
                     None
                 }
                 ClientMessage::DeviceEvent { device, event, .. } => {
                     if device.len() > 64 || event.len() > 64 {
-                        self.error(ErrorCode::MalformedMessage, "设备事件字段过长。").await;
+                        self.error(ErrorCode::MalformedMessage, "设备事件字段过长。")
+                            .await;
                         None
                     } else {
                         tracing::info!(%device, %event, "device event");
@@ -480,7 +581,8 @@ impl Connection {
             };
             if let (Some(input), Some(tx)) = (input, inputs) {
                 if tx.try_send(input).is_err() {
-                    self.error(ErrorCode::RateLimited, "请稍等，上一句话还在处理中。").await;
+                    self.error(ErrorCode::RateLimited, "请稍等，上一句话还在处理中。")
+                        .await;
                 }
             }
         }
@@ -504,13 +606,28 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: &str) {
-        self.app.metrics.ws_errors_total.with_label_values(&[code.as_str()]).inc();
-        let _ = self.out.send(ServerMessage::Error { code, message: message.into() }).await;
+        self.app
+            .metrics
+            .ws_errors_total
+            .with_label_values(&[code.as_str()])
+            .inc();
+        let _ = self
+            .out
+            .send(ServerMessage::Error {
+                code,
+                message: message.into(),
+            })
+            .await;
     }
 
     async fn tell(&self, end: ReaderEnd) {
         if let ReaderEnd::Tell(reason, code) = end {
-            let _ = self.out.send(ServerMessage::SessionEnd { reason: reason.clone() }).await;
+            let _ = self
+                .out
+                .send(ServerMessage::SessionEnd {
+                    reason: reason.clone(),
+                })
+                .await;
             self.finish(code, &reason);
         }
     }
@@ -541,7 +658,8 @@ impl TokenBucket {
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -15,7 +15,8 @@ struct Live {
     conn_id: u64,
     kiosk_id: String,
     kick: CancellationToken,
-    inputs: mpsc::Sender<Input>,
+    /// Weak, so the hub never keeps a finished session's worker alive.
+    inputs: mpsc::WeakSender<Input>,
 }
 
 /// The registry of live sessions.
@@ -35,7 +36,12 @@ impl Hub {
         kick: CancellationToken,
         inputs: mpsc::Sender<Input>,
     ) {
-        let old = self.live.lock().unwrap().get(session_id).map(|l| (l.conn_id, l.kick.clone()));
+        let old = self
+            .live
+            .lock()
+            .unwrap()
+            .get(session_id)
+            .map(|l| (l.conn_id, l.kick.clone()));
         if let Some((old_conn, old_kick)) = old {
             old_kick.cancel();
             for _ in 0..200 {
@@ -57,7 +63,7 @@ impl Hub {
                 conn_id,
                 kiosk_id: kiosk_id.to_string(),
                 kick,
-                inputs,
+                inputs: inputs.downgrade(),
             },
         );
     }
@@ -77,7 +83,7 @@ impl Hub {
             .unwrap()
             .values()
             .filter(|l| l.kiosk_id == kiosk_id)
-            .map(|l| l.inputs.clone())
+            .filter_map(|l| l.inputs.upgrade())
             .collect()
     }
 

@@ -63,7 +63,12 @@ pub const ACTIVE: &str = "active";
 pub const ENDED: &str = "ended";
 
 /// Creates a session in state `active`.
-pub async fn create(db: &Db, kiosk_id: &str, branch_id: &str, state: &SessionState) -> Result<SessionRecord, sqlx::Error> {
+pub async fn create(
+    db: &Db,
+    kiosk_id: &str,
+    branch_id: &str,
+    state: &SessionState,
+) -> Result<SessionRecord, sqlx::Error> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     sqlx::query(
@@ -90,10 +95,12 @@ pub async fn create(db: &Db, kiosk_id: &str, branch_id: &str, state: &SessionSta
 
 /// Loads a session by id.
 pub async fn load(db: &Db, id: &str) -> Result<Option<SessionRecord>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, kiosk_id, branch_id, status, state, updated_at FROM sessions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, kiosk_id, branch_id, status, state, updated_at FROM sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
     Ok(row.map(|r| SessionRecord {
         id: r.get(0),
         kiosk_id: r.get(1),
@@ -116,11 +123,12 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
-    let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM transcript_lines WHERE session_id = $1")
-        .bind(session_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+    let next: i64 =
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM transcript_lines WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
     for (i, line) in lines.iter().enumerate() {
         sqlx::query(
             "INSERT INTO transcript_lines (session_id, seq, at, speaker, kind, text, turn_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -135,7 +143,10 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
     }
-    let turns = lines.iter().filter(|l| l.speaker == Speaker::Customer).count() as i64;
+    let turns = lines
+        .iter()
+        .filter(|l| l.speaker == Speaker::Customer)
+        .count() as i64;
     match (state, end) {
         (Some(state), None) => {
             sqlx::query("UPDATE sessions SET state = $1, updated_at = $2, turn_count = turn_count + $3 WHERE id = $4")

@@ -19,11 +19,18 @@ pub enum Input {
     Text(String),
     Choice(String),
     /// An utterance of this many bytes of 16 kHz PCM16 ended.
-    Audio { bytes: usize },
+    Audio {
+        bytes: usize,
+    },
     /// A device reported something (card inserted, paper out).
-    DeviceEvent { device: String, event: String },
+    DeviceEvent {
+        device: String,
+        event: String,
+    },
     /// The customer closed the session.
-    Close { reason: Option<String> },
+    Close {
+        reason: Option<String>,
+    },
 }
 
 /// How the worker ended the session, if it did.
@@ -64,21 +71,39 @@ impl Worker {
             Input::Audio { bytes } => {
                 let ms = bytes / 32;
                 let note = format!("收到语音 {ms} 毫秒，语音识别未开启，未能识别");
-                let lines = [NewLine { speaker: Speaker::System, kind: "audio", text: &note, turn_id: Some(turn_id) }];
+                let lines = [NewLine {
+                    speaker: Speaker::System,
+                    kind: "audio",
+                    text: &note,
+                    turn_id: Some(turn_id),
+                }];
                 self.store(&lines, None, None).await;
-                self.error(ErrorCode::AsrUnavailable, "语音识别暂未开启，请直接输入文字或点选屏幕上的按钮。")
-                    .await;
+                self.error(
+                    ErrorCode::AsrUnavailable,
+                    "语音识别暂未开启，请直接输入文字或点选屏幕上的按钮。",
+                )
+                .await;
                 None
             }
             Input::DeviceEvent { device, event } => {
                 let text = format!("{device}: {event}");
-                let lines = [NewLine { speaker: Speaker::System, kind: "device_event", text: &text, turn_id: None }];
+                let lines = [NewLine {
+                    speaker: Speaker::System,
+                    kind: "device_event",
+                    text: &text,
+                    turn_id: None,
+                }];
                 self.store(&lines, None, None).await;
                 None
             }
             Input::Close { reason } => {
                 let text = format!("客户结束会话（{}）", reason.as_deref().unwrap_or("closed"));
-                let lines = [NewLine { speaker: Speaker::System, kind: "session", text: &text, turn_id: None }];
+                let lines = [NewLine {
+                    speaker: Speaker::System,
+                    kind: "session",
+                    text: &text,
+                    turn_id: None,
+                }];
                 self.store(&lines, None, Some("closed")).await;
                 Some("closed".into())
             }
@@ -99,15 +124,28 @@ impl Worker {
         let mut next = self.state.clone();
         let reply = engine.respond(&mut next, understood.as_ref());
         metrics.observe("dialog", dialog_started);
-        tracing::info!(intent = understood.as_ref().map(|m| m.name.as_str()).unwrap_or("-"), "turn understood");
+        tracing::info!(
+            intent = understood.as_ref().map(|m| m.name.as_str()).unwrap_or("-"),
+            "turn understood"
+        );
 
         let (kind, said) = match &input {
             TurnInput::Text(t) => ("text", t.as_str()),
             TurnInput::Choice(v) => ("choice", v.as_str()),
         };
         let lines = [
-            NewLine { speaker: Speaker::Customer, kind, text: said, turn_id: Some(turn_id) },
-            NewLine { speaker: Speaker::Bot, kind: "text", text: &reply.text, turn_id: Some(turn_id) },
+            NewLine {
+                speaker: Speaker::Customer,
+                kind,
+                text: said,
+                turn_id: Some(turn_id),
+            },
+            NewLine {
+                speaker: Speaker::Bot,
+                kind: "text",
+                text: &reply.text,
+                turn_id: Some(turn_id),
+            },
         ];
         let end = reply.end_session.then_some("completed");
         let store_started = Instant::now();
@@ -115,7 +153,11 @@ impl Worker {
         metrics.observe("store", store_started);
         if !stored {
             metrics.turns_total.with_label_values(&["error"]).inc();
-            self.error(ErrorCode::Internal, "系统繁忙，刚才的话没能记录下来，请再说一次。").await;
+            self.error(
+                ErrorCode::Internal,
+                "系统繁忙，刚才的话没能记录下来，请再说一次。",
+            )
+            .await;
             return None;
         }
         self.state = next;
@@ -140,15 +182,27 @@ impl Worker {
     }
 
     async fn error(&self, code: ErrorCode, message: &str) {
-        self.app.metrics.ws_errors_total.with_label_values(&[code.as_str()]).inc();
+        self.app
+            .metrics
+            .ws_errors_total
+            .with_label_values(&[code.as_str()])
+            .inc();
         let _ = self
             .out
-            .send(ServerMessage::Error { code, message: message.to_string() })
+            .send(ServerMessage::Error {
+                code,
+                message: message.to_string(),
+            })
             .await;
     }
 
     /// Stores lines; a failure is logged (masked) so the line is never lost silently.
-    async fn store(&self, lines: &[NewLine<'_>], state: Option<&SessionState>, end: Option<&str>) -> bool {
+    async fn store(
+        &self,
+        lines: &[NewLine<'_>],
+        state: Option<&SessionState>,
+        end: Option<&str>,
+    ) -> bool {
         match store::record(&self.app.db, &self.session_id, lines, state, end).await {
             Ok(()) => true,
             Err(e) => {

@@ -143,14 +143,20 @@ impl DialogData {
                     errors.push(DataError {
                         file: intents_path.clone(),
                         line: kw_line,
-                        message: format!("keyword `{kw}` of `{}` is empty after normalisation", intent.name),
+                        message: format!(
+                            "keyword `{kw}` of `{}` is empty after normalisation",
+                            intent.name
+                        ),
                     });
                 } else if let Some(other) = keyword_owner.insert(norm, intent.name.clone()) {
                     if other != intent.name {
                         errors.push(DataError {
                             file: intents_path.clone(),
                             line: kw_line,
-                            message: format!("keyword `{kw}` is claimed by both `{other}` and `{}`", intent.name),
+                            message: format!(
+                                "keyword `{kw}` is claimed by both `{other}` and `{}`",
+                                intent.name
+                            ),
                         });
                     }
                 }
@@ -186,8 +192,15 @@ impl DialogData {
                 if !nlu::is_intent(&choice.intent) {
                     errors.push(DataError {
                         file: responses_path.clone(),
-                        line: line_of_after(&responses_text, &format!("intent: {}", choice.intent), line),
-                        message: format!("choice `{}` points at unknown intent `{}`", choice.label, choice.intent),
+                        line: line_of_after(
+                            &responses_text,
+                            &format!("intent: {}", choice.intent),
+                            line,
+                        ),
+                        message: format!(
+                            "choice `{}` points at unknown intent `{}`",
+                            choice.label, choice.intent
+                        ),
                     });
                 }
             }
@@ -296,7 +309,13 @@ mod tests {
     fn the_project_dialogs_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs");
         let data = DialogData::load(&dir).unwrap_or_else(|e| {
-            panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         });
         assert!(data.intents.len() >= 8);
     }
@@ -312,13 +331,19 @@ mod tests {
         let errors = DialogData::load(dir.path()).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].line, 4);
-        assert!(errors[0].to_string().contains("intents.yaml:4: unknown intent `greeet`"));
+        assert!(errors[0]
+            .to_string()
+            .contains("intents.yaml:4: unknown intent `greeet`"));
     }
 
     #[test]
     fn a_yaml_syntax_error_carries_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "intents:\n  - name: greet\n    keywords: [你好\n", GOOD_RESPONSES);
+        write(
+            dir.path(),
+            "intents:\n  - name: greet\n    keywords: [你好\n",
+            GOOD_RESPONSES,
+        );
         let errors = DialogData::load(dir.path()).unwrap_err();
         assert!(errors[0].line >= 3, "{errors:?}");
     }
@@ -333,8 +358,17 @@ mod tests {
         );
         let errors = DialogData::load(dir.path()).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|e| e.contains("missing the required response `unsupported`")), "{text:?}");
-        assert!(text.iter().any(|e| e.contains("responses.yaml:6: choice `跳舞` points at unknown intent `dance`")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.contains("missing the required response `unsupported`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e
+                    .contains("responses.yaml:6: choice `跳舞` points at unknown intent `dance`")),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use kiosk_protocol::{Choice, Ui};
 use serde::{Deserialize, Serialize};
 
 use super::data::{DialogData, ResponseSpec};
-use crate::nlu::rules::{IntentMatch, KeywordRules};
 use crate::nlu::is_intent;
+use crate::nlu::rules::{IntentMatch, KeywordRules};
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
@@ -60,11 +60,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(data: &DialogData) -> Engine {
-        let rules = KeywordRules::new(data.intents.iter().flat_map(|i| {
-            i.keywords
+        let rules = KeywordRules::new(
+            data.intents
                 .iter()
-                .map(move |k| (k.clone(), i.name.clone()))
-        }));
+                .flat_map(|i| i.keywords.iter().map(move |k| (k.clone(), i.name.clone()))),
+        );
         Engine {
             rules,
             responses: data.responses.clone(),
@@ -119,7 +119,11 @@ impl Engine {
     }
 
     /// Both steps at once (tests, `concierge nlu`).
-    pub fn turn(&self, state: &mut SessionState, input: &TurnInput) -> (Option<IntentMatch>, BotReply) {
+    pub fn turn(
+        &self,
+        state: &mut SessionState,
+        input: &TurnInput,
+    ) -> (Option<IntentMatch>, BotReply) {
         let understood = self.understand(input);
         let reply = self.respond(state, understood.as_ref());
         (understood, reply)
@@ -146,7 +150,8 @@ mod tests {
     use std::path::Path;
 
     fn engine() -> Engine {
-        let data = DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
+        let data =
+            DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
         Engine::new(&data)
     }
 
@@ -168,7 +173,10 @@ mod tests {
         let (_, second) = e.turn(&mut s, &TurnInput::Text("叽里咕噜".into()));
         assert_ne!(first, second);
         let choices = second.ui.unwrap().choices;
-        assert!(choices.iter().any(|c| c.value == "handoff.teller"), "{choices:?}");
+        assert!(
+            choices.iter().any(|c| c.value == "handoff.teller"),
+            "{choices:?}"
+        );
     }
 
     #[test]

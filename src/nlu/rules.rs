@@ -76,8 +76,14 @@ mod tests {
 
     #[test]
     fn the_longest_phrase_wins() {
-        assert_eq!(rules().classify("我想取消预约").unwrap().name, "appointment.cancel");
-        assert_eq!(rules().classify("我想预约").unwrap().name, "appointment.book");
+        assert_eq!(
+            rules().classify("我想取消预约").unwrap().name,
+            "appointment.cancel"
+        );
+        assert_eq!(
+            rules().classify("我想预约").unwrap().name,
+            "appointment.book"
+        );
     }
 
     #[test]

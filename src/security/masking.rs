@@ -99,13 +99,25 @@ mod tests {
 
     #[test]
     fn card_numbers_keep_bin_and_last_four_even_when_grouped() {
-        assert_eq!(mask_pii("卡号6222021001123456789"), "卡号622202*********6789");
-        assert_eq!(mask_pii("卡号 6222 0210 0112 3456"), "卡号 622202******3456");
+        assert_eq!(
+            mask_pii("卡号6222021001123456789"),
+            "卡号622202*********6789"
+        );
+        assert_eq!(
+            mask_pii("卡号 6222 0210 0112 3456"),
+            "卡号 622202******3456"
+        );
     }
 
     #[test]
     fn ordinary_numbers_are_left_alone() {
-        for s in ["转账5000元", "明天上午10点", "2026-11-25", "排队号A023", "密码123456"] {
+        for s in [
+            "转账5000元",
+            "明天上午10点",
+            "2026-11-25",
+            "排队号A023",
+            "密码123456",
+        ] {
             assert_eq!(mask_pii(s), s);
         }
     }

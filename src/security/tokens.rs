@@ -2,7 +2,9 @@
 //! SHA-256 hash (they are high-entropy, so a fast hash is enough); staff passwords are
 //! low-entropy and are stored as argon2id PHC strings.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;

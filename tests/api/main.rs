@@ -1,0 +1,11 @@
+//! Concierge's integration tests: one binary, each test with its own app on port 0 and its
+//! own database, talking to it the way clients do (real HTTP, real WebSocket).
+//! Set TEST_LOG=1 to see the app's logs.
+
+mod helpers;
+
+mod cli;
+mod http;
+mod kiosk_ws;
+mod sessions;
+mod storage;

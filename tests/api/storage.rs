@@ -1,0 +1,209 @@
+//! The storage contract, run on SQLite and on PostgreSQL alike.
+
+use concierge::conversation::store::{self as sessions, NewLine, Speaker};
+use concierge::dialog::SessionState;
+use concierge::kiosks::{self, KioskAuth};
+use concierge::staff;
+use concierge::store::{Backend, Db};
+use kiosk_protocol::PeerRole;
+use secrecy::SecretString;
+
+use crate::helpers::{fresh_database, Engine};
+
+async fn open(engine: Engine) -> (Db, tempfile::TempDir) {
+    let (url, dir) = fresh_database(engine).await;
+    let db = Db::connect(&SecretString::from(url), 4).await.unwrap();
+    db.migrate().await.unwrap();
+    (db, dir)
+}
+
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Postgres).await })*
+        }
+    };
+}
+
+on_both_engines!(
+    migrations_are_idempotent,
+    kiosk_tokens_are_stored_hashed_and_checked,
+    staff_passwords_and_tokens_work,
+    sessions_and_transcripts_round_trip,
+    a_failed_turn_write_leaves_no_half_turn,
+);
+
+async fn migrations_are_idempotent(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    db.migrate().await.unwrap();
+    assert!(db.ping().await);
+    assert_eq!(
+        db.backend,
+        if engine == Engine::Sqlite {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    );
+}
+
+async fn kiosk_tokens_are_stored_hashed_and_checked(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    let token = kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM kiosk_tokens")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], token);
+    assert!(matches!(
+        kiosks::authenticate(&db, "K1", Some(&token), PeerRole::Screen)
+            .await
+            .unwrap(),
+        KioskAuth::Ok(_)
+    ));
+    assert_eq!(
+        kiosks::authenticate(&db, "K1", Some(&token), PeerRole::Devices)
+            .await
+            .unwrap(),
+        KioskAuth::BadToken
+    );
+    assert_eq!(
+        kiosks::authenticate(&db, "K2", Some(&token), PeerRole::Screen)
+            .await
+            .unwrap(),
+        KioskAuth::UnknownKiosk
+    );
+    assert!(matches!(
+        kiosks::register(&db, "K1", "B2", PeerRole::Screen).await,
+        Err(kiosks::KioskError::BranchMismatch(..))
+    ));
+    assert_eq!(kiosks::revoke_tokens(&db, "K1").await.unwrap(), 1);
+    assert_eq!(
+        kiosks::authenticate(&db, "K1", Some(&token), PeerRole::Screen)
+            .await
+            .unwrap(),
+        KioskAuth::BadToken
+    );
+    assert_eq!(kiosks::list(&db).await.unwrap().len(), 1);
+}
+
+async fn staff_passwords_and_tokens_work(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    staff::add_user(&db, "bob", "teller", "a long password")
+        .await
+        .unwrap();
+    assert!(matches!(
+        staff::add_user(&db, "bob", "teller", "a long password").await,
+        Err(staff::StaffError::Exists(_))
+    ));
+    assert!(matches!(
+        staff::add_user(&db, "eve", "boss", "a long password").await,
+        Err(staff::StaffError::UnknownRole(_))
+    ));
+    assert!(matches!(
+        staff::add_user(&db, "eve", "teller", "short").await,
+        Err(staff::StaffError::WeakPassword)
+    ));
+    assert!(staff::login(&db, "bob", "wrong password", 60)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(staff::login(&db, "nobody", "a long password", 60)
+        .await
+        .unwrap()
+        .is_none());
+    let (token, _, user) = staff::login(&db, "bob", "a long password", 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staff::authenticate(&db, &token).await.unwrap(), Some(user));
+    let (expired, _, _) = staff::login(&db, "bob", "a long password", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staff::authenticate(&db, &expired).await.unwrap(), None);
+    staff::logout(&db, &token).await.unwrap();
+    assert_eq!(staff::authenticate(&db, &token).await.unwrap(), None);
+}
+
+async fn sessions_and_transcripts_round_trip(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let s = sessions::create(&db, "K1", "B1", &SessionState::default())
+        .await
+        .unwrap();
+    let state = SessionState {
+        misunderstood: 1,
+        ..SessionState::default()
+    };
+    let lines = [
+        NewLine {
+            speaker: Speaker::Customer,
+            kind: "text",
+            text: "手机13812345678",
+            turn_id: Some("t1"),
+        },
+        NewLine {
+            speaker: Speaker::Bot,
+            kind: "text",
+            text: "好的",
+            turn_id: Some("t1"),
+        },
+    ];
+    sessions::record(&db, &s.id, &lines, Some(&state), None)
+        .await
+        .unwrap();
+    sessions::record(&db, &s.id, &lines[..1], None, Some("completed"))
+        .await
+        .unwrap();
+    let loaded = sessions::load(&db, &s.id).await.unwrap().unwrap();
+    assert_eq!(loaded.state, state);
+    assert_eq!(loaded.status, "ended");
+    let t = sessions::transcript(&db, &s.id).await.unwrap();
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].text, "手机138****5678");
+    assert_eq!(t[0].turn_id.as_deref(), Some("t1"));
+    assert_eq!(t.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let turns: i64 = sqlx::query_scalar("SELECT turn_count FROM sessions WHERE id = $1")
+        .bind(&s.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(turns, 2);
+}
+
+async fn a_failed_turn_write_leaves_no_half_turn(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let s = sessions::create(&db, "K1", "B1", &SessionState::default())
+        .await
+        .unwrap();
+    let lines = [NewLine {
+        speaker: Speaker::Customer,
+        kind: "text",
+        text: "你好",
+        turn_id: None,
+    }];
+    sessions::record(&db, &s.id, &lines, None, None)
+        .await
+        .unwrap();
+    // A transcript line for a session that does not exist violates the foreign key: the
+    // whole write is refused and nothing of it is kept.
+    let err = sessions::record(&db, "no-such-session", &lines, None, None).await;
+    assert!(err.is_err());
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transcript_lines")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
