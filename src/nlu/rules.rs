@@ -26,7 +26,7 @@ impl KeywordRules {
             .map(|(phrase, intent)| (normalize(&phrase), intent))
             .filter(|(p, _)| !p.is_empty())
             .collect();
-        phrases.sort_by(|a, b| b.0.chars().count().cmp(&a.0.chars().count()));
+        phrases.sort_by_key(|p| std::cmp::Reverse(p.0.chars().count()));
         KeywordRules { phrases }
     }
 

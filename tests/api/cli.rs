@@ -182,7 +182,7 @@ fn user_add_reads_the_password_from_stdin() {
 }
 
 #[tokio::test]
-async fn chat_holds_a_session_and_answers_device_requests() {
+async fn chat_holds_a_session_and_a_second_chat_resumes_it() {
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +255,57 @@ async fn chat_holds_a_session_and_answers_device_requests() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("（已恢复）"), "{stdout}");
+}
 
-    // Device requests reach chat's simulated devices when it is the kiosk's only device peer.
-    let _ = app;
+#[tokio::test]
+async fn chat_answers_device_requests_from_its_simulated_devices() {
+    let app = spawn_app().await;
+    let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
+    let admin = app.staff("ops", "admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let session_file = dir.path().join("chat.session");
+    let mut child = concierge()
+        .args([
+            "chat",
+            "--url",
+            &app.http(""),
+            "--kiosk",
+            "K001",
+            "--token",
+            &token,
+            "--session-file",
+        ])
+        .arg(&session_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !app.state.broker.devices_of("K001").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(app.http("/v1/admin/kiosks/K001/devices/invoke"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"device": "queue_printer", "action": "print_ticket"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["ok"], true, "{body}");
+    child.stdin.take().unwrap().write_all(b"/quit\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[设备] queue_printer.print_ticket 完成（模拟）"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[会话结束：closed]"), "{stdout}");
 }

@@ -71,8 +71,6 @@ pub async fn fresh_postgres() -> String {
 pub struct TestApp {
     pub port: u16,
     pub state: AppState,
-    pub database_url: String,
-    pub data_root: PathBuf,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
@@ -111,8 +109,6 @@ pub async fn spawn_on(
     TestApp {
         port,
         state,
-        database_url: database_url.to_string(),
-        data_root: data_root.to_path_buf(),
         stop,
         handle,
         _dir: None,
