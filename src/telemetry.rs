@@ -29,7 +29,7 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
         LogFormat::Json => builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init(),
     };
 }

@@ -56,7 +56,7 @@ impl Worker {
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> WorkerEnd {
         while let Some(input) = inputs.recv().await {
             let turn_id = uuid::Uuid::new_v4().to_string();
-            let span = tracing::info_span!("turn", %turn_id, session_id = %self.session_id, kiosk_id = %self.kiosk_id);
+            let span = tracing::info_span!("turn", %turn_id);
             if let Some(end) = self.handle(input, &turn_id).instrument(span).await {
                 return WorkerEnd::Ended(end);
             }
@@ -110,7 +110,6 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all)]
     async fn turn(&mut self, input: TurnInput, turn_id: &str) -> Option<String> {
         let metrics = self.app.metrics.clone();
         let started = Instant::now();
