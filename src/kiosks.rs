@@ -75,7 +75,7 @@ pub async fn register(
 ) -> Result<String, KioskError> {
     validate_id("kiosk id", id)?;
     validate_id("branch id", branch)?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let existing = sqlx::query("SELECT branch_id FROM kiosks WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)

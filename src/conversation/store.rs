@@ -122,7 +122,7 @@ pub async fn record(
     end: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let next: i64 =
         sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM transcript_lines WHERE session_id = $1")
             .bind(session_id)

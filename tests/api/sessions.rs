@@ -202,3 +202,44 @@ async fn shutdown_lets_the_turn_in_flight_finish_and_then_ends_sessions() {
     stopping.await.unwrap();
     assert!(state.shutdown.is_cancelled());
 }
+
+/// Many sessions writing at once on SQLite: every opening and every turn is stored (a
+/// deferred transaction that reads then writes used to fail with "database is locked").
+#[tokio::test]
+async fn concurrent_sessions_on_sqlite_lose_no_transcript_line() {
+    let app = spawn_app().await;
+    let token = app.kiosk("K100", "B001", PeerRole::Screen).await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let url = app.ws_url();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut k = Kiosk::connect(&url).await;
+            let (sid, _) = k.hello("K100", &token, None).await;
+            k.recv_type("bot.say").await;
+            for _ in 0..3 {
+                k.say("你好").await;
+            }
+            sid
+        }));
+    }
+    let mut sessions = Vec::new();
+    for t in tasks {
+        sessions.push(t.await.expect("session task"));
+    }
+    let admin = app.staff("boss", "teller").await;
+    let client = reqwest::Client::new();
+    for sid in sessions {
+        let lines: serde_json::Value = client
+            .get(app.http(&format!("/v1/sessions/{sid}/transcript")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = lines["lines"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(n, 7, "opening + 3 × (user, bot) for {sid}: {lines}");
+    }
+}
