@@ -71,6 +71,30 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Understand utterances offline: prints one JSON object per line (intent, ranking,
+    /// slots, risk), one per input text. Trains the classifier once, so `--file` with
+    /// thousands of lines costs one start-up.
+    Nlu {
+        /// Utterances to understand.
+        #[arg(value_name = "TEXT")]
+        texts: Vec<String>,
+        /// Read utterances from FILE, one per line (`-` for standard input).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Reference time for dates such as 明天 (RFC 3339; default: now, branch time).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+    },
+    /// Train the intent classifier from dialogs/ and report how it did; with --eval, also
+    /// its accuracy on a labelled set kept out of training (tests/nlu/heldout.yaml).
+    Train {
+        /// A labelled set in the examples/ format to evaluate on.
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+        /// Print every utterance the model got wrong.
+        #[arg(long)]
+        misses: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,8 +185,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Loads `dialogs/` and trains the understanding.
+fn build_nlu(settings: &Settings) -> anyhow::Result<crate::nlu::Nlu> {
+    let content = startup::load_content(settings)?;
+    crate::nlu::Nlu::new(&content.dialogs)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet = matches!(cli.command, Command::Chat(_) | Command::Bench(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Chat(_) | Command::Bench(_) | Command::Nlu { .. } | Command::Train { .. }
+    );
     telemetry::init_tracing(
         cli.log_format,
         if quiet { "warn" } else { "info,sqlx=warn" },
@@ -278,6 +311,76 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Chat(args) => crate::chat::run(args).await,
+        Command::Nlu {
+            ref texts,
+            ref file,
+            ref now,
+        } => {
+            let settings = Settings::load(&overrides(None))?;
+            let nlu = build_nlu(&settings)?;
+            let now = match now {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .with_context(|| format!("--now `{t}` is not an RFC 3339 time"))?,
+                None => crate::clock::now_local(),
+            };
+            let mut inputs: Vec<String> = texts.clone();
+            if let Some(path) = file {
+                let content = if path.as_os_str() == "-" {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                } else {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                };
+                inputs.extend(content.lines().map(str::to_string));
+            }
+            if inputs.is_empty() {
+                anyhow::bail!("give utterances as arguments or with --file FILE");
+            }
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for text in &inputs {
+                let parse = nlu.parse(text, now);
+                serde_json::to_writer(&mut out, &parse)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train { ref eval, misses } => {
+            let settings = Settings::load(&overrides(None))?;
+            let nlu = build_nlu(&settings)?;
+            let r = &nlu.report;
+            println!(
+                "trained on {} examples in {} ms; final loss {:.4}; temperature {:.2}",
+                r.examples, r.millis, r.final_loss, r.temperature
+            );
+            if let Some(path) = eval {
+                let set = crate::nlu::read_labelled(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let e = nlu.evaluate(&set, crate::clock::now_local());
+                println!(
+                    "{}: accuracy {}/{} = {:.1} %; sure (confidence ≥ {}) on {} of which {} right ({:.1} %); ECE {:.3}",
+                    path.display(),
+                    e.correct,
+                    e.total,
+                    100.0 * e.accuracy,
+                    nlu.threshold,
+                    e.sure,
+                    e.sure_correct,
+                    100.0 * e.sure_correct as f32 / e.sure.max(1) as f32,
+                    e.ece
+                );
+                if misses {
+                    for (text, want, got, p) in &e.misses {
+                        println!("  {text}\texpected {want}\tgot {got} ({p:.2})");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Kiosks(args)) => {
             startup::raise_fd_limit();
             crate::bench::run(args).await

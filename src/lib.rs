@@ -27,6 +27,7 @@ pub mod api;
 pub mod bench;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod content;
 pub mod conversation;

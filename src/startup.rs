@@ -54,7 +54,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let metrics = Metrics::new();
         let state = AppState {
-            engine: Arc::new(Engine::new(&content.dialogs)),
+            engine: Arc::new(Engine::new(&content.dialogs)?),
             content: Arc::new(content),
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod json;
 pub mod kiosk_ws;
+pub mod nlu;
 pub mod origin;
 
 use std::time::Instant;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::invoke_device),
         )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
+        .route("/v1/nlu/parse", post(nlu::parse))
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -124,7 +124,14 @@ impl Worker {
         let reply = engine.respond(&mut next, understood.as_ref());
         metrics.observe("dialog", dialog_started);
         tracing::info!(
-            intent = understood.as_ref().map(|m| m.name.as_str()).unwrap_or("-"),
+            intent = understood
+                .as_ref()
+                .map(|m| m.intent.name.as_str())
+                .unwrap_or("-"),
+            confidence = understood
+                .as_ref()
+                .map(|m| m.intent.confidence)
+                .unwrap_or(0.0),
             "turn understood"
         );
 

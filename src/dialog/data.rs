@@ -1,4 +1,6 @@
-//! Loads and validates `dialogs/intents.yaml` and `dialogs/responses.yaml`.
+//! Loads and validates `dialogs/`: `intents.yaml` (exact phrases and service words per
+//! intent), `examples/*.yaml` (training examples), `risk.yaml` (risk-flag patterns) and
+//! `responses.yaml`.
 //!
 //! Every problem is reported as `file:line: message`, and all problems are reported at once,
 //! so an operator fixes a file in one pass.
@@ -13,7 +15,13 @@ use serde::Deserialize;
 use crate::nlu;
 
 /// Responses the engine needs besides the per-intent ones.
-pub const REQUIRED_RESPONSES: [&str; 4] = ["welcome", "fallback", "offer_human", "unsupported"];
+pub const REQUIRED_RESPONSES: [&str; 5] = [
+    "welcome",
+    "fallback",
+    "offer_human",
+    "unsupported",
+    "fraud_warning",
+];
 
 /// Largest data file we read, so a stray huge file cannot exhaust memory.
 pub const MAX_DATA_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -77,13 +85,55 @@ struct IntentsFile {
 #[serde(deny_unknown_fields)]
 pub struct IntentSpec {
     pub name: String,
-    /// Phrases that make this intent certain.
+    /// Whole utterances that make this intent certain ("挂失", "转人工"): when the customer
+    /// says exactly this (after normalisation), the classifier is not asked.
     #[serde(default)]
-    pub keywords: Vec<String>,
-    /// How customers say it (training data for the classifier).
+    pub exact: Vec<String>,
+    /// Phrases that name this service inside another request ("预约开户" → the `service`
+    /// slot is `account.open`).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// How customers say it (training data for the classifier), besides `examples/`.
     #[serde(default)]
     pub examples: Vec<String>,
 }
+
+/// One training example and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub intent: String,
+    pub text: String,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExamplesFile {
+    examples: BTreeMap<String, Vec<String>>,
+}
+
+/// A risk flag as written in `risk.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSpec {
+    pub name: String,
+    #[serde(default)]
+    pub why: String,
+    pub patterns: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RiskFile {
+    flags: Vec<RiskSpec>,
+}
+
+/// Fewest examples per intent the classifier is trained with (checked when `examples/`
+/// exists).
+pub const MIN_EXAMPLES_PER_INTENT: usize = 25;
+/// Longest example, in characters.
+pub const MAX_EXAMPLE_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +146,10 @@ struct ResponsesFile {
 pub struct DialogData {
     pub intents: Vec<IntentSpec>,
     pub responses: BTreeMap<String, ResponseSpec>,
+    /// Every training example: `examples/*.yaml` and inline `examples` of `intents.yaml`.
+    pub examples: Vec<Example>,
+    /// Risk flags with their compiled patterns.
+    pub risk: Vec<(RiskSpec, Vec<regex::Regex>)>,
 }
 
 impl DialogData {
@@ -136,15 +190,15 @@ impl DialogData {
             if seen.insert(intent.name.clone(), line).is_some() {
                 errors.push(err(format!("intent `{}` is declared twice", intent.name)));
             }
-            for kw in &intent.keywords {
-                let norm = nlu::rules::normalize(kw);
+            for kw in intent.exact.iter().chain(&intent.services) {
+                let norm = nlu::normalize::normalize(kw).matching;
                 let kw_line = line_of_after(&intents_text, kw, line);
                 if norm.is_empty() {
                     errors.push(DataError {
                         file: intents_path.clone(),
                         line: kw_line,
                         message: format!(
-                            "keyword `{kw}` of `{}` is empty after normalisation",
+                            "phrase `{kw}` of `{}` is empty after normalisation",
                             intent.name
                         ),
                     });
@@ -154,7 +208,7 @@ impl DialogData {
                             file: intents_path.clone(),
                             line: kw_line,
                             message: format!(
-                                "keyword `{kw}` is claimed by both `{other}` and `{}`",
+                                "phrase `{kw}` is claimed by both `{other}` and `{}`",
                                 intent.name
                             ),
                         });
@@ -205,15 +259,180 @@ impl DialogData {
                 }
             }
         }
+        let mut examples = load_examples(
+            dir,
+            &intents.intents,
+            &intents_path,
+            &intents_text,
+            &mut errors,
+        );
+        examples.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        let risk = load_risk(&dir.join("risk.yaml"), &mut errors);
         if errors.is_empty() {
             Ok(DialogData {
                 intents: intents.intents,
                 responses: responses.responses,
+                examples,
+                risk,
             })
         } else {
             Err(errors)
         }
     }
+}
+
+/// Loads `dir/examples/*.yaml` (if the folder exists) plus inline examples, checking
+/// intent names, duplicates across intents, length and the minimum count per intent.
+fn load_examples(
+    dir: &Path,
+    intents: &[IntentSpec],
+    intents_path: &Path,
+    intents_text: &str,
+    errors: &mut Vec<DataError>,
+) -> Vec<Example> {
+    let mut out = Vec::new();
+    for intent in intents {
+        let line = line_of(intents_text, &format!("name: {}", intent.name));
+        for text in &intent.examples {
+            out.push(Example {
+                intent: intent.name.clone(),
+                text: text.clone(),
+                file: intents_path.to_path_buf(),
+                line: line_of_after(intents_text, text, line),
+            });
+        }
+    }
+    let folder = dir.join("examples");
+    if !folder.is_dir() {
+        return out;
+    }
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect(),
+        Err(e) => {
+            errors.push(DataError {
+                file: folder.clone(),
+                line: 1,
+                message: format!("cannot read folder: {e}"),
+            });
+            return out;
+        }
+    };
+    files.sort();
+    let mut owner: BTreeMap<String, (String, PathBuf, usize)> = BTreeMap::new();
+    for file in files {
+        let Some(text) = read_data_file(&file, errors) else {
+            continue;
+        };
+        let Some(parsed) = parse_yaml::<ExamplesFile>(&file, &text, errors) else {
+            continue;
+        };
+        for (intent, list) in parsed.examples {
+            let intent_line = line_of(&text, &format!("{intent}:"));
+            if !nlu::is_intent(&intent) {
+                errors.push(DataError {
+                    file: file.clone(),
+                    line: intent_line,
+                    message: format!(
+                        "unknown intent `{intent}` (the intent names are fixed; see DESIGN.md)"
+                    ),
+                });
+                continue;
+            }
+            for example in list {
+                let line = line_of_after(&text, &example, intent_line);
+                let err = |message: String| DataError {
+                    file: file.clone(),
+                    line,
+                    message,
+                };
+                let key = nlu::normalize::normalize(&example).matching;
+                if key.is_empty() {
+                    errors.push(err(format!(
+                        "example `{example}` is empty after normalisation"
+                    )));
+                    continue;
+                }
+                if example.chars().count() > MAX_EXAMPLE_CHARS {
+                    errors.push(err(format!(
+                        "example is longer than {MAX_EXAMPLE_CHARS} characters"
+                    )));
+                    continue;
+                }
+                if let Some((other, other_file, other_line)) =
+                    owner.insert(key, (intent.clone(), file.clone(), line))
+                {
+                    if other != intent {
+                        errors.push(err(format!(
+                            "example `{example}` is labelled `{intent}` here but `{other}` at {}:{other_line}",
+                            other_file.display()
+                        )));
+                    }
+                }
+                out.push(Example {
+                    intent: intent.clone(),
+                    text: example,
+                    file: file.clone(),
+                    line,
+                });
+            }
+        }
+    }
+    for name in nlu::INTENTS {
+        let n = out.iter().filter(|e| e.intent == name).count();
+        if n < MIN_EXAMPLES_PER_INTENT {
+            errors.push(DataError {
+                file: folder.clone(),
+                line: 1,
+                message: format!(
+                    "intent `{name}` has {n} examples; the classifier needs at least {MIN_EXAMPLES_PER_INTENT}"
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Loads `risk.yaml` (optional) and compiles its patterns.
+fn load_risk(path: &Path, errors: &mut Vec<DataError>) -> Vec<(RiskSpec, Vec<regex::Regex>)> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let Some(text) = read_data_file(path, errors) else {
+        return Vec::new();
+    };
+    let Some(file) = parse_yaml::<RiskFile>(path, &text, errors) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for flag in file.flags {
+        let line = line_of(&text, &format!("name: {}", flag.name));
+        let mut compiled = Vec::new();
+        for pattern in &flag.patterns {
+            match regex::Regex::new(pattern) {
+                Ok(re) => compiled.push(re),
+                Err(e) => errors.push(DataError {
+                    file: path.to_path_buf(),
+                    line: line_of_after(&text, pattern, line),
+                    message: format!(
+                        "pattern of `{}` is not a valid regular expression: {e}",
+                        flag.name
+                    ),
+                }),
+            }
+        }
+        if flag.patterns.is_empty() {
+            errors.push(DataError {
+                file: path.to_path_buf(),
+                line,
+                message: format!("flag `{}` has no patterns", flag.name),
+            });
+        }
+        out.push((flag, compiled));
+    }
+    out
 }
 
 /// Reads a UTF-8 data file no larger than [`MAX_DATA_FILE_BYTES`].
@@ -303,7 +522,7 @@ mod tests {
         std::fs::write(dir.join("responses.yaml"), responses).unwrap();
     }
 
-    const GOOD_RESPONSES: &str = "responses:\n  welcome:\n    text: 您好\n  fallback:\n    text: 没听懂\n  offer_human:\n    text: 转人工？\n  unsupported:\n    text: 请到柜台\n";
+    const GOOD_RESPONSES: &str = "responses:\n  welcome:\n    text: 您好\n  fallback:\n    text: 没听懂\n  offer_human:\n    text: 转人工？\n  unsupported:\n    text: 请到柜台\n  fraud_warning:\n    text: 小心诈骗\n";
 
     #[test]
     fn the_project_dialogs_load() {
@@ -325,7 +544,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
-            "intents:\n  - name: greet\n    keywords: [你好]\n  - name: greeet\n    keywords: [嗨]\n",
+            "intents:\n  - name: greet\n    exact: [你好]\n  - name: greeet\n    exact: [嗨]\n",
             GOOD_RESPONSES,
         );
         let errors = DialogData::load(dir.path()).unwrap_err();
@@ -341,7 +560,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
-            "intents:\n  - name: greet\n    keywords: [你好\n",
+            "intents:\n  - name: greet\n    exact: [你好\n",
             GOOD_RESPONSES,
         );
         let errors = DialogData::load(dir.path()).unwrap_err();
@@ -349,11 +568,41 @@ mod tests {
     }
 
     #[test]
+    fn bad_examples_and_risk_patterns_are_reported_with_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "intents:\n  - name: greet\n", GOOD_RESPONSES);
+        std::fs::create_dir_all(dir.path().join("examples")).unwrap();
+        std::fs::write(
+            dir.path().join("examples/a.yaml"),
+            "examples:\n  greet:\n    - 你好呀\n  thanks:\n    - 谢谢\n    - 你好呀\n  teleport:\n    - 传送\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("risk.yaml"),
+            "flags:\n  - name: fraud_suspected\n    patterns:\n      - 安全账户\n      - (未闭合\n",
+        )
+        .unwrap();
+        let errors = DialogData::load(dir.path()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| text.iter().any(|e| e.contains(needle));
+        assert!(has("a.yaml:7: unknown intent `teleport`"), "{text:?}");
+        assert!(
+            has("a.yaml:6: example `你好呀` is labelled `thanks` here but `greet`"),
+            "{text:?}"
+        );
+        assert!(has("intent `help` has 0 examples"), "{text:?}");
+        assert!(
+            has("risk.yaml:5: pattern of `fraud_suspected` is not a valid regular expression"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn a_missing_required_response_and_a_bad_choice_are_both_reported() {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
-            "intents:\n  - name: greet\n    keywords: [你好]\n",
+            "intents:\n  - name: greet\n    exact: [你好]\n",
             "responses:\n  welcome:\n    text: 您好\n    choices:\n      - label: 跳舞\n        intent: dance\n  fallback:\n    text: 没听懂\n  offer_human:\n    text: 转人工？\n",
         );
         let errors = DialogData::load(dir.path()).unwrap_err();
@@ -376,7 +625,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
-            "intents:\n  - name: greet\n    keywords: [你好]\n  - name: thanks\n    keywords: [你好]\n",
+            "intents:\n  - name: greet\n    exact: [你好]\n  - name: thanks\n    exact: [你好]\n",
             GOOD_RESPONSES,
         );
         let errors = DialogData::load(dir.path()).unwrap_err();

@@ -1,9 +1,11 @@
 //! The dialog engine: given the session's state and one customer input, decides the bot's
 //! reply. It is pure (no I/O), so a turn is cheap and the engine is tested without a server.
 //!
-//! This first engine answers each input on its own from keyword rules and response texts;
-//! after repeated misunderstandings it offers a person. Multi-step flows (slots, devices,
-//! confirmations) build on the same [`SessionState`], which is persisted after every turn.
+//! This engine answers each input on its own from the understanding ([`Nlu`]) and response
+//! texts; an input the understanding is not sure about counts as a misunderstanding, and
+//! after repeated misunderstandings it offers a person. A fraud risk flag interrupts
+//! whatever was asked with a plain warning and the offer of a teller. Multi-step flows
+//! (slots, devices, confirmations) build on the same [`SessionState`], persisted every turn.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,7 @@ use kiosk_protocol::{Choice, Ui};
 use serde::{Deserialize, Serialize};
 
 use super::data::{DialogData, ResponseSpec};
-use crate::nlu::is_intent;
-use crate::nlu::rules::{IntentMatch, KeywordRules};
+use crate::nlu::{is_intent, Nlu, Parse, Scored};
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
@@ -54,21 +55,17 @@ pub struct SessionState {
 /// The engine, built once from validated data and shared by all sessions.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    rules: KeywordRules,
+    pub nlu: Nlu,
     responses: BTreeMap<String, ResponseSpec>,
 }
 
 impl Engine {
-    pub fn new(data: &DialogData) -> Engine {
-        let rules = KeywordRules::new(
-            data.intents
-                .iter()
-                .flat_map(|i| i.keywords.iter().map(move |k| (k.clone(), i.name.clone()))),
-        );
-        Engine {
-            rules,
+    /// Builds the engine; trains the intent classifier from `data`.
+    pub fn new(data: &DialogData) -> anyhow::Result<Engine> {
+        Ok(Engine {
+            nlu: Nlu::new(data)?,
             responses: data.responses.clone(),
-        }
+        })
     }
 
     /// The reply that opens a new session.
@@ -76,27 +73,44 @@ impl Engine {
         self.reply("welcome")
     }
 
-    /// The NLU step of a turn: what the input asks for, if understood.
-    pub fn understand(&self, input: &TurnInput) -> Option<IntentMatch> {
+    /// The NLU step of a turn: what the input asks for. `None` for a tapped value that is
+    /// not an intent.
+    pub fn understand(&self, input: &TurnInput) -> Option<Parse> {
         match input {
-            TurnInput::Choice(value) if is_intent(value) => Some(IntentMatch {
-                name: value.clone(),
-                confidence: 1.0,
-                matched: value.clone(),
-            }),
+            TurnInput::Choice(value) if is_intent(value) => {
+                let intent = Scored {
+                    name: value.clone(),
+                    confidence: 1.0,
+                };
+                Some(Parse {
+                    ranking: vec![intent.clone()],
+                    intent,
+                    sure: true,
+                    source: "choice",
+                    slots: Default::default(),
+                    rejected: Vec::new(),
+                    risk: Vec::new(),
+                })
+            }
             TurnInput::Choice(_) => None,
-            TurnInput::Text(text) => self.rules.classify(text),
+            TurnInput::Text(text) => Some(self.nlu.parse(text, crate::clock::now_local())),
         }
     }
 
     /// The dialog step of a turn: decides the reply and updates `state`.
-    pub fn respond(&self, state: &mut SessionState, understood: Option<&IntentMatch>) -> BotReply {
-        let reply = match understood {
-            Some(m) if m.name == "repeat" => {
+    pub fn respond(&self, state: &mut SessionState, understood: Option<&Parse>) -> BotReply {
+        let understood = understood.filter(|p| p.sure || !p.risk.is_empty());
+        let reply = match understood.map(|p| (p, &p.intent)) {
+            Some((p, _)) if p.risk.iter().any(|r| r == "fraud_suspected") => {
+                state.misunderstood = 0;
+                state.last_intent = Some("fraud_suspected".into());
+                self.reply("fraud_warning")
+            }
+            Some((_, m)) if m.name == "repeat" => {
                 state.misunderstood = 0;
                 state.last_reply.clone().unwrap_or_else(|| self.opening())
             }
-            Some(m) => {
+            Some((_, m)) => {
                 state.misunderstood = 0;
                 state.last_intent = Some(m.name.clone());
                 if self.responses.contains_key(&m.name) {
@@ -119,11 +133,7 @@ impl Engine {
     }
 
     /// Both steps at once (tests, `concierge nlu`).
-    pub fn turn(
-        &self,
-        state: &mut SessionState,
-        input: &TurnInput,
-    ) -> (Option<IntentMatch>, BotReply) {
+    pub fn turn(&self, state: &mut SessionState, input: &TurnInput) -> (Option<Parse>, BotReply) {
         let understood = self.understand(input);
         let reply = self.respond(state, understood.as_ref());
         (understood, reply)
@@ -152,7 +162,10 @@ mod tests {
     fn engine() -> Engine {
         let data =
             DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
-        Engine::new(&data)
+        Engine {
+            nlu: Nlu::for_tests(),
+            responses: data.responses,
+        }
     }
 
     #[test]
@@ -160,7 +173,7 @@ mod tests {
         let e = engine();
         let mut s = SessionState::default();
         let (m, reply) = e.turn(&mut s, &TurnInput::Text("你好呀".into()));
-        assert_eq!(m.unwrap().name, "greet");
+        assert_eq!(m.unwrap().intent.name, "greet");
         assert!(!reply.text.is_empty());
         assert_eq!(s.last_reply.as_ref(), Some(&reply));
     }
@@ -185,7 +198,7 @@ mod tests {
         let mut s = SessionState::default();
         let (_, hello) = e.turn(&mut s, &TurnInput::Text("你好".into()));
         let (m, again) = e.turn(&mut s, &TurnInput::Text("请再说一遍".into()));
-        assert_eq!(m.unwrap().name, "repeat");
+        assert_eq!(m.unwrap().intent.name, "repeat");
         assert_eq!(hello, again);
     }
 
@@ -194,8 +207,19 @@ mod tests {
         let e = engine();
         let mut s = SessionState::default();
         let (m, _) = e.turn(&mut s, &TurnInput::Choice("goodbye".into()));
-        assert_eq!(m.unwrap().name, "goodbye");
+        assert_eq!(m.unwrap().intent.name, "goodbye");
         let (m, _) = e.turn(&mut s, &TurnInput::Choice("not-an-intent".into()));
         assert!(m.is_none());
+    }
+
+    #[test]
+    fn a_fraud_pattern_interrupts_with_a_warning_and_a_teller() {
+        let e = engine();
+        let mut s = SessionState::default();
+        let (m, reply) = e.turn(&mut s, &TurnInput::Text("对方让我转账到安全账户".into()));
+        assert_eq!(m.unwrap().risk, vec!["fraud_suspected"]);
+        assert!(reply.text.contains("诈骗"), "{}", reply.text);
+        let choices = reply.ui.unwrap().choices;
+        assert!(choices.iter().any(|c| c.value == "handoff.teller"));
     }
 }

@@ -1,94 +1,55 @@
-//! Keyword rules: phrases that, when present, make an intent certain. Declared per intent
-//! in `dialogs/intents.yaml`. The longest matching phrase wins, so "取消预约" beats "预约".
+//! Exact rules: whole utterances that make an intent certain ("挂失", "转人工"), declared per
+//! intent in `dialogs/intents.yaml`. Compared on the matching form, so "挂失！" and "掛失"
+//! hit the same rule; anything longer is left to the classifier.
 
-use serde::Serialize;
+use std::collections::HashMap;
 
-/// A ranked guess at what the customer wants.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IntentMatch {
-    pub name: String,
-    pub confidence: f32,
-    /// The phrase that decided it.
-    pub matched: String,
-}
+use super::normalize::normalize;
 
-/// Keyword rules compiled for matching.
+/// Exact phrases compiled for lookup.
 #[derive(Debug, Clone, Default)]
-pub struct KeywordRules {
-    /// (normalized phrase, intent), longest phrases first.
-    phrases: Vec<(String, String)>,
+pub struct ExactRules {
+    phrases: HashMap<String, String>,
 }
 
-impl KeywordRules {
-    pub fn new(rules: impl IntoIterator<Item = (String, String)>) -> KeywordRules {
-        let mut phrases: Vec<(String, String)> = rules
-            .into_iter()
-            .map(|(phrase, intent)| (normalize(&phrase), intent))
-            .filter(|(p, _)| !p.is_empty())
-            .collect();
-        phrases.sort_by_key(|p| std::cmp::Reverse(p.0.chars().count()));
-        KeywordRules { phrases }
+impl ExactRules {
+    /// From (phrase, intent) pairs; phrases are normalised here.
+    pub fn new(rules: impl IntoIterator<Item = (String, String)>) -> ExactRules {
+        ExactRules {
+            phrases: rules
+                .into_iter()
+                .map(|(phrase, intent)| (normalize(&phrase).matching, intent))
+                .filter(|(p, _)| !p.is_empty())
+                .collect(),
+        }
     }
 
-    /// The intent whose longest phrase occurs in `text`, if any.
-    pub fn classify(&self, text: &str) -> Option<IntentMatch> {
-        let text = normalize(text);
-        self.phrases
-            .iter()
-            .find(|(phrase, _)| text.contains(phrase.as_str()))
-            .map(|(phrase, intent)| IntentMatch {
-                name: intent.clone(),
-                confidence: 1.0,
-                matched: phrase.clone(),
-            })
+    /// The intent an utterance (already in matching form) is exactly a phrase of.
+    pub fn lookup(&self, matching: &str) -> Option<&str> {
+        self.phrases.get(matching).map(String::as_str)
     }
-}
 
-/// Lower-cases, turns full-width ASCII into half-width and drops whitespace and
-/// punctuation, so "你好！" and "你好" match alike.
-pub fn normalize(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            _ => c,
-        })
-        .filter(|c| !c.is_whitespace() && !is_punctuation(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn is_punctuation(c: char) -> bool {
-    c.is_ascii_punctuation() || "，。！？、；：“”‘’（）《》【】…—～·".contains(c)
+    /// Every (phrase, intent) pair, for training the classifier on them too.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.phrases.iter().map(|(p, i)| (p.as_str(), i.as_str()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rules() -> KeywordRules {
-        KeywordRules::new([
-            ("预约".to_string(), "appointment.book".to_string()),
-            ("取消预约".to_string(), "appointment.cancel".to_string()),
-            ("你好".to_string(), "greet".to_string()),
-        ])
-    }
-
     #[test]
-    fn the_longest_phrase_wins() {
+    fn only_the_whole_utterance_matches() {
+        let rules = ExactRules::new([("挂失".to_string(), "card.report_loss".to_string())]);
         assert_eq!(
-            rules().classify("我想取消预约").unwrap().name,
-            "appointment.cancel"
+            rules.lookup(&normalize("掛失！").matching),
+            Some("card.report_loss")
         );
         assert_eq!(
-            rules().classify("我想预约").unwrap().name,
-            "appointment.book"
+            rules.lookup(&normalize("嗯，挂失").matching),
+            Some("card.report_loss")
         );
-    }
-
-    #[test]
-    fn punctuation_and_full_width_do_not_matter() {
-        assert_eq!(rules().classify("你　好！！").unwrap().name, "greet");
-        assert!(rules().classify("今天天气").is_none());
+        assert_eq!(rules.lookup(&normalize("挂失要带什么").matching), None);
     }
 }

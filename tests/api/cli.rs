@@ -39,7 +39,7 @@ fn validate_reports_every_bad_line_and_exits_1() {
     .unwrap();
     std::fs::write(
         root.join("dialogs/intents.yaml"),
-        "intents:\n  - name: greet\n    keywords: [你好]\n  - name: teleport\n    keywords: [传送]\n",
+        "intents:\n  - name: greet\n    exact: [你好]\n  - name: teleport\n    exact: [传送]\n",
     )
     .unwrap();
     std::fs::write(

@@ -7,5 +7,6 @@ mod helpers;
 mod cli;
 mod http;
 mod kiosk_ws;
+mod nlu;
 mod sessions;
 mod storage;
