@@ -75,7 +75,10 @@ pub struct TrainReport {
 
 /// The hashed n-gram features of a matching-form utterance.
 pub fn features(matching: &str) -> Vec<u32> {
-    features_by_order(matching).into_iter().map(|(_, f, _)| f).collect()
+    features_by_order(matching)
+        .into_iter()
+        .map(|(_, f, _)| f)
+        .collect()
 }
 
 /// Features with their n-gram order (1, 2 or 3) and full hash.
