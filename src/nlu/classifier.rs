@@ -40,9 +40,9 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 20,
-            batch: 128,
-            learning_rate: 0.05,
+            epochs: 12,
+            batch: 256,
+            learning_rate: 0.1,
             seed: 20261125,
             calibrate: true,
         }

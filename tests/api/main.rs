@@ -5,6 +5,7 @@
 mod helpers;
 
 mod cli;
+mod conversations;
 mod http;
 mod kiosk_ws;
 mod nlu;
