@@ -7,12 +7,20 @@ use concierge::dialog::data::DialogData;
 use concierge::nlu::{read_labelled, Nlu};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-fn parse(c: &mut Criterion) {
+type Now = chrono::DateTime<chrono::FixedOffset>;
+
+/// The trained understanding, the held-out utterances and a fixed reference time.
+fn setup() -> (Nlu, Vec<(String, String)>, Now) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = DialogData::load(&root.join("dialogs")).expect("dialogs load");
     let nlu = Nlu::new(&data).expect("classifier trains");
     let set = read_labelled(&root.join("tests/nlu/heldout.yaml")).expect("held-out set");
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T09:30:00+08:00").unwrap();
+    (nlu, set, now)
+}
+
+fn parse(c: &mut Criterion) {
+    let (nlu, set, now) = setup();
     c.bench_function(
         "nlu parse, one held-out utterance (mean over the set)",
         |b| {
@@ -37,11 +45,7 @@ fn parse(c: &mut Criterion) {
 /// Criterion reports means; the goal is a p99, so also time every parse of the held-out set
 /// (20 rounds) one by one and print the percentiles.
 fn percentiles(_: &mut Criterion) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data = DialogData::load(&root.join("dialogs")).expect("dialogs load");
-    let nlu = Nlu::new(&data).expect("classifier trains");
-    let set = read_labelled(&root.join("tests/nlu/heldout.yaml")).expect("held-out set");
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T09:30:00+08:00").unwrap();
+    let (nlu, set, now) = setup();
     let mut ns: Vec<u128> = Vec::new();
     for _ in 0..20 {
         for (text, _) in &set {

@@ -1,18 +1,11 @@
 //! The `concierge` binary as an operator uses it.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use kiosk_protocol::PeerRole;
 
 use crate::helpers::*;
-
-fn concierge() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_concierge"));
-    c.current_dir(project_root());
-    c.env_remove("RUST_LOG");
-    c
-}
 
 #[test]
 fn validate_accepts_the_project_data() {
@@ -134,30 +127,19 @@ fn kiosk_register_prints_a_token_once_and_stores_only_its_hash() {
 fn user_add_reads_the_password_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
-    let mut child = concierge()
-        .args([
-            "user",
-            "add",
-            "--name",
-            "zhang",
-            "--role",
-            "teller,admin",
-            "--password-stdin",
-            "--database-url",
-            &url,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a good long password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = concierge();
+    cmd.args([
+        "user",
+        "add",
+        "--name",
+        "zhang",
+        "--role",
+        "teller,admin",
+        "--password-stdin",
+        "--database-url",
+        &url,
+    ]);
+    let out = run_with_stdin(cmd, b"a good long password\n");
     assert!(
         out.status.success(),
         "{}",

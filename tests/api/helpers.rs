@@ -162,6 +162,19 @@ impl TestApp {
         (k, sid, token)
     }
 
+    /// GET `path` with a staff bearer token; the JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        reqwest::Client::new()
+            .get(self.http(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Stops the app gracefully and waits for it.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -277,4 +290,26 @@ impl Kiosk {
         self.send(json!({"type": "user.text", "text": text})).await;
         self.recv_type("bot.say").await
     }
+}
+
+/// The `concierge` binary, run from the project root as an operator would.
+pub fn concierge() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_concierge"));
+    c.current_dir(project_root());
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// Runs `cmd` with `input` on its standard input; its output.
+pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -1,8 +1,5 @@
 //! `POST /v1/nlu/parse` and `concierge nlu`: the NLU contract of DESIGN.md, and bad input.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -110,21 +107,9 @@ async fn odd_but_valid_text_is_understood_or_marked_unsure() {
 
 #[test]
 fn the_cli_prints_one_json_object_per_utterance() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_concierge"))
-        .current_dir(project_root())
-        .args(["nlu", "--now", NOW, "--file", "-", "我想取五千块"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all("下周三下午三点半预约开户\n我的卡丢了\n".as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = concierge();
+    cmd.args(["nlu", "--now", NOW, "--file", "-", "我想取五千块"]);
+    let out = run_with_stdin(cmd, "下周三下午三点半预约开户\n我的卡丢了\n".as_bytes());
     assert!(
         out.status.success(),
         "{}",

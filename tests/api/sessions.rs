@@ -228,17 +228,10 @@ async fn concurrent_sessions_on_sqlite_lose_no_transcript_line() {
         sessions.push(t.await.expect("session task"));
     }
     let admin = app.staff("boss", "teller").await;
-    let client = reqwest::Client::new();
     for sid in sessions {
-        let lines: serde_json::Value = client
-            .get(app.http(&format!("/v1/sessions/{sid}/transcript")))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let lines = app
+            .get_json(&format!("/v1/sessions/{sid}/transcript"), &admin)
+            .await;
         let n = lines["lines"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(n, 7, "opening + 3 × (user, bot) for {sid}: {lines}");
     }
