@@ -85,6 +85,9 @@ enum Command {
         #[arg(long, value_name = "RFC3339")]
         now: Option<String>,
     },
+    /// The sandbox bank (fake customers, cards, balances) behind the core-banking port.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
     /// Train the intent classifier from dialogs/ and report how it did; with --eval, also
     /// its accuracy on a labelled set kept out of training (tests/nlu/heldout.yaml).
     Train {
@@ -94,6 +97,20 @@ enum Command {
         /// Print every utterance the model got wrong.
         #[arg(long)]
         misses: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Load fake customers and cards into the database (replacing those with the same id).
+    Seed {
+        /// The seed file.
+        #[arg(
+            long,
+            default_value = "deploy/sandbox/customers.yaml",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
     },
 }
 
@@ -347,6 +364,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out.write_all(b"\n")?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(SandboxCommand::Seed { ref file }) => {
+            let settings = Settings::load(&overrides(None))?;
+            let db = startup::open_database(&settings).await?;
+            let (customers, cards) = crate::banking::sandbox::SandboxBank::new(db)
+                .seed(file)
+                .await?;
+            println!(
+                "sandbox bank: {customers} customers and {cards} cards loaded from {}",
+                file.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Train { ref eval, misses } => {

@@ -24,6 +24,7 @@
 //! - [`chat`], [`bench`]: the terminal kiosk client and the load generator.
 
 pub mod api;
+pub mod banking;
 pub mod bench;
 pub mod chat;
 pub mod cli;

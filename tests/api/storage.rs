@@ -34,7 +34,73 @@ on_both_engines!(
     staff_passwords_and_tokens_work,
     sessions_and_transcripts_round_trip,
     a_failed_turn_write_leaves_no_half_turn,
+    the_sandbox_bank_seeds_and_answers,
 );
+
+async fn the_sandbox_bank_seeds_and_answers(engine: Engine) {
+    use concierge::banking::sandbox::SandboxBank;
+    let (db, _dir) = open(engine).await;
+    let bank = SandboxBank::new(db.clone());
+    let seed = crate::helpers::project_root().join("deploy/sandbox/customers.yaml");
+    assert_eq!(bank.seed(&seed).await.unwrap(), (2, 3));
+    // Seeding again replaces, it does not duplicate.
+    assert_eq!(bank.seed(&seed).await.unwrap(), (2, 3));
+    let zhang = bank
+        .customer_by_id_number("11010519491231002x")
+        .await
+        .unwrap()
+        .expect("张三 is found by ID number, whatever the case of X");
+    assert_eq!(zhang.name, "张三");
+    assert_eq!(zhang.phone_masked, "138****5678");
+    assert!(bank.phone_matches(&zhang.id, "13812345678").await.unwrap());
+    assert!(!bank.phone_matches(&zhang.id, "13812345679").await.unwrap());
+    let cards = bank.cards(&zhang.id).await.unwrap();
+    assert_eq!(cards.len(), 2);
+    let debit = cards.iter().find(|c| c.last4 == "6789").unwrap();
+    assert!(bank.pin_matches(&debit.handle, "123456").await.unwrap());
+    assert!(!bank.pin_matches(&debit.handle, "000000").await.unwrap());
+    assert_eq!(
+        bank.balance_cents(&debit.handle).await.unwrap(),
+        Some(5_238_075)
+    );
+    assert!(bank.freeze(&debit.handle, "客户挂失").await.unwrap());
+    assert!(
+        bank.freeze(&debit.handle, "客户挂失").await.unwrap(),
+        "freezing twice is fine"
+    );
+    assert!(!bank.freeze("no-such-card", "x").await.unwrap());
+    let after = bank.cards(&zhang.id).await.unwrap();
+    assert_eq!(
+        after.iter().find(|c| c.last4 == "6789").unwrap().status,
+        "frozen"
+    );
+    // Nothing identifying is stored in clear.
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT id_number_hash || id_number_masked || phone_hash || phone_masked FROM bank_customers",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let cards_dump: Vec<String> =
+        sqlx::query_scalar("SELECT card_hash || masked || pin_hash FROM bank_cards")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let all = format!("{dump:?}{cards_dump:?}");
+    for secret in [
+        "11010519491231002X",
+        "13812345678",
+        "6222021001123456789",
+        "123456",
+    ] {
+        assert!(!all.contains(secret), "{secret} stored in clear");
+    }
+    assert!(bank
+        .customer_by_id_number("110105194912310021")
+        .await
+        .unwrap()
+        .is_none());
+}
 
 async fn migrations_are_idempotent(engine: Engine) {
     let (db, _dir) = open(engine).await;

@@ -1,0 +1,74 @@
+//! The core-banking port: what journeys ask of the bank's host (find a customer by ID
+//! number, verify the reserved phone and the PIN, list cards, read a balance, freeze a
+//! card). The embedded implementation is the sandbox bank in the database ([`sandbox`]);
+//! an HTTP adapter for a real host comes with the journeys.
+
+pub mod sandbox;
+
+use serde::Serialize;
+
+/// A customer as journeys see them: identifiers only in masked form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub id_number_masked: String,
+    pub phone_masked: String,
+}
+
+/// A card of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Card {
+    /// Opaque handle (a hash of the number), for later calls.
+    pub handle: String,
+    pub last4: String,
+    pub masked: String,
+    /// `debit` or `credit`.
+    pub kind: String,
+    /// `active`, `frozen` or `inactive`.
+    pub status: String,
+}
+
+/// Parses a yuan amount ("52380.75", "5000") into cents; at most two decimals, not negative.
+pub fn yuan_to_cents(amount: &str) -> Option<i64> {
+    let (int, frac) = amount.trim().split_once('.').unwrap_or((amount.trim(), ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int: i64 = int.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    int.checked_mul(100)?.checked_add(frac)
+}
+
+/// Cents as a yuan decimal string with two decimals ("52380.75").
+pub fn cents_to_yuan(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn yuan_amounts_parse_exactly() {
+        assert_eq!(yuan_to_cents("52380.75"), Some(5_238_075));
+        assert_eq!(yuan_to_cents("5000"), Some(500_000));
+        assert_eq!(yuan_to_cents("0.5"), Some(50));
+        for bad in ["", "-1", "1.234", "abc", "1.x", ".5"] {
+            assert_eq!(yuan_to_cents(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn cents_round_trip(c in 0i64..10_000_000_000) {
+            prop_assert_eq!(yuan_to_cents(&cents_to_yuan(c)), Some(c));
+        }
+    }
+}
