@@ -21,6 +21,25 @@ pub struct Settings {
     pub data: DataSettings,
     pub kiosk: KioskSettings,
     pub auth: AuthSettings,
+    pub branch: BranchSettings,
+}
+
+/// How a branch works: hours, appointment capacity, service times, inactivity.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BranchSettings {
+    /// Appointments may start from this time (HH:MM, branch time)…
+    pub opens: String,
+    /// …and must start before this one.
+    pub closes: String,
+    /// Weekdays with appointments, 1 = Monday … 7 = Sunday.
+    pub open_weekdays: Vec<u32>,
+    /// Appointments per service line per 30-minute slot.
+    pub appointment_capacity_per_slot: u32,
+    /// Average minutes a teller spends per customer, for the estimated queue wait.
+    pub average_service_minutes: u32,
+    /// Seconds of customer silence in the middle of a flow before "您还在吗？"; a second
+    /// such wait ends the session.
+    pub inactivity_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +168,32 @@ impl Settings {
                 "database.url",
                 "must start with sqlite:// or postgres://".into(),
             );
+        }
+        let b = &self.branch;
+        let hm = |t: &str| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok();
+        match (hm(&b.opens), hm(&b.closes)) {
+            (Some(o), Some(c)) if o < c => {}
+            _ => {
+                return invalid(
+                    "branch.opens",
+                    "opens and closes must be HH:MM with opens before closes".into(),
+                )
+            }
+        }
+        if b.open_weekdays.is_empty() || b.open_weekdays.iter().any(|d| !(1..=7).contains(d)) {
+            return invalid(
+                "branch.open_weekdays",
+                "list weekdays as 1 (Monday) to 7 (Sunday)".into(),
+            );
+        }
+        if b.appointment_capacity_per_slot == 0 || b.average_service_minutes == 0 {
+            return invalid(
+                "branch.appointment_capacity_per_slot",
+                "capacity and average_service_minutes must be at least 1".into(),
+            );
+        }
+        if b.inactivity_secs < 10 {
+            return invalid("branch.inactivity_secs", "must be at least 10".into());
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1".into());

@@ -1,6 +1,6 @@
 //! The sandbox bank: fake customers, cards and balances in the database (both engines),
 //! seeded from `deploy/sandbox/customers.yaml` by `concierge sandbox seed`. Identifiers are
-//! stored as SHA-256 hashes plus masked forms, never in clear; PINs as argon2 hashes.
+//! stored as SHA-256 hashes plus masked forms, never in clear; PIN blocks as argon2 hashes.
 
 use std::path::Path;
 
@@ -35,7 +35,8 @@ struct SeedCustomer {
 struct SeedCard {
     number: String,
     kind: String,
-    pin: String,
+    /// The PIN block the (simulated) PIN pad sends when this card's PIN is typed.
+    pin_block: String,
     balance: String,
     daily_transfer_limit: String,
     #[serde(default = "active")]
@@ -125,7 +126,7 @@ impl SandboxBank {
                 .bind(mask_pii(&card.number))
                 .bind(&card.kind)
                 .bind(&card.status)
-                .bind(hash_password(&card.pin)?)
+                .bind(hash_password(&card.pin_block)?)
                 .bind(yuan_to_cents(&card.balance).unwrap_or(0))
                 .bind(yuan_to_cents(&card.daily_transfer_limit).unwrap_or(0))
                 .execute(&mut *tx)
@@ -184,13 +185,13 @@ impl SandboxBank {
             .collect())
     }
 
-    /// Whether `pin` is the card's PIN.
-    pub async fn pin_matches(&self, card: &str, pin: &str) -> anyhow::Result<bool> {
+    /// Whether `pin_block` (from the PIN pad) is the card's PIN.
+    pub async fn pin_matches(&self, card: &str, pin_block: &str) -> anyhow::Result<bool> {
         let row = sqlx::query("SELECT pin_hash FROM bank_cards WHERE card_hash = $1")
             .bind(card)
             .fetch_optional(&self.db.pool)
             .await?;
-        Ok(row.is_some_and(|r| verify_password(pin, &r.get::<String, _>("pin_hash"))))
+        Ok(row.is_some_and(|r| verify_password(pin_block, &r.get::<String, _>("pin_hash"))))
     }
 
     /// The card's balance in cents (for the screen only: never spoken, never logged).

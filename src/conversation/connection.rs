@@ -235,6 +235,7 @@ impl Connection {
             app: self.app.clone(),
             session_id: session.id.clone(),
             kiosk_id: peer.kiosk_id.clone(),
+            branch_id: session.branch_id.clone(),
             state: state.clone(),
             out: self.out.clone(),
         };

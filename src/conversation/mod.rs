@@ -7,8 +7,10 @@
 //! - [`connection`]: one kiosk WebSocket connection: hello, authentication, the reader,
 //!   the turn worker and the writer.
 //! - [`turn`]: one turn, from customer input to stored transcript and bot reply.
+//! - [`effects`]: what a turn does outside the engine: devices, actions, handoffs.
 
 pub mod connection;
+pub mod effects;
 pub mod hub;
 pub mod store;
 pub mod turn;

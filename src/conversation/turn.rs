@@ -9,8 +9,9 @@ use kiosk_protocol::{ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::effects;
 use super::store::{self, NewLine, Speaker};
-use crate::dialog::{BotReply, SessionState, TurnInput};
+use crate::dialog::{BotReply, EffectResult, Engine, Outcome, SessionState, TurnInput};
 use crate::state::AppState;
 
 /// Something the customer (or the kiosk) did that the session must handle in order.
@@ -47,6 +48,7 @@ pub struct Worker {
     pub app: AppState,
     pub session_id: String,
     pub kiosk_id: String,
+    pub branch_id: String,
     pub state: SessionState,
     pub out: mpsc::Sender<ServerMessage>,
 }
@@ -54,14 +56,32 @@ pub struct Worker {
 impl Worker {
     /// Processes inputs until the queue closes or the conversation ends.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> WorkerEnd {
-        while let Some(input) = inputs.recv().await {
+        self.recover().await;
+        let inactivity = std::time::Duration::from_secs(self.app.settings.branch.inactivity_secs);
+        loop {
+            // Silence matters only while a journey waits for the customer.
+            let input = if Engine::in_flow(&self.state) {
+                match tokio::time::timeout(inactivity, inputs.recv()).await {
+                    Ok(i) => i,
+                    Err(_) => {
+                        if let Some(end) = self.idle().await {
+                            return WorkerEnd::Ended(end);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                inputs.recv().await
+            };
+            let Some(input) = input else {
+                return WorkerEnd::Detached;
+            };
             let turn_id = uuid::Uuid::new_v4().to_string();
             let span = tracing::info_span!("turn", %turn_id);
             if let Some(end) = self.handle(input, &turn_id).instrument(span).await {
                 return WorkerEnd::Ended(end);
             }
         }
-        WorkerEnd::Detached
     }
 
     async fn handle(&mut self, input: Input, turn_id: &str) -> Option<String> {
@@ -121,7 +141,7 @@ impl Worker {
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
-        let reply = engine.respond(&mut next, understood.as_ref());
+        let outcome = engine.respond(&mut next, &input, understood.as_ref());
         metrics.observe("dialog", dialog_started);
         tracing::info!(
             intent = understood
@@ -134,43 +154,126 @@ impl Worker {
                 .unwrap_or(0.0),
             "turn understood"
         );
-
         let (kind, said) = match &input {
             TurnInput::Text(t) => ("text", t.as_str()),
             TurnInput::Choice(v) => ("choice", v.as_str()),
         };
-        let lines = [
-            NewLine {
-                speaker: Speaker::Customer,
-                kind,
-                text: said,
-                turn_id: Some(turn_id),
-            },
-            NewLine {
-                speaker: Speaker::Bot,
-                kind: "text",
-                text: &reply.text,
-                turn_id: Some(turn_id),
-            },
-        ];
-        let end = reply.end_session.then_some("completed");
-        let store_started = Instant::now();
-        let stored = self.store(&lines, Some(&next), end).await;
-        metrics.observe("store", store_started);
-        if !stored {
-            metrics.turns_total.with_label_values(&["error"]).inc();
-            self.error(
-                ErrorCode::Internal,
-                "系统繁忙，刚才的话没能记录下来，请再说一次。",
-            )
-            .await;
-            return None;
-        }
-        self.state = next;
-        self.say(turn_id, &reply).await;
+        let customer = NewLine {
+            speaker: Speaker::Customer,
+            kind,
+            text: said,
+            turn_id: Some(turn_id),
+        };
+        let end = self.deliver(turn_id, Some(customer), next, outcome).await?;
         metrics.observe("turn", started);
         metrics.turns_total.with_label_values(&["ok"]).inc();
-        end.map(str::to_string)
+        end
+    }
+
+    /// Stores and sends an outcome, then carries out its effect and continues with the
+    /// engine until it needs the customer again. Each step is stored (lines and state in one
+    /// transaction) before its replies are sent, so a crash loses no line and a resumed
+    /// session continues from the last stored step. `None` when storing failed (the
+    /// customer was told); otherwise the session's end reason, if it ended.
+    async fn deliver(
+        &mut self,
+        turn_id: &str,
+        mut first: Option<NewLine<'_>>,
+        mut next: SessionState,
+        mut outcome: Outcome,
+    ) -> Option<Option<String>> {
+        let engine = self.app.engine.clone();
+        let mut note: Option<String> = None;
+        for _ in 0..32 {
+            let mut lines: Vec<NewLine> = Vec::new();
+            lines.extend(first.take());
+            if let Some(n) = &note {
+                lines.push(NewLine {
+                    speaker: Speaker::System,
+                    kind: "effect",
+                    text: n,
+                    turn_id: Some(turn_id),
+                });
+            }
+            for r in &outcome.replies {
+                lines.push(NewLine {
+                    speaker: Speaker::Bot,
+                    kind: "text",
+                    text: &r.text,
+                    turn_id: Some(turn_id),
+                });
+            }
+            let end = outcome.ends_session().then_some("completed");
+            let store_started = Instant::now();
+            let stored = self.store(&lines, Some(&next), end).await;
+            self.app.metrics.observe("store", store_started);
+            if !stored {
+                self.app
+                    .metrics
+                    .turns_total
+                    .with_label_values(&["error"])
+                    .inc();
+                self.error(
+                    ErrorCode::Internal,
+                    "系统繁忙，刚才的话没能记录下来，请再说一次。",
+                )
+                .await;
+                return None;
+            }
+            self.state = next.clone();
+            for r in &outcome.replies {
+                self.say(turn_id, r).await;
+            }
+            if end.is_some() {
+                return Some(end.map(str::to_string));
+            }
+            let Some(effect) = outcome.effect.take() else {
+                return Some(None);
+            };
+            let ctx = effects::Context {
+                app: &self.app,
+                session_id: &self.session_id,
+                kiosk_id: &self.kiosk_id,
+                branch_id: &self.branch_id,
+            };
+            let (result, said) = effects::run(&ctx, &effect).await;
+            note = Some(said);
+            next = self.state.clone();
+            outcome = engine.resume(&mut next, result);
+        }
+        tracing::error!("a turn ran 32 effects: a loop in the flow data?");
+        Some(None)
+    }
+
+    /// A resumed session whose last step was waiting on an effect (the node stopped in
+    /// between) cannot know how it went: the flow treats it as failed (`interrupted`).
+    pub async fn recover(&mut self) {
+        let waiting = self
+            .state
+            .stack
+            .last()
+            .is_some_and(|f| f.waiting == crate::dialog::engine::Waiting::Effect);
+        if !waiting {
+            return;
+        }
+        let mut next = self.state.clone();
+        let outcome = self.app.engine.resume(
+            &mut next,
+            EffectResult::Failed {
+                code: "interrupted".into(),
+                note: "the node stopped while this step ran".into(),
+            },
+        );
+        let turn_id = uuid::Uuid::new_v4().to_string();
+        let _ = self.deliver(&turn_id, None, next, outcome).await;
+    }
+
+    /// The customer has been silent mid-flow: ask whether they are still there, or end.
+    async fn idle(&mut self) -> Option<String> {
+        let mut next = self.state.clone();
+        let outcome = self.app.engine.on_idle(&mut next);
+        let turn_id = uuid::Uuid::new_v4().to_string();
+        self.deliver(&turn_id, None, next, outcome).await.flatten()
     }
 
     /// Sends a reply as `bot.say`.

@@ -15,6 +15,21 @@ use serde::Deserialize;
 use crate::nlu;
 
 /// Responses the engine needs besides the per-intent ones.
+/// Responses the engine uses when present (with a required one as fallback).
+pub const OPTIONAL_RESPONSES: &[&str] = &[
+    "handoff_done",
+    "handoff_failed",
+    "step_failed",
+    "corrected",
+    "idle_prompt",
+    "idle_end",
+    "invalid_no_such_date",
+    "invalid_date_in_past",
+    "invalid_bad_time",
+    "invalid_bad_check_digit",
+    "invalid_luhn_failed",
+];
+
 pub const REQUIRED_RESPONSES: [&str; 5] = [
     "welcome",
     "fallback",
@@ -85,6 +100,9 @@ struct IntentsFile {
 #[serde(deny_unknown_fields)]
 pub struct IntentSpec {
     pub name: String,
+    /// How the intent is named to customers ("开户"), e.g. as the `service` of a booking.
+    #[serde(default)]
+    pub label: Option<String>,
     /// Whole utterances that make this intent certain ("挂失", "转人工"): when the customer
     /// says exactly this (after normalisation), the classifier is not asked.
     #[serde(default)]
@@ -150,6 +168,8 @@ pub struct DialogData {
     pub examples: Vec<Example>,
     /// Risk flags with their compiled patterns.
     pub risk: Vec<(RiskSpec, Vec<regex::Regex>)>,
+    /// The flows of `flows/*.yaml`, by intent.
+    pub flows: BTreeMap<String, super::flow::Flow>,
 }
 
 impl DialogData {
@@ -233,10 +253,14 @@ impl DialogData {
                 line,
                 message,
             };
-            if !REQUIRED_RESPONSES.contains(&key.as_str()) && !nlu::is_intent(key) {
+            if !REQUIRED_RESPONSES.contains(&key.as_str())
+                && !OPTIONAL_RESPONSES.contains(&key.as_str())
+                && !nlu::is_intent(key)
+            {
                 errors.push(err(format!(
-                    "response `{key}` is neither a required response ({}) nor an intent name",
-                    REQUIRED_RESPONSES.join(", ")
+                    "response `{key}` is neither a required response ({}), an optional one ({}) nor an intent name",
+                    REQUIRED_RESPONSES.join(", "),
+                    OPTIONAL_RESPONSES.join(", ")
                 )));
             }
             if response.text.trim().is_empty() {
@@ -268,12 +292,14 @@ impl DialogData {
         );
         examples.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         let risk = load_risk(&dir.join("risk.yaml"), &mut errors);
+        let flows = super::flow::load_flows(dir, &mut errors);
         if errors.is_empty() {
             Ok(DialogData {
                 intents: intents.intents,
                 responses: responses.responses,
                 examples,
                 risk,
+                flows,
             })
         } else {
             Err(errors)

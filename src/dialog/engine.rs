@@ -1,22 +1,33 @@
-//! The dialog engine: given the session's state and one customer input, decides the bot's
-//! reply. It is pure (no I/O), so a turn is cheap and the engine is tested without a server.
+//! The dialog engine: given the session's state and one customer input, decides what the
+//! bot says and does. It is pure (no I/O): work that needs the outside world — a device, a
+//! booking, the bank, a handoff — is returned as an [`Effect`]; the turn worker carries it
+//! out and hands the result back with [`Engine::resume`]. So a turn is cheap and the engine
+//! is tested without a server.
 //!
-//! This engine answers each input on its own from the understanding ([`Nlu`]) and response
-//! texts; an input the understanding is not sure about counts as a misunderstanding, and
-//! after repeated misunderstandings it offers a person. A fraud risk flag interrupts
-//! whatever was asked with a plain warning and the offer of a teller. Multi-step flows
-//! (slots, devices, confirmations) build on the same [`SessionState`], persisted every turn.
+//! Without an active flow, an understood intent starts its flow (`dialogs/flows/`), or is
+//! answered by its response (`responses.yaml`). Within a flow the engine keeps a stack of
+//! frames: a question of another kind (a knowledge question, another service) is pushed on
+//! top, answered, and the flow below resumes. `cancel`, `repeat`, `help`, `handoff.*` and
+//! corrections ("不对，是后天") work anywhere. Inputs the understanding is not sure about
+//! count as misunderstandings; after repeated ones a person is offered. A fraud risk flag
+//! stops a money-moving flow, warns in plain words and hands off to a teller.
 
 use std::collections::BTreeMap;
 
-use kiosk_protocol::{Choice, Ui};
+use kiosk_protocol::{Choice, Field, Ui};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::data::{DialogData, ResponseSpec};
+use super::flow::{condition_holds, Flow, Kind, Step, Texts};
 use crate::nlu::{is_intent, Nlu, Parse, Scored};
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
+/// Default re-prompts of an `ask` before a person is offered.
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Flow steps run in one go before the engine assumes a loop in the data.
+const MAX_STEPS_PER_TURN: usize = 64;
 
 /// What the customer did this turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +49,81 @@ pub struct BotReply {
     pub end_session: bool,
 }
 
+/// Work for the turn worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Run a kiosk device and report its result fields.
+    Device {
+        device: String,
+        action: String,
+        args: Value,
+        timeout_ms: u64,
+    },
+    /// Run a server action over the flow's slots.
+    Action {
+        name: String,
+        slots: BTreeMap<String, String>,
+    },
+    /// Hand the customer to a person with the case so far.
+    Handoff {
+        to: String,
+        reason: String,
+        intent: Option<String>,
+        slots: BTreeMap<String, String>,
+        risk: Vec<String>,
+    },
+}
+
+/// How an effect went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectResult {
+    /// Values to keep as slots.
+    Done(BTreeMap<String, String>),
+    /// A stable code (`no_card`, `slot_full`, `not_found` …) and a note for the log.
+    Failed { code: String, note: String },
+}
+
+/// What the engine decided: replies to send now, and possibly work to do next.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub replies: Vec<BotReply>,
+    pub effect: Option<Effect>,
+}
+
+impl Outcome {
+    /// Whether the session ends after these replies.
+    pub fn ends_session(&self) -> bool {
+        self.replies.iter().any(|r| r.end_session)
+    }
+}
+
+/// One running flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    pub flow: String,
+    pub step: usize,
+    #[serde(default)]
+    pub slots: BTreeMap<String, String>,
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default)]
+    pub waiting: Waiting,
+}
+
+/// What a frame waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waiting {
+    #[default]
+    Nothing,
+    /// The answer to the `ask` at `step`.
+    Answer,
+    /// Yes or no to the `confirm` at `step`.
+    YesNo,
+    /// The result of the effect of `step`.
+    Effect,
+}
+
 /// The conversation state persisted with the session (JSON in `sessions.state`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -50,6 +136,12 @@ pub struct SessionState {
     /// The intent of the last understood input.
     #[serde(default)]
     pub last_intent: Option<String>,
+    /// Running flows, innermost last.
+    #[serde(default)]
+    pub stack: Vec<Frame>,
+    /// Replies sent in a row while the customer said nothing (inactivity prompts).
+    #[serde(default)]
+    pub idle_prompts: u32,
 }
 
 /// The engine, built once from validated data and shared by all sessions.
@@ -57,15 +149,28 @@ pub struct SessionState {
 pub struct Engine {
     pub nlu: Nlu,
     responses: BTreeMap<String, ResponseSpec>,
+    flows: BTreeMap<String, Flow>,
+    labels: BTreeMap<String, String>,
 }
 
 impl Engine {
     /// Builds the engine; trains the intent classifier from `data`.
     pub fn new(data: &DialogData) -> anyhow::Result<Engine> {
-        Ok(Engine {
-            nlu: Nlu::new(data)?,
+        Ok(Engine::with_nlu(data, Nlu::new(data)?))
+    }
+
+    /// Builds the engine around an already trained understanding.
+    pub fn with_nlu(data: &DialogData, nlu: Nlu) -> Engine {
+        Engine {
+            nlu,
             responses: data.responses.clone(),
-        })
+            flows: data.flows.clone(),
+            labels: data
+                .intents
+                .iter()
+                .filter_map(|i| i.label.clone().map(|l| (i.name.clone(), l)))
+                .collect(),
+        }
     }
 
     /// The reply that opens a new session.
@@ -74,7 +179,7 @@ impl Engine {
     }
 
     /// The NLU step of a turn: what the input asks for. `None` for a tapped value that is
-    /// not an intent.
+    /// not an intent (a flow may still take it as an answer).
     pub fn understand(&self, input: &TurnInput) -> Option<Parse> {
         match input {
             TurnInput::Choice(value) if is_intent(value) => {
@@ -97,46 +202,675 @@ impl Engine {
         }
     }
 
-    /// The dialog step of a turn: decides the reply and updates `state`.
-    pub fn respond(&self, state: &mut SessionState, understood: Option<&Parse>) -> BotReply {
-        let understood = understood.filter(|p| p.sure || !p.risk.is_empty());
-        let reply = match understood.map(|p| (p, &p.intent)) {
-            Some((p, _)) if p.risk.iter().any(|r| r == "fraud_suspected") => {
-                state.misunderstood = 0;
-                state.last_intent = Some("fraud_suspected".into());
-                self.reply("fraud_warning")
+    /// The dialog step of a turn: decides what to say and do, and updates `state`.
+    pub fn respond(
+        &self,
+        state: &mut SessionState,
+        input: &TurnInput,
+        understood: Option<&Parse>,
+    ) -> Outcome {
+        state.idle_prompts = 0;
+        let mut out = Outcome::default();
+        let fraud = understood.is_some_and(|p| p.risk.iter().any(|r| r == "fraud_suspected"));
+        let sure = understood.filter(|p| p.sure);
+        let intent = sure.map(|p| p.intent.name.as_str());
+
+        if fraud {
+            state.misunderstood = 0;
+            let in_money_flow = state
+                .stack
+                .iter()
+                .any(|f| self.flows.get(&f.flow).is_some_and(|fl| fl.moves_money));
+            let wants_money =
+                intent.is_some_and(|i| self.flows.get(i).is_some_and(|fl| fl.moves_money));
+            state.last_intent = Some("fraud_suspected".into());
+            out.replies.push(self.reply("fraud_warning"));
+            if in_money_flow || wants_money {
+                let slots = self.case_slots(state);
+                let intent = state
+                    .stack
+                    .first()
+                    .map(|f| f.flow.clone())
+                    .or(intent.map(str::to_string));
+                state.stack.clear();
+                out.effect = Some(Effect::Handoff {
+                    to: "teller".into(),
+                    reason: "fraud_suspected".into(),
+                    intent,
+                    slots,
+                    risk: vec!["fraud_suspected".into()],
+                });
+                state.stack.push(Frame {
+                    flow: HANDOFF_FRAME.into(),
+                    step: 0,
+                    slots: BTreeMap::new(),
+                    retries: 0,
+                    waiting: Waiting::Effect,
+                });
             }
-            Some((_, m)) if m.name == "repeat" => {
+            return self.finish(state, out);
+        }
+
+        // Words that work anywhere.
+        match intent {
+            Some("repeat") => {
                 state.misunderstood = 0;
-                state.last_reply.clone().unwrap_or_else(|| self.opening())
+                out.replies
+                    .push(state.last_reply.clone().unwrap_or_else(|| self.opening()));
+                return out;
             }
-            Some((_, m)) => {
+            Some("cancel") if !state.stack.is_empty() => {
                 state.misunderstood = 0;
-                state.last_intent = Some(m.name.clone());
-                if self.responses.contains_key(&m.name) {
-                    self.reply(&m.name)
+                state.stack.clear();
+                out.replies.push(self.reply("cancel"));
+                return self.finish(state, out);
+            }
+            Some(h @ ("handoff.teller" | "handoff.remote_expert")) => {
+                state.misunderstood = 0;
+                return self.handoff(state, h, "customer_asked", out);
+            }
+            _ => {}
+        }
+
+        // An answer to the innermost frame?
+        if let Some(frame) = state.stack.last().cloned() {
+            if let Some(done) = self.answer(state, frame, input, understood) {
+                return self.finish(state, done);
+            }
+        }
+
+        // A new request.
+        match sure {
+            Some(p) => {
+                state.misunderstood = 0;
+                let name = p.intent.name.clone();
+                state.last_intent = Some(name.clone());
+                if self.flows.contains_key(&name) {
+                    let mut slots = p.slots.clone();
+                    if let TurnInput::Text(t) = input {
+                        // What the customer asked, for flows that work on the words
+                        // (a knowledge question, a complaint).
+                        slots.insert("question".into(), t.chars().take(500).collect());
+                    }
+                    self.push(state, &name, slots);
+                    let more = self.advance(state);
+                    out.replies.extend(more.replies);
+                    out.effect = more.effect;
+                } else if !state.stack.is_empty() {
+                    // Small talk mid-flow ("谢谢", "你好"): answer, then repeat the question.
+                    if self.responses.contains_key(&name) {
+                        out.replies.push(self.reply(&name));
+                    }
+                    out.replies.extend(self.reprompt(state));
+                } else if self.responses.contains_key(&name) {
+                    out.replies.push(self.reply(&name));
                 } else {
-                    self.reply("unsupported")
+                    out.replies.push(self.reply("unsupported"));
                 }
             }
             None => {
                 state.misunderstood += 1;
                 if state.misunderstood >= MISUNDERSTOOD_BEFORE_OFFER {
-                    self.reply("offer_human")
+                    out.replies.push(self.reply("offer_human"));
                 } else {
-                    self.reply("fallback")
+                    out.replies.push(self.reply("fallback"));
+                    out.replies.extend(self.reprompt(state));
                 }
             }
-        };
-        state.last_reply = Some(reply.clone());
-        reply
+        }
+        self.finish(state, out)
     }
 
-    /// Both steps at once (tests, `concierge nlu`).
-    pub fn turn(&self, state: &mut SessionState, input: &TurnInput) -> (Option<Parse>, BotReply) {
+    /// Continues after the worker carried out the pending effect.
+    pub fn resume(&self, state: &mut SessionState, result: EffectResult) -> Outcome {
+        let Some(frame) = state.stack.last_mut() else {
+            return Outcome::default();
+        };
+        if frame.waiting != Waiting::Effect {
+            return Outcome::default();
+        }
+        frame.waiting = Waiting::Nothing;
+        if frame.flow == HANDOFF_FRAME {
+            state.stack.pop();
+            let out = Outcome {
+                replies: vec![match result {
+                    EffectResult::Done(_) => self.reply_or("handoff_done", "handoff.teller"),
+                    EffectResult::Failed { .. } => {
+                        self.reply_or("handoff_failed", "handoff.teller")
+                    }
+                }],
+                effect: None,
+            };
+            return self.finish(state, out);
+        }
+        let flow = &self.flows[&frame.flow];
+        let step = &flow.steps[frame.step.min(flow.steps.len() - 1)];
+        match result {
+            EffectResult::Done(values) => {
+                // An action's outputs are all kept; of a device result only the fields the
+                // step names under `save` (an ID card read carries more than a flow needs).
+                let keep_all = matches!(step.kind, Kind::Action(_));
+                for (k, v) in values {
+                    if keep_all || step.spec.save.contains(&k) {
+                        frame.slots.insert(k, v);
+                    }
+                }
+                frame.step = step
+                    .spec
+                    .goto
+                    .as_deref()
+                    .map_or(frame.step + 1, |g| flow.target(g));
+            }
+            EffectResult::Failed { code, .. } => {
+                frame.slots.insert("error".into(), code);
+                match &step.spec.on_error {
+                    Some(target) => frame.step = flow.target(target),
+                    None => {
+                        // No plan for this failure: apologise and hand to a person.
+                        let out = Outcome {
+                            replies: vec![self.reply_or("step_failed", "offer_human")],
+                            effect: None,
+                        };
+                        let mut out = out;
+                        let more = self.handoff(
+                            state,
+                            "handoff.teller",
+                            "step_failed",
+                            Outcome::default(),
+                        );
+                        out.replies.extend(more.replies);
+                        out.effect = more.effect;
+                        return self.finish(state, out);
+                    }
+                }
+            }
+        }
+        let out = self.advance(state);
+        self.finish(state, out)
+    }
+
+    /// The customer said nothing for a while. The first time, asks whether they are still
+    /// there (repeating the open question); the second time, ends the session.
+    pub fn on_idle(&self, state: &mut SessionState) -> Outcome {
+        state.idle_prompts += 1;
+        let mut out = Outcome::default();
+        if state.idle_prompts >= 2 {
+            state.stack.clear();
+            let mut bye = self.reply_or("idle_end", "goodbye");
+            bye.end_session = true;
+            out.replies.push(bye);
+        } else {
+            out.replies.push(self.reply_or("idle_prompt", "fallback"));
+            out.replies.extend(self.reprompt(state));
+        }
+        self.finish(state, out)
+    }
+
+    /// Whether a flow is waiting for the customer (so inactivity matters).
+    pub fn in_flow(state: &SessionState) -> bool {
+        !state.stack.is_empty()
+    }
+
+    /// Both steps at once, effects answered by `effects` (tests, tools).
+    pub fn turn_with(
+        &self,
+        state: &mut SessionState,
+        input: &TurnInput,
+        mut effects: impl FnMut(&Effect) -> EffectResult,
+    ) -> (Option<Parse>, Vec<BotReply>) {
         let understood = self.understand(input);
-        let reply = self.respond(state, understood.as_ref());
-        (understood, reply)
+        let mut out = self.respond(state, input, understood.as_ref());
+        let mut replies = std::mem::take(&mut out.replies);
+        let mut guard = 0;
+        while let Some(effect) = out.effect.take() {
+            guard += 1;
+            if guard > MAX_STEPS_PER_TURN {
+                break;
+            }
+            let result = effects(&effect);
+            out = self.resume(state, result);
+            replies.append(&mut out.replies);
+        }
+        (understood, replies)
+    }
+
+    // ---- flows ----
+
+    fn push(&self, state: &mut SessionState, flow: &str, slots: BTreeMap<String, String>) {
+        state.stack.push(Frame {
+            flow: flow.to_string(),
+            step: 0,
+            slots,
+            retries: 0,
+            waiting: Waiting::Nothing,
+        });
+    }
+
+    /// Runs the innermost frame until it needs the customer or an effect, or ends.
+    fn advance(&self, state: &mut SessionState) -> Outcome {
+        let mut out = Outcome::default();
+        for _ in 0..MAX_STEPS_PER_TURN {
+            let Some(frame) = state.stack.last_mut() else {
+                return out;
+            };
+            let Some(flow) = self.flows.get(&frame.flow) else {
+                state.stack.pop();
+                continue;
+            };
+            let Some(step) = flow.steps.get(frame.step) else {
+                // Past the last step: the flow is done.
+                state.stack.pop();
+                out.replies.extend(self.reprompt(state));
+                return out;
+            };
+            let variant = frame.retries as usize;
+            for c in &step.spec.clear {
+                frame.slots.remove(c);
+            }
+            let after = step
+                .spec
+                .goto
+                .as_deref()
+                .map_or(frame.step + 1, |g| flow.target(g));
+            match &step.kind {
+                Kind::Say(t) => {
+                    out.replies
+                        .push(self.render_step(step, t, &frame.slots, variant));
+                    frame.step = after;
+                }
+                Kind::Ask { slot } => {
+                    if frame.slots.contains_key(slot) {
+                        frame.step += 1;
+                        continue;
+                    }
+                    frame.waiting = Waiting::Answer;
+                    let prompt = step
+                        .spec
+                        .prompt
+                        .clone()
+                        .unwrap_or(Texts::One(String::new()));
+                    out.replies
+                        .push(self.render_step(step, &prompt, &frame.slots, variant));
+                    return out;
+                }
+                Kind::Confirm(t) => {
+                    frame.waiting = Waiting::YesNo;
+                    let mut reply = self.render_step(step, t, &frame.slots, variant);
+                    if step.spec.choices.is_empty() {
+                        reply.ui = Some(Ui {
+                            choices: vec![
+                                Choice {
+                                    label: "确认".into(),
+                                    value: "affirm".into(),
+                                },
+                                Choice {
+                                    label: "不对，要修改".into(),
+                                    value: "deny".into(),
+                                },
+                            ],
+                            ..Ui::default()
+                        });
+                    }
+                    out.replies.push(reply);
+                    return out;
+                }
+                Kind::Device { device, action } => {
+                    frame.waiting = Waiting::Effect;
+                    let args: serde_json::Map<String, Value> = step
+                        .spec
+                        .args
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                Value::String(render(v, &frame.slots, &self.labels)),
+                            )
+                        })
+                        .collect();
+                    out.effect = Some(Effect::Device {
+                        device: device.clone(),
+                        action: action.clone(),
+                        args: Value::Object(args),
+                        timeout_ms: step.spec.timeout_ms.unwrap_or(30_000),
+                    });
+                    return out;
+                }
+                Kind::Action(name) => {
+                    frame.waiting = Waiting::Effect;
+                    let mut slots = frame.slots.clone();
+                    for (k, v) in &step.spec.args {
+                        slots.insert(k.clone(), render(v, &frame.slots, &self.labels));
+                    }
+                    slots.insert("flow".into(), frame.flow.clone());
+                    // A PIN block is used once, by the action that checks it, never kept.
+                    frame.slots.remove("pin_block");
+                    out.effect = Some(Effect::Action {
+                        name: name.clone(),
+                        slots,
+                    });
+                    return out;
+                }
+                Kind::Branch(cases) => {
+                    match cases
+                        .iter()
+                        .find(|c| condition_holds(&c.when, &frame.slots))
+                    {
+                        Some(c) => frame.step = flow.target(&c.goto),
+                        None => frame.step += 1,
+                    }
+                }
+                Kind::Goto(target) => frame.step = flow.target(target),
+                Kind::Handoff(to) => {
+                    let to = format!("handoff.{to}");
+                    let more = self.handoff(state, &to, "flow", Outcome::default());
+                    out.replies.extend(more.replies);
+                    out.effect = more.effect;
+                    return out;
+                }
+                Kind::End(text) => {
+                    if let Some(t) = text {
+                        out.replies
+                            .push(self.render_step(step, t, &frame.slots, variant));
+                    }
+                    state.stack.pop();
+                    // The frame below (interrupted by this one) asks its question again.
+                    out.replies.extend(self.reprompt(state));
+                    return out;
+                }
+            }
+        }
+        tracing::error!("flow ran {MAX_STEPS_PER_TURN} steps without waiting: a loop in the data?");
+        state.stack.clear();
+        out.replies.push(self.reply("offer_human"));
+        out
+    }
+
+    /// Tries the input as an answer to the innermost frame. `None` when it is not one (a
+    /// new request, a digression), so the caller treats it as such.
+    fn answer(
+        &self,
+        state: &mut SessionState,
+        frame: Frame,
+        input: &TurnInput,
+        understood: Option<&Parse>,
+    ) -> Option<Outcome> {
+        let flow = self.flows.get(&frame.flow)?;
+        let step = flow.steps.get(frame.step)?;
+        let intent = understood
+            .filter(|p| p.sure)
+            .map(|p| p.intent.name.as_str());
+        let said = understood.map(|p| &p.slots);
+        let top = state.stack.last_mut()?;
+        // Corrections: slots the frame already holds, said again with new values.
+        let corrected: Vec<(String, String)> = said
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| top.slots.get(*k).is_some_and(|old| old != *v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match (&frame.waiting, &step.kind) {
+            (Waiting::Answer, Kind::Ask { slot }) => {
+                let value = match input {
+                    TurnInput::Choice(v) if step.spec.choices.iter().any(|c| &c.value == v) => {
+                        Some(v.clone())
+                    }
+                    _ => said.and_then(|s| s.get(slot).cloned()).or_else(|| {
+                        // A slot of the flow's own (a free-text description): the words.
+                        match input {
+                            TurnInput::Text(t)
+                                if !super::flow::NLU_SLOTS.contains(&slot.as_str())
+                                    && !matches!(intent, Some(i) if self.flows.contains_key(i)) =>
+                            {
+                                Some(t.trim().chars().take(500).collect())
+                            }
+                            _ => None,
+                        }
+                    }),
+                };
+                if let Some(v) = value {
+                    top.slots.insert(slot.clone(), v);
+                    for (k, v) in said.into_iter().flatten() {
+                        top.slots.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    for (k, v) in corrected {
+                        top.slots.insert(k, v);
+                    }
+                    top.waiting = Waiting::Nothing;
+                    top.retries = 0;
+                    top.step += 1;
+                    state.misunderstood = 0;
+                    return Some(self.advance(state));
+                }
+                if !corrected.is_empty() {
+                    for (k, v) in corrected {
+                        top.slots.insert(k, v);
+                    }
+                    let mut out = Outcome::default();
+                    out.replies.push(self.reply_or("corrected", "fallback"));
+                    out.replies.extend(self.reprompt(state));
+                    return Some(out);
+                }
+                if let Some(r) =
+                    understood.and_then(|p| p.rejected.iter().find(|r| &r.slot == slot))
+                {
+                    return Some(self.retry(state, Some(&r.reason)));
+                }
+                if intent
+                    .is_some_and(|i| self.flows.contains_key(i) || self.responses.contains_key(i))
+                {
+                    return None; // a digression or small talk
+                }
+                Some(self.retry(state, None))
+            }
+            (Waiting::YesNo, Kind::Confirm(_)) => {
+                if !corrected.is_empty() {
+                    for (k, v) in corrected {
+                        top.slots.insert(k, v);
+                    }
+                    top.retries = 0;
+                    return Some(self.advance(state)); // confirm again with the new values
+                }
+                match intent {
+                    Some("affirm") => {
+                        top.waiting = Waiting::Nothing;
+                        top.retries = 0;
+                        top.step += 1;
+                        Some(self.advance(state))
+                    }
+                    Some("deny") => {
+                        top.waiting = Waiting::Nothing;
+                        top.retries = 0;
+                        match &step.spec.on_no {
+                            Some(target) => {
+                                top.step = flow.target(target);
+                                // Asking again: forget the answers from the target on.
+                                let again: Vec<String> = flow.steps[top.step..]
+                                    .iter()
+                                    .filter_map(|s| match &s.kind {
+                                        Kind::Ask { slot } => Some(slot.clone()),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                for s in again {
+                                    top.slots.remove(&s);
+                                }
+                                Some(self.advance(state))
+                            }
+                            None => {
+                                state.stack.pop();
+                                let mut out = Outcome::default();
+                                out.replies.push(self.reply("cancel"));
+                                Some(out)
+                            }
+                        }
+                    }
+                    Some(i) if self.flows.contains_key(i) || self.responses.contains_key(i) => None,
+                    _ => Some(self.retry(state, None)),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-asks the innermost question after an unusable answer; past the retry limit,
+    /// offers a person.
+    fn retry(&self, state: &mut SessionState, reason: Option<&str>) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(top) = state.stack.last_mut() else {
+            return out;
+        };
+        top.retries += 1;
+        let limit = self
+            .flows
+            .get(&top.flow)
+            .and_then(|f| f.steps.get(top.step))
+            .and_then(|s| s.spec.retries)
+            .unwrap_or(DEFAULT_RETRIES);
+        if top.retries > limit {
+            state.stack.clear();
+            out.replies.push(self.reply("offer_human"));
+            return out;
+        }
+        let key = reason.map(|r| format!("invalid_{r}"));
+        match key.as_deref().filter(|k| self.responses.contains_key(*k)) {
+            Some(k) => out.replies.push(self.reply(k)),
+            None => out.replies.push(self.reply("fallback")),
+        }
+        out.replies.extend(self.reprompt(state));
+        out
+    }
+
+    /// The open question of the innermost frame, asked again (nothing if none).
+    fn reprompt(&self, state: &SessionState) -> Vec<BotReply> {
+        let Some(frame) = state.stack.last() else {
+            return Vec::new();
+        };
+        let Some(step) = self
+            .flows
+            .get(&frame.flow)
+            .and_then(|f| f.steps.get(frame.step))
+        else {
+            return Vec::new();
+        };
+        let variant = frame.retries as usize;
+        match (&frame.waiting, &step.kind) {
+            (Waiting::Answer, Kind::Ask { .. }) => step
+                .spec
+                .prompt
+                .as_ref()
+                .map(|p| vec![self.render_step(step, p, &frame.slots, variant)])
+                .unwrap_or_default(),
+            (Waiting::YesNo, Kind::Confirm(t)) => {
+                let mut r = self.render_step(step, t, &frame.slots, variant);
+                r.ui = Some(Ui {
+                    choices: vec![
+                        Choice {
+                            label: "确认".into(),
+                            value: "affirm".into(),
+                        },
+                        Choice {
+                            label: "不对，要修改".into(),
+                            value: "deny".into(),
+                        },
+                    ],
+                    ..Ui::default()
+                });
+                vec![r]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Starts a handoff: the case (slots of every running flow) goes with it.
+    fn handoff(
+        &self,
+        state: &mut SessionState,
+        to: &str,
+        reason: &str,
+        mut out: Outcome,
+    ) -> Outcome {
+        let slots = self.case_slots(state);
+        let intent = state.stack.first().map(|f| f.flow.clone());
+        state.stack.clear();
+        out.replies.push(self.reply_or(to, "offer_human"));
+        out.effect = Some(Effect::Handoff {
+            to: to.trim_start_matches("handoff.").to_string(),
+            reason: reason.to_string(),
+            intent,
+            slots,
+            risk: Vec::new(),
+        });
+        state.stack.push(Frame {
+            flow: HANDOFF_FRAME.into(),
+            step: 0,
+            slots: BTreeMap::new(),
+            retries: 0,
+            waiting: Waiting::Effect,
+        });
+        out
+    }
+
+    fn case_slots(&self, state: &SessionState) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        for f in &state.stack {
+            for (k, v) in &f.slots {
+                if !super::flow::SCREEN_ONLY_SLOTS.contains(&k.as_str()) {
+                    all.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        all
+    }
+
+    fn finish(&self, state: &mut SessionState, out: Outcome) -> Outcome {
+        if let Some(last) = out.replies.last() {
+            state.last_reply = Some(last.clone());
+        }
+        out
+    }
+
+    // ---- texts ----
+
+    fn render_step(
+        &self,
+        step: &Step,
+        t: &Texts,
+        slots: &BTreeMap<String, String>,
+        variant: usize,
+    ) -> BotReply {
+        let text = render(t.pick(variant), slots, &self.labels);
+        let mut ui = Ui {
+            choices: step
+                .spec
+                .choices
+                .iter()
+                .map(|c| Choice {
+                    label: c.label.clone(),
+                    value: c.value.clone(),
+                })
+                .collect(),
+            ..Ui::default()
+        };
+        if !step.spec.show.is_empty() {
+            ui.fields = step
+                .spec
+                .show
+                .iter()
+                .map(|(label, v)| Field {
+                    name: label.clone(),
+                    label: label.clone(),
+                    value: Some(render(v, slots, &self.labels)),
+                })
+                .collect();
+            ui.sensitive = true;
+        }
+        let has_ui = !ui.choices.is_empty() || !ui.fields.is_empty();
+        BotReply {
+            text,
+            speak: None,
+            ui: has_ui.then_some(ui),
+            end_session: false,
+        }
     }
 
     fn reply(&self, key: &str) -> BotReply {
@@ -152,6 +886,68 @@ impl Engine {
             end_session: spec.end_session,
         }
     }
+
+    fn reply_or(&self, key: &str, fallback: &str) -> BotReply {
+        if self.responses.contains_key(key) {
+            self.reply(key)
+        } else {
+            self.reply(fallback)
+        }
+    }
+}
+
+/// The pseudo-frame that waits for a handoff to be recorded.
+const HANDOFF_FRAME: &str = "handoff";
+
+/// Fills `{slot}` with display values: dates as 11月24日（周二）, amounts with 元, services
+/// by their label. Unknown slots are left empty.
+pub fn render(
+    t: &str,
+    slots: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                out.push_str(&display(name, slots.get(name).map(String::as_str), labels));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_string()
+}
+
+fn display(name: &str, value: Option<&str>, labels: &BTreeMap<String, String>) -> String {
+    let Some(v) = value else {
+        return String::new();
+    };
+    match name {
+        "date" => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map(|d| {
+                use chrono::Datelike;
+                const WD: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
+                format!(
+                    "{}月{}日（周{}）",
+                    d.month(),
+                    d.day(),
+                    WD[d.weekday().num_days_from_monday() as usize]
+                )
+            })
+            .unwrap_or_else(|_| v.to_string()),
+        "amount" | "balance" => format!("{v}元"),
+        "service" => labels.get(v).cloned().unwrap_or_else(|| v.to_string()),
+        _ => v.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -162,30 +958,80 @@ mod tests {
     fn engine() -> Engine {
         let data =
             DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
-        Engine {
-            nlu: Nlu::for_tests(),
-            responses: data.responses,
+        Engine::with_nlu(&data, Nlu::for_tests())
+    }
+
+    /// Answers effects like a sandbox branch: devices succeed, actions give fixed values.
+    fn sandbox(effect: &Effect) -> EffectResult {
+        let mut v = BTreeMap::new();
+        match effect {
+            Effect::Device { device, .. } if device == "id_card" => {
+                v.insert("id_number".into(), "11010519491231002X".into());
+                v.insert("name".into(), "张三".into());
+            }
+            Effect::Device { device, .. } if device == "pin_pad" => {
+                v.insert("pin_block".into(), "9A3F1C0B7E2D4A68".into());
+            }
+            Effect::Device { device, .. } if device == "card_reader" => {
+                v.insert("card_last4".into(), "6789".into());
+            }
+            Effect::Action { name, .. } => match name.as_str() {
+                "queue.take" => {
+                    v.insert("ticket".into(), "A007".into());
+                    v.insert("waiting".into(), "3".into());
+                    v.insert("wait_minutes".into(), "18".into());
+                    v.insert("counter_type".into(), "现金业务窗口".into());
+                }
+                "appointment.book" => {
+                    v.insert("code".into(), "K7P2QX".into());
+                }
+                "banking.identify" => {
+                    v.insert("customer_id".into(), "C0001".into());
+                }
+                "banking.choose_card" => {
+                    v.insert("card".into(), "h".into());
+                    v.insert("card_masked".into(), "622202*********6789".into());
+                    v.insert("card_status".into(), "active".into());
+                }
+                "banking.balance" => {
+                    v.insert("balance".into(), "52380.75".into());
+                }
+                _ => {}
+            },
+            _ => {}
         }
+        EffectResult::Done(v)
+    }
+
+    fn say(e: &Engine, s: &mut SessionState, text: &str) -> Vec<BotReply> {
+        e.turn_with(s, &TurnInput::Text(text.into()), sandbox).1
+    }
+
+    fn all_text(replies: &[BotReply]) -> String {
+        replies
+            .iter()
+            .map(|r| r.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 
     #[test]
     fn a_greeting_is_answered_with_the_greeting_response() {
         let e = engine();
         let mut s = SessionState::default();
-        let (m, reply) = e.turn(&mut s, &TurnInput::Text("你好呀".into()));
+        let (m, replies) = e.turn_with(&mut s, &TurnInput::Text("你好呀".into()), sandbox);
         assert_eq!(m.unwrap().intent.name, "greet");
-        assert!(!reply.text.is_empty());
-        assert_eq!(s.last_reply.as_ref(), Some(&reply));
+        assert_eq!(s.last_reply.as_ref(), replies.last());
     }
 
     #[test]
     fn two_misunderstandings_in_a_row_offer_a_person() {
         let e = engine();
         let mut s = SessionState::default();
-        let (_, first) = e.turn(&mut s, &TurnInput::Text("呜啦啦".into()));
-        let (_, second) = e.turn(&mut s, &TurnInput::Text("叽里咕噜".into()));
+        let first = say(&e, &mut s, "呜啦啦");
+        let second = say(&e, &mut s, "叽里咕噜");
         assert_ne!(first, second);
-        let choices = second.ui.unwrap().choices;
+        let choices = second.last().unwrap().ui.clone().unwrap().choices;
         assert!(
             choices.iter().any(|c| c.value == "handoff.teller"),
             "{choices:?}"
@@ -193,33 +1039,193 @@ mod tests {
     }
 
     #[test]
-    fn repeat_says_the_last_reply_again() {
+    fn queue_number_journey_prints_and_tells_the_wait() {
         let e = engine();
         let mut s = SessionState::default();
-        let (_, hello) = e.turn(&mut s, &TurnInput::Text("你好".into()));
-        let (m, again) = e.turn(&mut s, &TurnInput::Text("请再说一遍".into()));
-        assert_eq!(m.unwrap().intent.name, "repeat");
-        assert_eq!(hello, again);
+        let r = say(&e, &mut s, "我要取个号");
+        assert!(all_text(&r).contains("什么业务"), "{}", all_text(&r));
+        let (_, r) = e.turn_with(&mut s, &TurnInput::Choice("cash.withdraw".into()), |eff| {
+            if let Effect::Device { device, args, .. } = eff {
+                assert_eq!(device, "queue_printer");
+                assert_eq!(args["ticket"], "A007");
+            }
+            sandbox(eff)
+        });
+        let text = all_text(&r);
+        assert!(
+            text.contains("A007") && text.contains("3位") && text.contains("18分钟"),
+            "{text}"
+        );
+        assert!(s.stack.is_empty());
     }
 
     #[test]
-    fn a_tapped_choice_acts_as_its_intent() {
+    fn booking_with_a_correction_at_the_confirmation() {
         let e = engine();
         let mut s = SessionState::default();
-        let (m, _) = e.turn(&mut s, &TurnInput::Choice("goodbye".into()));
-        assert_eq!(m.unwrap().intent.name, "goodbye");
-        let (m, _) = e.turn(&mut s, &TurnInput::Choice("not-an-intent".into()));
-        assert!(m.is_none());
+        say(&e, &mut s, "我想预约开户");
+        let r = say(&e, &mut s, "明天上午十点");
+        assert!(all_text(&r).contains("手机号"), "{}", all_text(&r));
+        let r = say(&e, &mut s, "13812345678");
+        assert!(all_text(&r).contains("确认吗"), "{}", all_text(&r));
+        let before = s.stack[0].slots["date"].clone();
+        let r = say(&e, &mut s, "不对，是后天");
+        assert!(all_text(&r).contains("确认吗"), "{}", all_text(&r));
+        assert_ne!(s.stack[0].slots["date"], before, "the date was corrected");
+        let r = say(&e, &mut s, "对的");
+        assert!(all_text(&r).contains("K7P2QX"), "{}", all_text(&r));
+        assert!(s.stack.is_empty());
     }
 
     #[test]
-    fn a_fraud_pattern_interrupts_with_a_warning_and_a_teller() {
+    fn a_digression_is_answered_and_the_flow_resumes() {
         let e = engine();
         let mut s = SessionState::default();
-        let (m, reply) = e.turn(&mut s, &TurnInput::Text("对方让我转账到安全账户".into()));
-        assert_eq!(m.unwrap().risk, vec!["fraud_suspected"]);
-        assert!(reply.text.contains("诈骗"), "{}", reply.text);
-        let choices = reply.ui.unwrap().choices;
-        assert!(choices.iter().any(|c| c.value == "handoff.teller"));
+        say(&e, &mut s, "帮我预约一下");
+        let r = say(&e, &mut s, "你们营业时间是几点到几点");
+        let text = all_text(&r);
+        assert!(
+            text.contains("办理什么业务"),
+            "the booking question comes back: {text}"
+        );
+        assert_eq!(s.stack.len(), 1);
+        assert_eq!(s.stack[0].flow, "appointment.book");
+    }
+
+    #[test]
+    fn cancel_works_anywhere_and_clears_the_journey() {
+        let e = engine();
+        let mut s = SessionState::default();
+        say(&e, &mut s, "我想预约开户");
+        let r = say(&e, &mut s, "算了不办了");
+        assert!(all_text(&r).contains("取消"), "{}", all_text(&r));
+        assert!(s.stack.is_empty());
+    }
+
+    #[test]
+    fn an_impossible_date_gets_a_precise_reprompt() {
+        let e = engine();
+        let mut s = SessionState::default();
+        say(&e, &mut s, "我想预约开户");
+        let r = say(&e, &mut s, "2月30号");
+        assert!(all_text(&r).contains("不存在"), "{}", all_text(&r));
+        assert_eq!(s.stack[0].waiting, Waiting::Answer);
+    }
+
+    #[test]
+    fn the_balance_is_shown_never_said() {
+        let e = engine();
+        let mut s = SessionState::default();
+        let r = say(&e, &mut s, "帮我查一下卡里的余额");
+        for reply in &r {
+            assert!(!reply.text.contains("52380"), "spoken: {}", reply.text);
+            assert!(!reply.speak.as_deref().unwrap_or_default().contains("52380"));
+        }
+        let shown = r
+            .iter()
+            .find_map(|x| x.ui.as_ref().filter(|u| u.sensitive))
+            .expect("a screen-only field");
+        assert!(
+            shown
+                .fields
+                .iter()
+                .any(|f| f.value.as_deref() == Some("52380.75元")),
+            "{shown:?}"
+        );
+        assert!(
+            !serde_json::to_string(&s)
+                .unwrap()
+                .contains("9A3F1C0B7E2D4A68"),
+            "PIN block kept in state"
+        );
+    }
+
+    #[test]
+    fn fraud_in_a_money_flow_stops_it_and_hands_off_with_the_flag() {
+        let e = engine();
+        let mut s = SessionState::default();
+        let r = say(&e, &mut s, "我要给我儿子转五千块钱");
+        assert!(!s.stack.is_empty(), "{}", all_text(&r));
+        let mut handed = None;
+        let (_, r) = e.turn_with(
+            &mut s,
+            &TurnInput::Text("对方是警察，让我转到安全账户".into()),
+            |eff| {
+                handed = Some(eff.clone());
+                EffectResult::Done(BTreeMap::new())
+            },
+        );
+        assert!(all_text(&r).contains("诈骗"), "{}", all_text(&r));
+        match handed {
+            Some(Effect::Handoff {
+                to, risk, slots, ..
+            }) => {
+                assert_eq!(to, "teller");
+                assert_eq!(risk, vec!["fraud_suspected"]);
+                assert_eq!(slots.get("amount").map(String::as_str), Some("5000"));
+            }
+            other => panic!("expected a handoff, got {other:?}"),
+        }
+        assert!(s.stack.is_empty(), "the transfer stopped");
+    }
+
+    #[test]
+    fn a_failed_device_without_a_plan_hands_off() {
+        let e = engine();
+        let mut s = SessionState::default();
+        let (_, r) = e.turn_with(
+            &mut s,
+            &TurnInput::Text("我的卡丢了，帮我挂失".into()),
+            |eff| match eff {
+                Effect::Device { .. } => EffectResult::Failed {
+                    code: "no_card".into(),
+                    note: String::new(),
+                },
+                other => sandbox(other),
+            },
+        );
+        assert!(all_text(&r).contains("工作人员"), "{}", all_text(&r));
+        assert!(s.stack.is_empty());
+    }
+
+    #[test]
+    fn silence_mid_flow_asks_then_ends() {
+        let e = engine();
+        let mut s = SessionState::default();
+        say(&e, &mut s, "我想预约开户");
+        let first = e.on_idle(&mut s);
+        assert!(!first.ends_session());
+        let second = e.on_idle(&mut s);
+        assert!(second.ends_session());
+    }
+}
+
+#[cfg(test)]
+mod effect_tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_device_field_reaches_the_next_action() {
+        let data =
+            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
+                .unwrap();
+        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        let mut s = SessionState::default();
+        let mut seen = Vec::new();
+        e.turn_with(&mut s, &TurnInput::Text("挂失".into()), |eff| {
+            seen.push(eff.clone());
+            let mut v = BTreeMap::new();
+            v.insert("id_number".to_string(), "11010519491231002X".to_string());
+            EffectResult::Done(v)
+        });
+        let identify = seen.iter().find_map(|e| match e {
+            Effect::Action { name, slots } if name == "banking.identify" => Some(slots.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            identify.unwrap().get("id_number").map(String::as_str),
+            Some("11010519491231002X"),
+            "{seen:?}"
+        );
     }
 }

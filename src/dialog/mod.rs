@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod engine;
+pub mod flow;
 
 pub use data::{DataError, DialogData};
-pub use engine::{BotReply, Engine, SessionState, TurnInput};
+pub use engine::{BotReply, Effect, EffectResult, Engine, Outcome, SessionState, TurnInput};

@@ -13,11 +13,24 @@
 //!         not_says: 余额             # must not appear in text or speech
 //!         choices: [handoff.teller]  # these choice values are offered
 //!         ends: true                 # the session ends after this reply
+//!         fail: {id_card: no_card}   # before the turn: the next call of a device fails
+//!         invokes: [id_card.read]    # these device calls happen during the turn
+//!         shows: "52380.75"          # shown in a screen-only (sensitive) field
+//!         hands_off: teller          # a handoff to teller / remote_expert is recorded
 //! ```
 //!
+//! The kiosk declares every simulated device of kiosk-adapter and answers device calls
+//! from them (the sandbox bank is seeded, so 张三's ID card and bank card work). A turn's
+//! replies are all `bot.say` messages until the kiosk has been quiet for a moment.
 //! A failing expectation names the file, the script and the turn.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kiosk_adapter::sim::SimulatedDevices;
+use tokio_tungstenite::tungstenite::Message;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,6 +67,14 @@ struct Turn {
     choices: Vec<String>,
     #[serde(default)]
     ends: bool,
+    #[serde(default)]
+    fail: BTreeMap<String, String>,
+    #[serde(default)]
+    invokes: Vec<String>,
+    #[serde(default)]
+    shows: Option<String>,
+    #[serde(default)]
+    hands_off: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,14 +119,89 @@ fn scripts() -> Vec<(PathBuf, Script)> {
     out
 }
 
+/// What the kiosk saw during one turn.
+#[derive(Default)]
+struct Seen {
+    says: Vec<Value>,
+    invoked: Vec<String>,
+    ended: bool,
+}
+
+/// Reads until the kiosk has been quiet for a moment after at least one reply, answering
+/// device calls from the simulated devices.
+async fn collect(k: &mut Kiosk, devices: &SimulatedDevices) -> Seen {
+    let mut seen = Seen::default();
+    loop {
+        let wait = if seen.says.is_empty() {
+            WAIT
+        } else {
+            Duration::from_millis(300)
+        };
+        let frame = match tokio::time::timeout(wait, k.ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                seen.ended = true;
+                return seen;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => return seen,
+        };
+        let m: Value = serde_json::from_str(&frame).expect("server sends JSON");
+        match m["type"].as_str() {
+            Some("bot.say") => seen.says.push(m),
+            Some("session.end") => {
+                seen.ended = true;
+                return seen;
+            }
+            Some("device.invoke") => {
+                let call = m["call_id"].as_str().unwrap_or_default();
+                let device = m["device"].as_str().unwrap_or_default();
+                let action = m["action"].as_str().unwrap_or_default();
+                seen.invoked.push(format!("{device}.{action}"));
+                let reply = match devices.handle(call, device, action, &m["args"]) {
+                    Ok(result) => {
+                        json!({"type": "device.result", "call_id": call, "ok": true, "data": result})
+                    }
+                    Err(e) => {
+                        json!({"type": "device.result", "call_id": call, "ok": false, "error": e})
+                    }
+                };
+                k.send(reply).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn handoffs(app: &TestApp, session: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT target FROM handoffs WHERE session_id = $1 ORDER BY created_at")
+        .bind(session)
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap()
+}
+
 /// Runs one script in a fresh session; returns every failed expectation.
 async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<String> {
     let mut k = app.connect().await;
-    k.hello("KCONV", token, None).await;
+    let mut caps = vec!["text".to_string(), "choices".to_string()];
+    caps.extend(SimulatedDevices::capabilities());
+    k.send(json!({"type": "hello", "kiosk_id": "KCONV", "token": token, "capabilities": caps}))
+        .await;
+    let welcome = k.recv_type("welcome").await;
+    let session = welcome["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     k.recv_type("bot.say").await;
+    let devices = SimulatedDevices::new();
     let mut failures = Vec::new();
     for (i, turn) in script.turns.iter().enumerate() {
         let at = format!("{}: {} · turn {}", file.display(), script.name, i + 1);
+        for (device, code) in &turn.fail {
+            devices.fail_next(device, code);
+        }
+        let handed_before = handoffs(app, &session).await.len();
         let msg = match (&turn.user, &turn.tap) {
             (Some(text), None) => json!({"type": "user.text", "text": text}),
             (None, Some(value)) => json!({"type": "user.choice", "value": value}),
@@ -115,9 +211,29 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
             }
         };
         k.send(msg).await;
-        let reply = k.recv_type("bot.say").await;
-        let text = reply["text"].as_str().unwrap_or_default();
-        let spoken = reply["speak"].as_str().unwrap_or(text);
+        let seen = collect(&mut k, &devices).await;
+        let text: String = seen
+            .says
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let spoken: String = seen
+            .says
+            .iter()
+            .map(|m| {
+                m["speak"]
+                    .as_str()
+                    .or(m["text"].as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let text = text.as_str();
+        if seen.says.is_empty() {
+            failures.push(format!("{at}: no reply"));
+            break;
+        }
         for want in turn.says.all() {
             if !text.contains(want) {
                 failures.push(format!(
@@ -140,7 +256,8 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
                 ));
             }
         }
-        let offered: Vec<&str> = reply["ui"]["choices"]
+        let last = seen.says.last().cloned().unwrap_or_default();
+        let offered: Vec<&str> = last["ui"]["choices"]
             .as_array()
             .map(|c| c.iter().filter_map(|c| c["value"].as_str()).collect())
             .unwrap_or_default();
@@ -151,11 +268,46 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
                 ));
             }
         }
-        if turn.ends {
-            let end: Value = k.recv().await;
-            if end["type"] != "session.end" {
-                failures.push(format!("{at}: the session should end; next was {end}"));
+        for want in &turn.invokes {
+            if !seen.invoked.contains(want) {
+                failures.push(format!(
+                    "{at}: device call `{want}` expected; saw {:?}",
+                    seen.invoked
+                ));
             }
+        }
+        if let Some(value) = &turn.shows {
+            let shown = seen.says.iter().any(|m| {
+                m["ui"]["sensitive"] == true
+                    && m["ui"]["fields"].as_array().is_some_and(|f| {
+                        f.iter().any(|f| {
+                            f["value"]
+                                .as_str()
+                                .is_some_and(|v| v.contains(value.as_str()))
+                        })
+                    })
+            });
+            if !shown {
+                failures.push(format!(
+                    "{at}: `{value}` should be shown in a screen-only field"
+                ));
+            }
+        }
+        if let Some(target) = &turn.hands_off {
+            let now = handoffs(app, &session).await;
+            if now.len() <= handed_before || now.last() != Some(target) {
+                failures.push(format!(
+                    "{at}: a handoff to `{target}` should be recorded; have {now:?}"
+                ));
+            }
+        }
+        if turn.ends != seen.ended {
+            failures.push(format!(
+                "{at}: session should {}end here",
+                if turn.ends { "" } else { "not " }
+            ));
+        }
+        if seen.ended {
             break;
         }
     }
@@ -168,6 +320,10 @@ async fn every_conversation_script_passes() {
     let token = app
         .kiosk("KCONV", "B001", kiosk_protocol::PeerRole::Screen)
         .await;
+    concierge::banking::sandbox::SandboxBank::new(app.state.db.clone())
+        .seed(&project_root().join("deploy/sandbox/customers.yaml"))
+        .await
+        .expect("sandbox seeds");
     let mut failures = Vec::new();
     let all = scripts();
     for (file, script) in &all {

@@ -57,7 +57,10 @@ async fn the_sandbox_bank_seeds_and_answers(engine: Engine) {
     let cards = bank.cards(&zhang.id).await.unwrap();
     assert_eq!(cards.len(), 2);
     let debit = cards.iter().find(|c| c.last4 == "6789").unwrap();
-    assert!(bank.pin_matches(&debit.handle, "123456").await.unwrap());
+    assert!(bank
+        .pin_matches(&debit.handle, "9A3F1C0B7E2D4A68")
+        .await
+        .unwrap());
     assert!(!bank.pin_matches(&debit.handle, "000000").await.unwrap());
     assert_eq!(
         bank.balance_cents(&debit.handle).await.unwrap(),
