@@ -173,6 +173,9 @@ async fn session(
     let until = Instant::now() + Duration::from_secs(args.duration);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = i;
+    // A turn may answer with several bot.say (a journey's steps); only the first of each
+    // turn is the latency, the rest carry the same turn id and are skipped.
+    let mut last_turn = String::new();
     while Instant::now() < until {
         tick.tick().await;
         let text = PHRASES[n % PHRASES.len()];
@@ -186,7 +189,9 @@ async fn session(
         loop {
             match tokio::time::timeout(Duration::from_secs(10), rx.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
-                    Ok(ServerMessage::BotSay { .. }) => {
+                    Ok(ServerMessage::BotSay { turn_id, .. }) if turn_id == last_turn => continue,
+                    Ok(ServerMessage::BotSay { turn_id, .. }) => {
+                        last_turn = turn_id;
                         let us = sent.elapsed().as_micros() as u64;
                         let _ = shared.latencies.lock().unwrap().record(us.max(1));
                         *shared.turns.lock().unwrap() += 1;

@@ -230,9 +230,8 @@ async fn action(
 fn line_of(service: &str) -> (&'static str, &'static str) {
     match service {
         "wealth.consult" | "loan.consult" => ("V", "理财贷款窗口"),
-        "account.open" | "card.apply" | "password.reset" | "transfer.limit" | "forex.exchange" => {
-            ("B", "非现金业务窗口")
-        }
+        "account.open" | "card.apply" | "card.activate" | "password.reset" | "transfer.limit"
+        | "forex.exchange" | "account.statement" | "complaint" => ("B", "非现金业务窗口"),
         _ => ("A", "现金业务窗口"),
     }
 }

@@ -297,11 +297,19 @@ impl Engine {
                     out.replies.extend(more.replies);
                     out.effect = more.effect;
                 } else if !state.stack.is_empty() {
-                    // Small talk mid-flow ("谢谢", "你好"): answer, then repeat the question.
-                    if self.responses.contains_key(&name) {
-                        out.replies.push(self.reply(&name));
+                    // Small talk mid-flow ("谢谢", "你好"): answer, then repeat the question;
+                    // a goodbye ends the journey with the session.
+                    let reply = self
+                        .responses
+                        .contains_key(&name)
+                        .then(|| self.reply(&name));
+                    let leaving = reply.as_ref().is_some_and(|r| r.end_session);
+                    out.replies.extend(reply);
+                    if leaving {
+                        state.stack.clear();
+                    } else {
+                        out.replies.extend(self.reprompt(state));
                     }
-                    out.replies.extend(self.reprompt(state));
                 } else if self.responses.contains_key(&name) {
                     out.replies.push(self.reply(&name));
                 } else {
@@ -610,22 +618,24 @@ impl Engine {
             .collect();
         match (&frame.waiting, &step.kind) {
             (Waiting::Answer, Kind::Ask { slot }) => {
+                // Words naming this same journey ("信用卡" while choosing a card type) are an
+                // answer, not a request to start it again.
+                let own = intent.is_some_and(|i| i == frame.flow);
                 let value = match input {
                     TurnInput::Choice(v) if step.spec.choices.iter().any(|c| &c.value == v) => {
                         Some(v.clone())
                     }
-                    _ => said.and_then(|s| s.get(slot).cloned()).or_else(|| {
-                        // A slot of the flow's own (a free-text description): the words.
-                        match input {
-                            TurnInput::Text(t)
-                                if !super::flow::NLU_SLOTS.contains(&slot.as_str())
-                                    && !matches!(intent, Some(i) if self.flows.contains_key(i)) =>
-                            {
-                                Some(t.trim().chars().take(500).collect())
-                            }
-                            _ => None,
-                        }
-                    }),
+                    TurnInput::Text(t) => said
+                        .and_then(|s| s.get(slot).cloned())
+                        .or_else(|| spoken_choice(step, t))
+                        .or_else(|| {
+                            // A slot of the flow's own (a free-text description): the words.
+                            let free = !super::flow::NLU_SLOTS.contains(&slot.as_str());
+                            let other_journey =
+                                matches!(intent, Some(i) if self.flows.contains_key(i)) && !own;
+                            (free && !other_journey).then(|| t.trim().chars().take(500).collect())
+                        }),
+                    _ => None,
                 };
                 if let Some(v) = value {
                     top.slots.insert(slot.clone(), v);
@@ -655,8 +665,10 @@ impl Engine {
                 {
                     return Some(self.retry(state, Some(&r.reason)));
                 }
-                if intent
-                    .is_some_and(|i| self.flows.contains_key(i) || self.responses.contains_key(i))
+                if !own
+                    && intent.is_some_and(|i| {
+                        self.flows.contains_key(i) || self.responses.contains_key(i)
+                    })
                 {
                     return None; // a digression or small talk
                 }
@@ -896,6 +908,20 @@ impl Engine {
     }
 }
 
+/// The choice of an `ask` step whose label (or value) the customer said in words.
+fn spoken_choice(step: &Step, text: &str) -> Option<String> {
+    let said = crate::nlu::normalize::normalize(text).matching;
+    step.spec
+        .choices
+        .iter()
+        .filter(|c| {
+            let label = crate::nlu::normalize::normalize(&c.label).matching;
+            (!label.is_empty() && said.contains(&label)) || said == c.value.to_lowercase()
+        })
+        .max_by_key(|c| c.label.chars().count())
+        .map(|c| c.value.clone())
+}
+
 /// The pseudo-frame that waits for a handoff to be recorded.
 const HANDOFF_FRAME: &str = "handoff";
 
@@ -914,7 +940,7 @@ pub fn render(
         match after.find('}') {
             Some(close) => {
                 let name = &after[..close];
-                out.push_str(&display(name, slots.get(name).map(String::as_str), labels));
+                out.push_str(&display(name, slots, labels));
                 rest = &after[close + 1..];
             }
             None => {
@@ -927,8 +953,12 @@ pub fn render(
     out.trim().to_string()
 }
 
-fn display(name: &str, value: Option<&str>, labels: &BTreeMap<String, String>) -> String {
-    let Some(v) = value else {
+fn display(
+    name: &str,
+    slots: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let Some(v) = slots.get(name).map(String::as_str) else {
         return String::new();
     };
     match name {
@@ -944,9 +974,34 @@ fn display(name: &str, value: Option<&str>, labels: &BTreeMap<String, String>) -
                 )
             })
             .unwrap_or_else(|_| v.to_string()),
-        "amount" | "balance" => format!("{v}元"),
+        // An amount is in yuan unless a foreign currency was named with it.
+        "amount" if v.parse::<f64>().is_ok() => match slots.get("currency").map(String::as_str) {
+            Some(code) if code != "CNY" => format!("{v}{}", currency_name(code)),
+            _ => format!("{v}元"),
+        },
+        "balance" => format!("{v}元"),
+        "currency" => currency_name(v).to_string(),
         "service" => labels.get(v).cloned().unwrap_or_else(|| v.to_string()),
         _ => v.to_string(),
+    }
+}
+
+/// The Chinese name of an ISO 4217 code.
+fn currency_name(code: &str) -> &str {
+    match code {
+        "USD" => "美元",
+        "EUR" => "欧元",
+        "JPY" => "日元",
+        "HKD" => "港币",
+        "GBP" => "英镑",
+        "AUD" => "澳元",
+        "CAD" => "加元",
+        "SGD" => "新加坡元",
+        "CHF" => "瑞士法郎",
+        "KRW" => "韩元",
+        "THB" => "泰铢",
+        "CNY" => "人民币",
+        other => other,
     }
 }
 
@@ -1226,6 +1281,63 @@ mod effect_tests {
             identify.unwrap().get("id_number").map(String::as_str),
             Some("11010519491231002X"),
             "{seen:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    #[test]
+    fn templates_read_naturally() {
+        let mut slots = BTreeMap::new();
+        slots.insert("date".to_string(), "2026-11-24".to_string());
+        slots.insert("amount".to_string(), "5000".to_string());
+        let labels = BTreeMap::new();
+        assert_eq!(
+            render("{date}取{amount}", &slots, &labels),
+            "11月24日（周二）取5000元"
+        );
+        slots.insert("currency".to_string(), "USD".to_string());
+        assert_eq!(
+            render("换{amount}（{currency}）", &slots, &labels),
+            "换5000美元（美元）"
+        );
+        slots.insert("amount".to_string(), "待定".to_string());
+        assert_eq!(render("{amount}", &slots, &labels), "待定");
+        assert_eq!(render("{missing}好", &slots, &labels), "好");
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn saying_a_choice_of_the_same_journey_answers_it() {
+        let data =
+            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
+                .unwrap();
+        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        let mut s = SessionState::default();
+        e.turn_with(&mut s, &TurnInput::Text("我想办张卡".into()), |_| {
+            EffectResult::Done(BTreeMap::new())
+        });
+        assert_eq!(s.stack.len(), 1, "{:?}", s.stack);
+        let asked = s.stack[0].step;
+        e.turn_with(&mut s, &TurnInput::Text("信用卡".into()), |_| {
+            EffectResult::Done(BTreeMap::new())
+        });
+        assert!(
+            s.stack.len() <= 1,
+            "no second copy of the journey: {:?}",
+            s.stack
+        );
+        assert!(
+            s.stack.is_empty() || s.stack[0].step != asked,
+            "the question moved on: {:?}",
+            s.stack
         );
     }
 }

@@ -177,10 +177,12 @@ async fn transcripts_are_stored_whole_and_masked() {
     assert!(text.contains("138****5678"));
     assert!(text.contains("622202*********6789"));
     let lines = body["lines"].as_array().unwrap();
-    // opening + two turns of (customer, bot)
-    assert_eq!(lines.len(), 5, "{body}");
+    // opening + two turns of (customer, one or more bot lines), numbered without gaps
+    let customer = lines.iter().filter(|l| l["speaker"] == "customer").count();
+    assert_eq!(customer, 2, "{body}");
+    assert!(lines.len() >= 5, "{body}");
     let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(seqs, (1..=lines.len() as i64).collect::<Vec<_>>());
 }
 
 #[tokio::test]
