@@ -22,6 +22,20 @@ pub struct Settings {
     pub kiosk: KioskSettings,
     pub auth: AuthSettings,
     pub branch: BranchSettings,
+    pub banking: BankingSettings,
+}
+
+/// Which core-banking implementation serves the journeys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BankingSettings {
+    /// `sandbox` (the fake bank in the database) or `http` (the bank's host).
+    pub backend: String,
+    /// With `http`: the base URL of the core-banking endpoints (see `banking::http`).
+    pub base_url: String,
+    /// With `http`: the bearer token for the host.
+    pub api_token: SecretString,
+    /// With `http`: the limit of each call, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// How a branch works: hours, appointment capacity, service times, inactivity.
@@ -168,6 +182,28 @@ impl Settings {
                 "database.url",
                 "must start with sqlite:// or postgres://".into(),
             );
+        }
+        match self.banking.backend.as_str() {
+            "sandbox" => {}
+            "http" => {
+                let ok = url::Url::parse(&self.banking.base_url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !ok {
+                    return invalid(
+                        "banking.base_url",
+                        "with backend = \"http\" it must be an http(s):// URL".into(),
+                    );
+                }
+            }
+            other => {
+                return invalid(
+                    "banking.backend",
+                    format!("`{other}`: use \"sandbox\" or \"http\""),
+                )
+            }
+        }
+        if self.banking.timeout_ms < 100 {
+            return invalid("banking.timeout_ms", "must be at least 100".into());
         }
         let b = &self.branch;
         let hm = |t: &str| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok();

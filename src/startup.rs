@@ -53,7 +53,16 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let metrics = Metrics::new();
+        let bank: Arc<dyn crate::banking::CoreBanking> = match settings.banking.backend.as_str() {
+            "http" => Arc::new(crate::banking::http::HttpBank::new(
+                &settings.banking.base_url,
+                settings.banking.api_token.clone(),
+                std::time::Duration::from_millis(settings.banking.timeout_ms),
+            )?),
+            _ => Arc::new(crate::banking::sandbox::SandboxBank::new(db.clone())),
+        };
         let state = AppState {
+            bank,
             engine: Arc::new(Engine::new(&content.dialogs)?),
             content: Arc::new(content),
             broker: Arc::new(DeviceBroker::new(metrics.clone())),

@@ -17,6 +17,8 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
+    /// The core-banking port (sandbox or HTTP).
+    pub bank: Arc<dyn crate::banking::CoreBanking>,
     pub content: Arc<Content>,
     pub engine: Arc<Engine>,
     pub broker: Arc<DeviceBroker>,

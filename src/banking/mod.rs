@@ -1,14 +1,46 @@
 //! The core-banking port: what journeys ask of the bank's host (find a customer by ID
 //! number, verify the reserved phone and the PIN, list cards, read a balance, freeze a
-//! card). The embedded implementation is the sandbox bank in the database ([`sandbox`]);
-//! an HTTP adapter for a real host comes with the journeys.
+//! card), as the [`CoreBanking`] trait. Two implementations: the sandbox bank in the
+//! database ([`sandbox`], the embedded default) and an HTTP adapter for a real host
+//! ([`http`], endpoints under a configured base URL).
 
+pub mod http;
 pub mod sandbox;
 
-use serde::Serialize;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// What journeys need from the bank's host. Identifiers cross this boundary only as the
+/// customer said or the device read them; what comes back is masked (except the opaque
+/// card handle and the balance, which is for the screen only).
+pub trait CoreBanking: Send + Sync {
+    /// The customer an ID number belongs to.
+    fn customer_by_id_number<'a>(
+        &'a self,
+        id_number: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Customer>>>;
+    /// Whether `phone` is the customer's reserved phone.
+    fn phone_matches<'a>(
+        &'a self,
+        customer_id: &'a str,
+        phone: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    /// The customer's cards.
+    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<Card>>>;
+    /// Whether a PIN block from the PIN pad is the card's PIN.
+    fn pin_matches<'a>(
+        &'a self,
+        card: &'a str,
+        pin_block: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    /// The card's balance in cents; `None` for an unknown card.
+    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, anyhow::Result<Option<i64>>>;
+    /// Freezes a card (idempotent); false for an unknown card.
+    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, anyhow::Result<bool>>;
+}
 
 /// A customer as journeys see them: identifiers only in masked form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
     pub id: String,
     pub name: String,
@@ -17,7 +49,7 @@ pub struct Customer {
 }
 
 /// A card of a customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Card {
     /// Opaque handle (a hash of the number), for later calls.
     pub handle: String,

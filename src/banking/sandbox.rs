@@ -8,7 +8,9 @@ use anyhow::Context;
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::{yuan_to_cents, Card, Customer};
+use futures_util::future::BoxFuture;
+
+use super::{yuan_to_cents, Card, CoreBanking, Customer};
 use crate::nlu::slots::{gb11643_ok, luhn_ok};
 use crate::security::masking::mask_pii;
 use crate::security::tokens::{hash, hash_password, verify_password};
@@ -224,5 +226,37 @@ impl SandboxBank {
             .fetch_optional(&self.db.pool)
             .await?;
         Ok(exists.is_some())
+    }
+}
+
+impl CoreBanking for SandboxBank {
+    fn customer_by_id_number<'a>(
+        &'a self,
+        id_number: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Customer>>> {
+        Box::pin(SandboxBank::customer_by_id_number(self, id_number))
+    }
+    fn phone_matches<'a>(
+        &'a self,
+        customer_id: &'a str,
+        phone: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(SandboxBank::phone_matches(self, customer_id, phone))
+    }
+    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<Card>>> {
+        Box::pin(SandboxBank::cards(self, customer_id))
+    }
+    fn pin_matches<'a>(
+        &'a self,
+        card: &'a str,
+        pin_block: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(SandboxBank::pin_matches(self, card, pin_block))
+    }
+    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, anyhow::Result<Option<i64>>> {
+        Box::pin(SandboxBank::balance_cents(self, card))
+    }
+    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(SandboxBank::freeze(self, card, reason))
     }
 }

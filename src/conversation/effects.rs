@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::banking::{cents_to_yuan, sandbox::SandboxBank};
+use crate::banking::cents_to_yuan;
 use crate::devices::DeviceFailure;
 use crate::dialog::{Effect, EffectResult};
 use crate::security::masking::mask_pii;
@@ -151,7 +151,7 @@ async fn action(
     slots: &BTreeMap<String, String>,
 ) -> anyhow::Result<EffectResult> {
     let get = |k: &str| slots.get(k).map(String::as_str).unwrap_or_default();
-    let bank = SandboxBank::new(ctx.app.db.clone());
+    let bank = ctx.app.bank.as_ref();
     Ok(match name {
         "queue.take" => take_number(ctx, get("service"), get("flow")).await?,
         "appointment.book" => {

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::effects;
 use super::store::{self, NewLine, Speaker};
-use crate::dialog::{BotReply, EffectResult, Engine, Outcome, SessionState, TurnInput};
+use crate::dialog::{BotReply, Effect, EffectResult, Engine, Outcome, SessionState, TurnInput};
 use crate::state::AppState;
 
 /// Something the customer (or the kiosk) did that the session must handle in order.
@@ -171,63 +171,70 @@ impl Worker {
     }
 
     /// Stores and sends an outcome, then carries out its effect and continues with the
-    /// engine until it needs the customer again. Each step is stored (lines and state in one
-    /// transaction) before its replies are sent, so a crash loses no line and a resumed
-    /// session continues from the last stored step. `None` when storing failed (the
-    /// customer was told); otherwise the session's end reason, if it ended.
+    /// engine until it needs the customer again. Lines and state are stored in one
+    /// transaction before their replies are sent, so a resumed session continues from the
+    /// last stored step. Server actions run back to back without a store in between (one
+    /// commit per turn in the common case); before a device call everything so far is stored
+    /// and sent, since the customer must see "请插入银行卡" before the reader waits. `None`
+    /// when storing failed (the customer was told); otherwise the end reason, if it ended.
     async fn deliver(
         &mut self,
         turn_id: &str,
-        mut first: Option<NewLine<'_>>,
+        first: Option<NewLine<'_>>,
         mut next: SessionState,
         mut outcome: Outcome,
     ) -> Option<Option<String>> {
         let engine = self.app.engine.clone();
-        let mut note: Option<String> = None;
+        let mut lines: Vec<(Speaker, &'static str, String)> = Vec::new();
+        if let Some(f) = &first {
+            let kind = if f.kind == "choice" { "choice" } else { "text" };
+            lines.push((f.speaker, kind, f.text.to_string()));
+        }
+        let mut replies: Vec<BotReply> = Vec::new();
         for _ in 0..32 {
-            let mut lines: Vec<NewLine> = Vec::new();
-            lines.extend(first.take());
-            if let Some(n) = &note {
-                lines.push(NewLine {
-                    speaker: Speaker::System,
-                    kind: "effect",
-                    text: n,
-                    turn_id: Some(turn_id),
-                });
-            }
             for r in &outcome.replies {
-                lines.push(NewLine {
-                    speaker: Speaker::Bot,
-                    kind: "text",
-                    text: &r.text,
-                    turn_id: Some(turn_id),
-                });
+                lines.push((Speaker::Bot, "text", r.text.clone()));
             }
-            let end = outcome.ends_session().then_some("completed");
-            let store_started = Instant::now();
-            let stored = self.store(&lines, Some(&next), end).await;
-            self.app.metrics.observe("store", store_started);
-            if !stored {
-                self.app
-                    .metrics
-                    .turns_total
-                    .with_label_values(&["error"])
-                    .inc();
-                self.error(
-                    ErrorCode::Internal,
-                    "系统繁忙，刚才的话没能记录下来，请再说一次。",
-                )
-                .await;
-                return None;
+            replies.append(&mut outcome.replies);
+            let end = replies.iter().any(|r| r.end_session).then_some("completed");
+            let effect = outcome.effect.take();
+            let must_flush = end.is_some() || !matches!(effect, Some(Effect::Action { .. }));
+            if must_flush {
+                let rows: Vec<NewLine> = lines
+                    .iter()
+                    .map(|(speaker, kind, text)| NewLine {
+                        speaker: *speaker,
+                        kind,
+                        text,
+                        turn_id: Some(turn_id),
+                    })
+                    .collect();
+                let store_started = Instant::now();
+                let stored = self.store(&rows, Some(&next), end).await;
+                self.app.metrics.observe("store", store_started);
+                if !stored {
+                    self.app
+                        .metrics
+                        .turns_total
+                        .with_label_values(&["error"])
+                        .inc();
+                    self.error(
+                        ErrorCode::Internal,
+                        "系统繁忙，刚才的话没能记录下来，请再说一次。",
+                    )
+                    .await;
+                    return None;
+                }
+                lines.clear();
+                self.state = next.clone();
+                for r in replies.drain(..) {
+                    self.say(turn_id, &r).await;
+                }
+                if end.is_some() {
+                    return Some(end.map(str::to_string));
+                }
             }
-            self.state = next.clone();
-            for r in &outcome.replies {
-                self.say(turn_id, r).await;
-            }
-            if end.is_some() {
-                return Some(end.map(str::to_string));
-            }
-            let Some(effect) = outcome.effect.take() else {
+            let Some(effect) = effect else {
                 return Some(None);
             };
             let ctx = effects::Context {
@@ -237,8 +244,7 @@ impl Worker {
                 branch_id: &self.branch_id,
             };
             let (result, said) = effects::run(&ctx, &effect).await;
-            note = Some(said);
-            next = self.state.clone();
+            lines.push((Speaker::System, "effect", said));
             outcome = engine.resume(&mut next, result);
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");

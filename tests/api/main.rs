@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod banking;
 mod cli;
 mod conversations;
 mod http;
