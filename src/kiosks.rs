@@ -78,7 +78,7 @@ pub async fn register(
     let mut tx = db.begin_write().await?;
     let existing = sqlx::query("SELECT branch_id FROM kiosks WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
     match existing {
         Some(row) => {
@@ -94,7 +94,7 @@ pub async fn register(
             .bind(id)
             .bind(branch)
             .bind(now_ms())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
     }
@@ -107,7 +107,7 @@ pub async fn register(
     .bind(role_str(role))
     .bind(tokens::hash(&token))
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     tx.commit().await?;
     Ok(token)

@@ -97,11 +97,11 @@ impl SandboxBank {
         for c in &file.customers {
             sqlx::query("DELETE FROM bank_cards WHERE customer_id = $1")
                 .bind(&c.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query("DELETE FROM bank_customers WHERE id = $1")
                 .bind(&c.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO bank_customers (id, name, id_number_hash, id_number_masked, \
@@ -114,7 +114,7 @@ impl SandboxBank {
             .bind(hash(&c.phone))
             .bind(mask_pii(&c.phone))
             .bind(now_ms())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             for card in &c.cards {
                 sqlx::query(
@@ -131,7 +131,7 @@ impl SandboxBank {
                 .bind(hash_password(&card.pin_block)?)
                 .bind(yuan_to_cents(&card.balance).unwrap_or(0))
                 .bind(yuan_to_cents(&card.daily_transfer_limit).unwrap_or(0))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 cards += 1;
             }

@@ -249,7 +249,7 @@ async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Re
         .bind(ctx.branch_id)
         .bind(&today)
         .bind(line)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let number = last.unwrap_or(0) + 1;
         let waiting: i64 = sqlx::query_scalar(
@@ -260,7 +260,7 @@ async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Re
         .bind(&today)
         .bind(line)
         .bind(since)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO queue_tickets (id, branch_id, day, line, number, service, session_id, created_at) \
@@ -274,7 +274,7 @@ async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Re
         .bind(service)
         .bind(ctx.session_id)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await;
         match inserted {
             Ok(_) => {
@@ -345,7 +345,7 @@ async fn book(
     .bind(service)
     .bind(date)
     .bind(&slot)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     if taken >= b.appointment_capacity_per_slot as i64 {
         return Ok(failed("slot_full", "no capacity left in this slot"));
@@ -364,7 +364,7 @@ async fn book(
     .bind(mask_pii(phone))
     .bind(ctx.session_id)
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     tx.commit().await?;
     Ok(done(&[

@@ -126,7 +126,7 @@ pub async fn record(
     let next: i64 =
         sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM transcript_lines WHERE session_id = $1")
             .bind(session_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?
             .get(0);
     for (i, line) in lines.iter().enumerate() {
@@ -140,7 +140,7 @@ pub async fn record(
         .bind(line.kind)
         .bind(mask_pii(line.text))
         .bind(line.turn_id.map(str::to_string))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
     let turns = lines
@@ -154,7 +154,7 @@ pub async fn record(
                 .bind(now)
                 .bind(turns)
                 .bind(session_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         (state, Some(reason)) => {
@@ -169,14 +169,14 @@ pub async fn record(
             .bind(ENDED)
             .bind(reason)
             .bind(session_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         (None, None) => {
             sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(session_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
     }
