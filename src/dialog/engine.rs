@@ -974,14 +974,35 @@ fn display(
                 )
             })
             .unwrap_or_else(|_| v.to_string()),
-        // An amount is in yuan unless a foreign currency was named with it.
-        "amount" if v.parse::<f64>().is_ok() => match slots.get("currency").map(String::as_str) {
-            Some(code) if code != "CNY" => format!("{v}{}", currency_name(code)),
-            _ => format!("{v}元"),
-        },
+        // An amount is in yuan unless a foreign currency was named with it; round ten
+        // thousands read as 万 (200000 → 20万).
+        "amount" if v.parse::<f64>().is_ok() => {
+            let unit = match slots.get("currency").map(String::as_str) {
+                Some(code) if code != "CNY" => currency_name(code),
+                _ => "元",
+            };
+            format!("{}{unit}", in_wan(v))
+        }
         "balance" => format!("{v}元"),
+        // Identifiers are read back masked: the screen and the loudspeaker are public.
+        "phone" | "id_number" | "card_number" => crate::security::masking::mask_pii(v),
         "currency" => currency_name(v).to_string(),
         "service" => labels.get(v).cloned().unwrap_or_else(|| v.to_string()),
+        _ => v.to_string(),
+    }
+}
+
+/// "200000" → "20万", "15000" → "1.5万", "3500" → "3500", "12345" → "12345".
+fn in_wan(v: &str) -> String {
+    match v.parse::<u64>() {
+        Ok(n) if n >= 10_000 && n % 1_000 == 0 => {
+            let (w, rest) = (n / 10_000, (n % 10_000) / 1_000);
+            if rest == 0 {
+                format!("{w}万")
+            } else {
+                format!("{w}.{rest}万")
+            }
+        }
         _ => v.to_string(),
     }
 }
@@ -1304,6 +1325,15 @@ mod render_tests {
             render("换{amount}（{currency}）", &slots, &labels),
             "换5000美元（美元）"
         );
+        slots.insert("currency".to_string(), "CNY".to_string());
+        slots.insert("amount".to_string(), "200000".to_string());
+        assert_eq!(render("{amount}", &slots, &labels), "20万元");
+        slots.insert("amount".to_string(), "15000".to_string());
+        assert_eq!(render("{amount}", &slots, &labels), "1.5万元");
+        slots.insert("amount".to_string(), "12345".to_string());
+        assert_eq!(render("{amount}", &slots, &labels), "12345元");
+        slots.insert("phone".to_string(), "13812345678".to_string());
+        assert_eq!(render("{phone}", &slots, &labels), "138****5678");
         slots.insert("amount".to_string(), "待定".to_string());
         assert_eq!(render("{amount}", &slots, &labels), "待定");
         assert_eq!(render("{missing}好", &slots, &labels), "好");
