@@ -660,10 +660,30 @@ impl Engine {
                     out.replies.extend(self.reprompt(state));
                     return Some(out);
                 }
-                if let Some(r) =
-                    understood.and_then(|p| p.rejected.iter().find(|r| &r.slot == slot))
-                {
+                // Other values said on the way ("明天" while asked for the service) are kept
+                // for the questions still to come.
+                let mut kept = false;
+                for (k, v) in said.into_iter().flatten() {
+                    if !top.slots.contains_key(k) {
+                        top.slots.insert(k.clone(), v.clone());
+                        kept = true;
+                    }
+                }
+                // A value that cannot be right (2月30号, an ID number with a bad check digit)
+                // was an attempt to answer: say what is wrong, ask again.
+                let rejected = understood.and_then(|p| {
+                    p.rejected
+                        .iter()
+                        .find(|r| &r.slot == slot)
+                        .or_else(|| p.rejected.first())
+                });
+                if let Some(r) = rejected {
                     return Some(self.retry(state, Some(&r.reason)));
+                }
+                if kept && !own {
+                    let mut out = Outcome::default();
+                    out.replies.extend(self.reprompt(state));
+                    return Some(out);
                 }
                 if !own
                     && intent.is_some_and(|i| {
