@@ -450,14 +450,24 @@ async fn cancel_appointment(
 }
 
 /// Answers from the customer-audience knowledge articles: the article whose title, question
-/// variants and tags share the most character pairs with the question; its first paragraph.
+/// variants and tags share the most topical character pairs (at least two) with the
+/// question; its first paragraph. A stand-in until the knowledge base's search lands: it
+/// would rather say it does not know than answer the wrong question.
 fn answer(ctx: &Context<'_>, question: &str) -> EffectResult {
     let q = crate::nlu::normalize::normalize(question).matching;
     let pairs = |s: &str| -> Vec<String> {
         let cs: Vec<char> = s.chars().collect();
         cs.windows(2).map(|w| w.iter().collect()).collect()
     };
-    let qp = pairs(&q);
+    // Pairs that say nothing about the topic ("你们网点能停车吗" is not about opening hours).
+    const GENERIC: &[&str] = &[
+        "你们", "我们", "网点", "银行", "请问", "一下", "怎么", "什么", "可以", "我的", "这个",
+        "那个", "是不", "不是", "能不", "有没", "没有", "需要", "要带", "办理",
+    ];
+    let qp: Vec<String> = pairs(&q)
+        .into_iter()
+        .filter(|p| !GENERIC.contains(&p.as_str()))
+        .collect();
     let mut best: Option<(usize, &crate::content::ArticleFile)> = None;
     for a in &ctx.app.content.articles {
         if a.front.audience != "customer" {
