@@ -332,21 +332,7 @@ fn load_examples(
     if !folder.is_dir() {
         return out;
     }
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect(),
-        Err(e) => {
-            errors.push(DataError {
-                file: folder.clone(),
-                line: 1,
-                message: format!("cannot read folder: {e}"),
-            });
-            return out;
-        }
-    };
-    files.sort();
+    let files = yaml_files(&folder, errors);
     let mut owner: BTreeMap<String, (String, PathBuf, usize)> = BTreeMap::new();
     for file in files {
         let Some(text) = read_data_file(&file, errors) else {
@@ -419,6 +405,28 @@ fn load_examples(
         }
     }
     out
+}
+
+/// The `*.yaml` / `*.yml` files of a folder, sorted; an unreadable folder is an error.
+pub fn yaml_files(folder: &Path, errors: &mut Vec<DataError>) -> Vec<PathBuf> {
+    match std::fs::read_dir(folder) {
+        Ok(entries) => {
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            files
+        }
+        Err(e) => {
+            errors.push(DataError {
+                file: folder.to_path_buf(),
+                line: 1,
+                message: format!("cannot read folder: {e}"),
+            });
+            Vec::new()
+        }
+    }
 }
 
 /// Loads `risk.yaml` (optional) and compiles its patterns.

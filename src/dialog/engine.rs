@@ -503,23 +503,8 @@ impl Engine {
                 }
                 Kind::Confirm(t) => {
                     frame.waiting = Waiting::YesNo;
-                    let mut reply = self.render_step(step, t, &frame.slots, variant);
-                    if step.spec.choices.is_empty() {
-                        reply.ui = Some(Ui {
-                            choices: vec![
-                                Choice {
-                                    label: "确认".into(),
-                                    value: "affirm".into(),
-                                },
-                                Choice {
-                                    label: "不对，要修改".into(),
-                                    value: "deny".into(),
-                                },
-                            ],
-                            ..Ui::default()
-                        });
-                    }
-                    out.replies.push(reply);
+                    out.replies
+                        .push(self.render_confirm(step, t, &frame.slots, variant));
                     return out;
                 }
                 Kind::Device { device, action } => {
@@ -793,21 +778,7 @@ impl Engine {
                 .map(|p| vec![self.render_step(step, p, &frame.slots, variant)])
                 .unwrap_or_default(),
             (Waiting::YesNo, Kind::Confirm(t)) => {
-                let mut r = self.render_step(step, t, &frame.slots, variant);
-                r.ui = Some(Ui {
-                    choices: vec![
-                        Choice {
-                            label: "确认".into(),
-                            value: "affirm".into(),
-                        },
-                        Choice {
-                            label: "不对，要修改".into(),
-                            value: "deny".into(),
-                        },
-                    ],
-                    ..Ui::default()
-                });
-                vec![r]
+                vec![self.render_confirm(step, t, &frame.slots, variant)]
             }
             _ => Vec::new(),
         }
@@ -903,6 +874,31 @@ impl Engine {
             ui: has_ui.then_some(ui),
             end_session: false,
         }
+    }
+
+    /// A confirmation: its own choices, or 确认 / 不对，要修改.
+    fn render_confirm(
+        &self,
+        step: &Step,
+        t: &Texts,
+        slots: &BTreeMap<String, String>,
+        variant: usize,
+    ) -> BotReply {
+        let mut reply = self.render_step(step, t, slots, variant);
+        if step.spec.choices.is_empty() {
+            let yes_no = [("确认", "affirm"), ("不对，要修改", "deny")];
+            reply.ui = Some(Ui {
+                choices: yes_no
+                    .iter()
+                    .map(|(label, value)| Choice {
+                        label: label.to_string(),
+                        value: value.to_string(),
+                    })
+                    .collect(),
+                ..Ui::default()
+            });
+        }
+        reply
     }
 
     fn reply(&self, key: &str) -> BotReply {

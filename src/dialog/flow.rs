@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{line_of, line_of_after, parse_yaml, read_data_file, DataError};
+use super::data::{line_of, line_of_after, parse_yaml, read_data_file, yaml_files, DataError};
 use crate::nlu;
 
 /// Slots the understanding fills (DESIGN.md §NLU contract).
@@ -251,21 +251,7 @@ pub fn load_flows(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, F
     if !folder.is_dir() {
         return flows;
     }
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect(),
-        Err(e) => {
-            errors.push(DataError {
-                file: folder,
-                line: 1,
-                message: format!("cannot read folder: {e}"),
-            });
-            return flows;
-        }
-    };
-    files.sort();
+    let files = yaml_files(&folder, errors);
     for file in files {
         let Some(text) = read_data_file(&file, errors) else {
             continue;
