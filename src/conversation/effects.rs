@@ -451,8 +451,9 @@ async fn cancel_appointment(
 
 /// Answers from the customer-audience knowledge articles: the article whose title, question
 /// variants and tags share the most topical character pairs (at least two) with the
-/// question; its first paragraph. A stand-in until the knowledge base's search lands: it
-/// would rather say it does not know than answer the wrong question.
+/// question, among articles in force today for this branch; its first paragraph. A stand-in
+/// until the knowledge base's search lands: it would rather say it does not know than
+/// answer the wrong question.
 fn answer(ctx: &Context<'_>, question: &str) -> EffectResult {
     let q = crate::nlu::normalize::normalize(question).matching;
     let pairs = |s: &str| -> Vec<String> {
@@ -469,8 +470,13 @@ fn answer(ctx: &Context<'_>, question: &str) -> EffectResult {
         .filter(|p| !GENERIC.contains(&p.as_str()))
         .collect();
     let mut best: Option<(usize, &crate::content::ArticleFile)> = None;
+    let today = crate::clock::now_local().date_naive().to_string();
     for a in &ctx.app.content.articles {
-        if a.front.audience != "customer" {
+        let f = &a.front;
+        let in_force = !matches!(f.effective_from.as_deref(), Some(d) if d > today.as_str())
+            && !matches!(f.effective_to.as_deref(), Some(d) if d < today.as_str());
+        let here = f.branches.is_empty() || f.branches.iter().any(|b| b == ctx.branch_id);
+        if f.audience != "customer" || !in_force || !here {
             continue;
         }
         let mut hay = a.front.title.clone();
