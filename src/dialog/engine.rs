@@ -210,6 +210,14 @@ impl Engine {
         understood: Option<&Parse>,
     ) -> Outcome {
         state.idle_prompts = 0;
+        // Frames stored under older flow data (a flow renamed or shortened) are dropped.
+        state.stack.retain(|f| {
+            f.flow == HANDOFF_FRAME
+                || self
+                    .flows
+                    .get(&f.flow)
+                    .is_some_and(|fl| f.step < fl.steps.len())
+        });
         let mut out = Outcome::default();
         let fraud = understood.is_some_and(|p| p.risk.iter().any(|r| r == "fraud_suspected"));
         let sure = understood.filter(|p| p.sure);
@@ -351,8 +359,19 @@ impl Engine {
             };
             return self.finish(state, out);
         }
-        let flow = &self.flows[&frame.flow];
-        let step = &flow.steps[frame.step.min(flow.steps.len() - 1)];
+        // A session stored under older flow data may name a flow or step that is gone.
+        let Some((flow, step)) = self
+            .flows
+            .get(&frame.flow)
+            .and_then(|f| f.steps.get(frame.step).map(|s| (f, s)))
+        else {
+            state.stack.pop();
+            let out = Outcome {
+                replies: vec![self.reply("fallback")],
+                effect: None,
+            };
+            return self.finish(state, out);
+        };
         match result {
             EffectResult::Done(values) => {
                 // An action's outputs are all kept; of a device result only the fields the
@@ -1319,6 +1338,45 @@ mod effect_tests {
             Some("11010519491231002X"),
             "{seen:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod stale_state_tests {
+    use super::*;
+
+    /// A session stored before a flow was renamed or shortened resumes without a panic.
+    #[test]
+    fn a_frame_of_a_flow_that_is_gone_is_dropped() {
+        let data =
+            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
+                .unwrap();
+        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        for (flow, step) in [("no.such.flow", 0), ("queue.take_number", 999)] {
+            let mut s = SessionState::default();
+            s.stack.push(Frame {
+                flow: flow.into(),
+                step,
+                slots: BTreeMap::new(),
+                retries: 0,
+                waiting: Waiting::Effect,
+            });
+            let out = e.resume(&mut s, EffectResult::Done(BTreeMap::new()));
+            assert!(!out.replies.is_empty());
+            assert!(s.stack.is_empty());
+            s.stack.push(Frame {
+                flow: flow.into(),
+                step,
+                slots: BTreeMap::new(),
+                retries: 0,
+                waiting: Waiting::Answer,
+            });
+            let (_, replies) = e.turn_with(&mut s, &TurnInput::Text("你好".into()), |_| {
+                EffectResult::Done(BTreeMap::new())
+            });
+            assert!(!replies.is_empty());
+            assert!(s.stack.is_empty(), "the stale frame is gone: {:?}", s.stack);
+        }
     }
 }
 
