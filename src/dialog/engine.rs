@@ -1066,7 +1066,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn engine() -> Engine {
+    /// The engine over the repository's own `dialogs/` (shared by every test module here).
+    pub(super) fn engine() -> Engine {
         let data =
             DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
         Engine::with_nlu(&data, Nlu::for_tests())
@@ -1317,10 +1318,7 @@ mod effect_tests {
 
     #[test]
     fn a_saved_device_field_reaches_the_next_action() {
-        let data =
-            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
-                .unwrap();
-        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        let e = super::tests::engine();
         let mut s = SessionState::default();
         let mut seen = Vec::new();
         e.turn_with(&mut s, &TurnInput::Text("挂失".into()), |eff| {
@@ -1348,10 +1346,7 @@ mod stale_state_tests {
     /// A session stored before a flow was renamed or shortened resumes without a panic.
     #[test]
     fn a_frame_of_a_flow_that_is_gone_is_dropped() {
-        let data =
-            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
-                .unwrap();
-        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        let e = super::tests::engine();
         for (flow, step) in [("no.such.flow", 0), ("queue.take_number", 999)] {
             let mut s = SessionState::default();
             s.stack.push(Frame {
@@ -1420,10 +1415,7 @@ mod answer_tests {
 
     #[test]
     fn saying_a_choice_of_the_same_journey_answers_it() {
-        let data =
-            DialogData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"))
-                .unwrap();
-        let e = Engine::with_nlu(&data, Nlu::for_tests());
+        let e = super::tests::engine();
         let mut s = SessionState::default();
         e.turn_with(&mut s, &TurnInput::Text("我想办张卡".into()), |_| {
             EffectResult::Done(BTreeMap::new())
