@@ -36,6 +36,7 @@ pub mod devices;
 pub mod dialog;
 pub mod error;
 pub mod kiosks;
+pub mod knowledge;
 pub mod nlu;
 pub mod security;
 pub mod staff;

@@ -53,15 +53,25 @@ pub fn fold(raw: &str) -> String {
     let t2s = t2s();
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
-        let c = match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            _ => c,
-        };
-        let c = t2s.get(&c).copied().unwrap_or(c);
-        out.extend(c.to_lowercase());
+        out.extend(fold_width_script(t2s, c).to_lowercase());
     }
     out
+}
+
+/// [`fold`] for one character, always one character out (the first of its lower case), so
+/// positions in the folded text map back one to one (search highlights rely on it).
+pub fn fold_char(c: char) -> char {
+    let c = fold_width_script(t2s(), c);
+    c.to_lowercase().next().unwrap_or(c)
+}
+
+fn fold_width_script(t2s: &HashMap<char, char>, c: char) -> char {
+    let c = match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{3000}' => ' ',
+        _ => c,
+    };
+    t2s.get(&c).copied().unwrap_or(c)
 }
 
 /// Drops punctuation, whitespace, emoji and filler words.
