@@ -88,6 +88,9 @@ enum Command {
     /// The sandbox bank (fake customers, cards, balances) behind the core-banking port.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// The knowledge base: import/export Markdown folders, search, golden questions.
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
     /// Train the intent classifier from dialogs/ and report how it did; with --eval, also
     /// its accuracy on a labelled set kept out of training (tests/nlu/heldout.yaml).
     Train {
@@ -98,6 +101,43 @@ enum Command {
         #[arg(long)]
         misses: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KnowledgeCommand {
+    /// Import a folder of articles (`*.md` with front matter) plus `synonyms.yaml` and
+    /// `golden.yaml`: every file is checked first (`file:line` errors, nothing written);
+    /// changed articles get a new version, published as --as; unchanged ones nothing.
+    Import {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Who the versions and transitions are recorded as.
+        #[arg(long = "as", value_name = "NAME", default_value = "import")]
+        actor: String,
+    },
+    /// Write every published article (and the synonyms and golden questions) into DIR.
+    Export {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Search the published articles: ranked hits with title, id, version and score.
+    Search {
+        #[arg(value_name = "QUERY")]
+        query: String,
+        /// `customer` (what kiosks see) or `staff` (the teller helper: both audiences).
+        #[arg(long, default_value = "customer")]
+        audience: String,
+        /// Only articles for all branches or this branch.
+        #[arg(long, value_name = "ID")]
+        branch: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// One JSON object with words, hits, scores, matched words and highlights.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the golden questions against the published articles; exit 1 if any fails.
+    Golden,
 }
 
 #[derive(Subcommand)]
@@ -378,6 +418,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Knowledge(ref cmd) => {
+            let settings = Settings::load(&overrides(None))?;
+            knowledge_command(settings, cmd).await
+        }
         Command::Train { ref eval, misses } => {
             let settings = Settings::load(&overrides(None))?;
             let nlu = build_nlu(&settings)?;
@@ -441,6 +485,112 @@ pub fn kiosk_ws_url(url: &str) -> String {
         url
     } else {
         format!("{url}/v1/kiosk/ws")
+    }
+}
+
+/// Opens the knowledge base for a one-off command (no seeding: the operator decides).
+async fn open_knowledge(
+    settings: Settings,
+) -> anyhow::Result<std::sync::Arc<crate::knowledge::Knowledge>> {
+    let db = startup::open_database(&settings).await?;
+    let mut ks = settings.knowledge.clone();
+    ks.seed_when_empty = false;
+    crate::knowledge::Knowledge::open(db, ks, &settings.data.knowledge_dir).await
+}
+
+async fn knowledge_command(settings: Settings, cmd: &KnowledgeCommand) -> anyhow::Result<ExitCode> {
+    use crate::knowledge::index::{Audience, Query1};
+    let kb = open_knowledge(settings).await?;
+    match cmd {
+        KnowledgeCommand::Import { dir, actor } => {
+            match crate::knowledge::files::import(&kb, dir, actor).await {
+                Ok(r) => {
+                    println!(
+                        "{}: {} article(s) with a new published version, {} unchanged, {} document(s) replaced",
+                        dir.display(),
+                        r.created,
+                        r.unchanged,
+                        r.documents
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::knowledge::files::ImportError::Files(errors)) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("nothing imported: {} problem(s)", errors.len());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        KnowledgeCommand::Export { dir } => {
+            let n = crate::knowledge::files::export(&kb, dir).await?;
+            println!("{n} published article(s) written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        KnowledgeCommand::Search {
+            query,
+            audience,
+            branch,
+            limit,
+            json,
+        } => {
+            let audience = Audience::parse(audience)
+                .ok_or_else(|| anyhow::anyhow!("--audience is customer or staff"))?;
+            let found = kb.search(&Query1 {
+                text: query,
+                audience,
+                branch: branch.as_deref(),
+                day: crate::clock::now_local().date_naive(),
+                limit: *limit,
+                explain: false,
+            })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if found.hits.is_empty() {
+                println!(
+                    "no published article matches ({} word(s) searched)",
+                    found.words.len()
+                );
+            } else {
+                for (i, h) in found.hits.iter().enumerate() {
+                    let words: Vec<&str> = h.matched.iter().map(|m| m.as_word.as_str()).collect();
+                    println!(
+                        "{:>2}. {}  [{} v{}]  score {:.2}  matched {}",
+                        i + 1,
+                        h.title,
+                        h.id,
+                        h.version,
+                        h.score,
+                        words.join("、")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KnowledgeCommand::Golden => {
+            let results = kb.run_golden();
+            let failed: Vec<_> = results.iter().filter(|r| !r.pass).collect();
+            for f in &failed {
+                println!(
+                    "FAIL 「{}」 expects {} but finds {}",
+                    f.question,
+                    f.expect,
+                    f.got.as_deref().unwrap_or("nothing")
+                );
+            }
+            println!(
+                "golden questions: {} of {} pass",
+                results.len() - failed.len(),
+                results.len()
+            );
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 

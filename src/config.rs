@@ -23,6 +23,32 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub branch: BranchSettings,
     pub banking: BankingSettings,
+    pub knowledge: KnowledgeSettings,
+}
+
+/// The knowledge base: article limits, how answers are chosen, how the index follows.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KnowledgeSettings {
+    /// Import `data.knowledge_dir` (published) when the database holds no article yet.
+    pub seed_when_empty: bool,
+    pub max_body_bytes: usize,
+    pub max_title_chars: usize,
+    /// Most question variants (and most tags) of one article.
+    pub max_questions: usize,
+    /// Longest question variant, tag or summary, in characters.
+    pub max_item_chars: usize,
+    /// Longest search text, in characters.
+    pub max_query_chars: usize,
+    /// How often each node checks the database for changes (and due scheduled publishes).
+    pub follow_ms: u64,
+    /// A kiosk answers only when the best article matched at least this share of the
+    /// question's words…
+    pub min_coverage: f32,
+    /// …and scored at least this (BM25 with field weights).
+    pub min_score: f32,
+    /// When the second article scores at least this share of the first, the kiosk asks
+    /// which one the customer means.
+    pub clarify_ratio: f32,
 }
 
 /// Which core-banking implementation serves the journeys.

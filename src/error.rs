@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 403: authenticated, but the route does not admit this role.
     #[error("your role may not use this")]
     Forbidden,
+    /// 403 with a reason: the role may act, but not on this (e.g. approving one's own text).
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// 404: no such resource.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Refused(code, _) => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Upstream(code, _, status) => (*status, code),

@@ -61,7 +61,15 @@ impl Application {
             )?),
             _ => Arc::new(crate::banking::sandbox::SandboxBank::new(db.clone())),
         };
+        let knowledge = crate::knowledge::Knowledge::open(
+            db.clone(),
+            settings.knowledge.clone(),
+            &settings.data.knowledge_dir,
+        )
+        .await
+        .context("knowledge base")?;
         let state = AppState {
+            knowledge,
             bank,
             engine: Arc::new(Engine::new(&content.dialogs)?),
             content: Arc::new(content),
@@ -93,6 +101,7 @@ impl Application {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let router = crate::api::router(state.clone());
+        state.knowledge.follow(shutdown.clone());
         let signal = {
             let shutdown = shutdown.clone();
             async move {

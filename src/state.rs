@@ -20,6 +20,8 @@ pub struct AppState {
     /// The core-banking port (sandbox or HTTP).
     pub bank: Arc<dyn crate::banking::CoreBanking>,
     pub content: Arc<Content>,
+    /// The knowledge base (versioned articles, search, answers).
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     pub engine: Arc<Engine>,
     pub broker: Arc<DeviceBroker>,
     pub hub: Arc<Hub>,

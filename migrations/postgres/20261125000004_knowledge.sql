@@ -3,17 +3,17 @@
 -- revision counter that every change touching search bumps, so each node's index follows.
 CREATE TABLE kb_articles (
     id TEXT PRIMARY KEY,
-    head_version INTEGER NOT NULL,
-    live_version INTEGER,
+    head_version BIGINT NOT NULL,
+    live_version BIGINT,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
-    transitions INTEGER NOT NULL
+    transitions BIGINT NOT NULL
 );
 
 CREATE TABLE kb_versions (
     article_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     state TEXT NOT NULL,
     title TEXT NOT NULL,
     body TEXT NOT NULL,
@@ -36,8 +36,8 @@ CREATE INDEX kb_versions_state ON kb_versions (state, publish_at);
 
 CREATE TABLE kb_transitions (
     article_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    version INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    version BIGINT NOT NULL,
     from_state TEXT NOT NULL,
     to_state TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -50,13 +50,13 @@ CREATE TABLE kb_transitions (
 CREATE TABLE kb_documents (
     name TEXT PRIMARY KEY,
     body TEXT NOT NULL,
-    revision INTEGER NOT NULL,
+    revision BIGINT NOT NULL,
     updated_by TEXT NOT NULL,
     updated_at BIGINT NOT NULL
 );
 
 CREATE TABLE kb_revision (
-    id INTEGER PRIMARY KEY,
+    id BIGINT PRIMARY KEY,
     revision BIGINT NOT NULL
 );
 INSERT INTO kb_revision (id, revision) VALUES (1, 0);

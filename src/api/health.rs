@@ -23,7 +23,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "data": {
             "intents": app.content.dialogs.intents.len(),
             "responses": app.content.dialogs.responses.len(),
-            "articles": app.content.articles.len(),
+            "articles": app.knowledge.index().len(),
             "voices": app.content.voices.len(),
         },
         "shutting_down": shutting_down,

@@ -26,7 +26,7 @@ where
                 {
                     ApiError::BadRequest(
                         "body_too_large",
-                        format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
+                        "the body is larger than this route accepts".into(),
                     )
                 }
                 JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest(

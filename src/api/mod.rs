@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod json;
 pub mod kiosk_ws;
+pub mod knowledge;
 pub mod nlu;
 pub mod origin;
 
@@ -25,6 +26,76 @@ use crate::state::AppState;
 
 /// Largest JSON body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Knowledge routes accept article bodies up to `knowledge.max_body_bytes` (plus the rest of
+/// the JSON); a larger body is refused before it is read.
+fn knowledge_routes(state: &AppState) -> Router<AppState> {
+    let limit = state.settings.knowledge.max_body_bytes + 32 * 1024;
+    Router::new()
+        .route("/v1/knowledge/search", get(knowledge::search))
+        .route("/v1/knowledge/hit-test", get(knowledge::hit_test))
+        .route(
+            "/v1/knowledge/articles",
+            get(knowledge::list).post(knowledge::create),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}",
+            get(knowledge::get_article).put(knowledge::update),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/versions",
+            get(knowledge::versions),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/versions/{v}",
+            get(knowledge::version),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/versions/{v}/submit",
+            post(knowledge::submit),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/versions/{v}/approve",
+            post(knowledge::approve),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/versions/{v}/reject",
+            post(knowledge::reject),
+        )
+        .route("/v1/knowledge/articles/{id}/diff", get(knowledge::diff))
+        .route(
+            "/v1/knowledge/articles/{id}/history",
+            get(knowledge::history),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/rollback",
+            post(knowledge::rollback),
+        )
+        .route(
+            "/v1/knowledge/articles/{id}/retire",
+            post(knowledge::retire),
+        )
+        .route(
+            "/v1/knowledge/synonyms",
+            get(knowledge::synonyms).put(knowledge::put_synonyms),
+        )
+        .route(
+            "/v1/knowledge/golden",
+            get(knowledge::golden).put(knowledge::put_golden),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+}
+
+/// A handler that panicked answers 500 with our error body; the panic is logged.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
 
 /// The whole router.
 pub fn router(state: AppState) -> Router {
@@ -48,12 +119,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
         .route("/v1/nlu/parse", post(nlu::parse))
+        .merge(knowledge_routes(&state))
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
                 .extensions()

@@ -218,6 +218,7 @@ async fn action(
             }
         }
         "knowledge.answer" => answer(ctx, get("question")),
+        "knowledge.topic" => answer_topic(ctx, get("question"), get("topic")),
         "case.prepare" => {
             let id = uuid::Uuid::new_v4().to_string();
             done(&[("case_id", id[..8].to_uppercase())])
@@ -449,59 +450,72 @@ async fn cancel_appointment(
     })
 }
 
-/// Answers from the customer-audience knowledge articles: the article whose title, question
-/// variants and tags share the most topical character pairs (at least two) with the
-/// question, among articles in force today for this branch; its first paragraph. A stand-in
-/// until the knowledge base's search lands: it would rather say it does not know than
-/// answer the wrong question.
+/// Answers from the published customer articles in force for this branch today: the best
+/// article's spoken summary (`kind: answer`), or the two closest titles to choose from
+/// (`kind: clarify`), or `no_answer` — it would rather say it does not know than answer the
+/// wrong question.
 fn answer(ctx: &Context<'_>, question: &str) -> EffectResult {
-    let q = crate::nlu::normalize::normalize(question).matching;
-    let pairs = |s: &str| -> Vec<String> {
-        let cs: Vec<char> = s.chars().collect();
-        cs.windows(2).map(|w| w.iter().collect()).collect()
-    };
-    // Pairs that say nothing about the topic ("你们网点能停车吗" is not about opening hours).
-    const GENERIC: &[&str] = &[
-        "你们", "我们", "网点", "银行", "请问", "一下", "怎么", "什么", "可以", "我的", "这个",
-        "那个", "是不", "不是", "能不", "有没", "没有", "需要", "要带", "办理",
-    ];
-    let qp: Vec<String> = pairs(&q)
-        .into_iter()
-        .filter(|p| !GENERIC.contains(&p.as_str()))
-        .collect();
-    let mut best: Option<(usize, &crate::content::ArticleFile)> = None;
-    let today = crate::clock::now_local().date_naive().to_string();
-    for a in &ctx.app.content.articles {
-        let f = &a.front;
-        let in_force = !matches!(f.effective_from.as_deref(), Some(d) if d > today.as_str())
-            && !matches!(f.effective_to.as_deref(), Some(d) if d < today.as_str());
-        let here = f.branches.is_empty() || f.branches.iter().any(|b| b == ctx.branch_id);
-        if f.audience != "customer" || !in_force || !here {
-            continue;
-        }
-        let mut hay = a.front.title.clone();
-        for v in a.front.questions.iter().chain(&a.front.tags) {
-            hay.push_str(v);
-        }
-        let hay = crate::nlu::normalize::normalize(&hay).matching;
-        let score = qp.iter().filter(|p| hay.contains(p.as_str())).count();
-        if score >= 2 && !matches!(best, Some((s, _)) if score <= s) {
-            best = Some((score, a));
+    use crate::knowledge::Answer;
+    match ctx.app.knowledge.answer(question, ctx.branch_id) {
+        Answer::Found { hit, spoken } => found(hit, spoken),
+        Answer::Clarify(a, b) => done(&[
+            ("kind", "clarify".to_string()),
+            ("choice_a", a.title),
+            ("article_a", a.id),
+            ("choice_b", b.title),
+            ("article_b", b.id),
+        ]),
+        Answer::Unknown => failed("no_answer", "no article answers this well enough"),
+    }
+}
+
+/// The article the customer picked after a clarifying question (`topic`: an article id
+/// from the choices, or their own words, which are searched together with the question).
+fn answer_topic(ctx: &Context<'_>, question: &str, topic: &str) -> EffectResult {
+    use crate::knowledge::Answer;
+    let kb = &ctx.app.knowledge;
+    if let Some(doc) = kb.live(topic) {
+        let today = crate::clock::now_local().date_naive().to_string();
+        let d = &doc.draft;
+        let in_force = d
+            .effective_from
+            .as_deref()
+            .is_none_or(|f| f <= today.as_str())
+            && d.effective_to
+                .as_deref()
+                .is_none_or(|t| t >= today.as_str());
+        let here = d.branches.is_empty() || d.branches.iter().any(|b| b == ctx.branch_id);
+        if d.audience == "customer" && in_force && here {
+            return done(&[
+                ("kind", "answer".to_string()),
+                ("answer", d.spoken_summary()),
+                ("article", doc.id.clone()),
+                ("article_version", doc.version.to_string()),
+                ("article_title", d.title.clone()),
+            ]);
         }
     }
-    match best {
-        Some((_, a)) => {
-            let para = a
-                .body
-                .split("\n\n")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            done(&[("answer", para), ("article", a.front.id.clone())])
+    match kb.answer(&format!("{question} {topic}"), ctx.branch_id) {
+        Answer::Found { hit, spoken } => found(hit, spoken),
+        Answer::Clarify(hit, _) => {
+            let spoken = kb
+                .live(&hit.id)
+                .map(|d| d.draft.spoken_summary())
+                .unwrap_or_default();
+            found(hit, spoken)
         }
-        None => failed("no_answer", "no article matches"),
+        Answer::Unknown => failed("no_answer", "no article answers this well enough"),
     }
+}
+
+fn found(hit: crate::knowledge::index::Hit, spoken: String) -> EffectResult {
+    done(&[
+        ("kind", "answer".to_string()),
+        ("answer", spoken),
+        ("article", hit.id),
+        ("article_version", hit.version.to_string()),
+        ("article_title", hit.title),
+    ])
 }
 
 async fn record_handoff(

@@ -227,7 +227,8 @@ impl Worker {
                 }
                 lines.clear();
                 self.state = next.clone();
-                for r in replies.drain(..) {
+                for mut r in replies.drain(..) {
+                    self.fill_article(&mut r);
                     self.say(turn_id, &r).await;
                 }
                 if end.is_some() {
@@ -249,6 +250,25 @@ impl Worker {
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");
         Some(None)
+    }
+
+    /// Puts the live text of a cited article on the screen (or drops the citation when the
+    /// article went out of search in between).
+    fn fill_article(&self, reply: &mut BotReply) {
+        let Some(ui) = reply.ui.as_mut() else {
+            return;
+        };
+        let Some(view) = ui.article.as_mut() else {
+            return;
+        };
+        match self.app.knowledge.live(&view.id) {
+            Some(doc) if doc.draft.audience == "customer" => {
+                view.version = doc.version;
+                view.title = doc.draft.title;
+                view.body = doc.draft.body;
+            }
+            _ => ui.article = None,
+        }
     }
 
     /// A resumed session whose last step was waiting on an effect (the node stopped in

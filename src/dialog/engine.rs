@@ -626,12 +626,18 @@ impl Engine {
                 // answer, not a request to start it again.
                 let own = intent.is_some_and(|i| i == frame.flow);
                 let value = match input {
-                    TurnInput::Choice(v) if step.spec.choices.iter().any(|c| &c.value == v) => {
+                    TurnInput::Choice(v)
+                        if step
+                            .spec
+                            .choices
+                            .iter()
+                            .any(|c| render(&c.value, &top.slots, &self.labels) == *v) =>
+                    {
                         Some(v.clone())
                     }
                     TurnInput::Text(t) => said
                         .and_then(|s| s.get(slot).cloned())
-                        .or_else(|| spoken_choice(step, t))
+                        .or_else(|| spoken_choice(step, t, &top.slots, &self.labels))
                         .or_else(|| {
                             // A slot of the flow's own (a free-text description): the words.
                             let free = !super::flow::NLU_SLOTS.contains(&slot.as_str());
@@ -867,8 +873,8 @@ impl Engine {
                 .choices
                 .iter()
                 .map(|c| Choice {
-                    label: c.label.clone(),
-                    value: c.value.clone(),
+                    label: render(&c.label, slots, &self.labels),
+                    value: render(&c.value, slots, &self.labels),
                 })
                 .collect(),
             ..Ui::default()
@@ -886,7 +892,16 @@ impl Engine {
                 .collect();
             ui.sensitive = true;
         }
-        let has_ui = !ui.choices.is_empty() || !ui.fields.is_empty();
+        if let Some(article) = &step.spec.article {
+            let id = render(article, slots, &self.labels);
+            if !id.is_empty() {
+                ui.article = Some(kiosk_protocol::ArticleView {
+                    id,
+                    ..Default::default()
+                });
+            }
+        }
+        let has_ui = !ui.choices.is_empty() || !ui.fields.is_empty() || ui.article.is_some();
         BotReply {
             text,
             speak: None,
@@ -944,17 +959,28 @@ impl Engine {
 }
 
 /// The choice of an `ask` step whose label (or value) the customer said in words.
-fn spoken_choice(step: &Step, text: &str) -> Option<String> {
+fn spoken_choice(
+    step: &Step,
+    text: &str,
+    slots: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
     let said = crate::nlu::normalize::normalize(text).matching;
     step.spec
         .choices
         .iter()
-        .filter(|c| {
-            let label = crate::nlu::normalize::normalize(&c.label).matching;
-            (!label.is_empty() && said.contains(&label)) || said == c.value.to_lowercase()
+        .map(|c| {
+            (
+                render(&c.label, slots, labels),
+                render(&c.value, slots, labels),
+            )
         })
-        .max_by_key(|c| c.label.chars().count())
-        .map(|c| c.value.clone())
+        .filter(|(label, value)| {
+            let label = crate::nlu::normalize::normalize(label).matching;
+            (!label.is_empty() && said.contains(&label)) || said == value.to_lowercase()
+        })
+        .max_by_key(|(label, _)| label.chars().count())
+        .map(|(_, value)| value)
 }
 
 /// The pseudo-frame that waits for a handoff to be recorded.

@@ -80,7 +80,30 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     ("banking.verify_pin", &[]),
     ("banking.balance", &["balance"]),
     ("banking.freeze_card", &["frozen_at"]),
-    ("knowledge.answer", &["answer", "article"]),
+    (
+        "knowledge.answer",
+        &[
+            "kind",
+            "answer",
+            "article",
+            "article_version",
+            "article_title",
+            "choice_a",
+            "article_a",
+            "choice_b",
+            "article_b",
+        ],
+    ),
+    (
+        "knowledge.topic",
+        &[
+            "kind",
+            "answer",
+            "article",
+            "article_version",
+            "article_title",
+        ],
+    ),
     ("case.prepare", &["case_id"]),
 ];
 
@@ -171,6 +194,9 @@ pub struct StepSpec {
     /// to the transcript. The only place a sensitive slot (balance) may appear.
     #[serde(default)]
     pub show: BTreeMap<String, String>,
+    /// With `say` or `end`: a knowledge article id (template) shown in full on screen.
+    #[serde(default)]
+    pub article: Option<String>,
     /// Slots to forget before this step runs (to ask them again).
     #[serde(default)]
     pub clear: Vec<String>,
@@ -509,6 +535,12 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
         }
         texts.extend(s.args.values().map(String::as_str));
         texts.extend(s.show.values().map(String::as_str));
+        texts.extend(s.article.as_deref());
+        texts.extend(
+            s.choices
+                .iter()
+                .flat_map(|c| [c.label.as_str(), c.value.as_str()]),
+        );
         for t in texts {
             for slot in template_slots(t) {
                 if !known.contains(slot) {

@@ -124,7 +124,6 @@ struct Fields {
 
 /// One generation of the index (a synonym change builds a new one).
 pub struct SearchIndex {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
@@ -173,7 +172,6 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(SearchIndex {
-            index,
             reader,
             writer: Mutex::new(writer),
             fields: Fields {
@@ -211,6 +209,11 @@ impl SearchIndex {
             .unwrap_or_default()
     }
 
+    /// The indexed version of one article.
+    pub fn live_docs_of(&self, id: &str) -> Option<LiveDoc> {
+        self.docs.lock().ok().and_then(|d| d.get(id).cloned())
+    }
+
     /// Every indexed document (to build a candidate index for the golden check).
     pub fn live_docs(&self) -> Vec<LiveDoc> {
         self.docs
@@ -234,7 +237,10 @@ impl SearchIndex {
         }
         t.add_u64(
             f.from,
-            d.effective_from.as_deref().and_then(day_number).unwrap_or(0),
+            d.effective_from
+                .as_deref()
+                .and_then(day_number)
+                .unwrap_or(0),
         );
         t.add_u64(
             f.to,
@@ -365,7 +371,10 @@ impl SearchIndex {
         }
         let query = self.build_query(&words, q);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(q.limit.min(100)).order_by_score())?;
+        let top = searcher.search(
+            &query,
+            &TopDocs::with_limit(q.limit.min(100)).order_by_score(),
+        )?;
         let body = self.fields.text.last().map(|t| t.0);
         let snippets = match body {
             Some(body) => {
@@ -390,7 +399,12 @@ impl SearchIndex {
                 Some(g) => {
                     let s = g.snippet_from_doc(&doc);
                     if s.is_empty() {
-                        html_escape(&text(body.unwrap_or(title_field)).chars().take(120).collect::<String>())
+                        html_escape(
+                            &text(body.unwrap_or(title_field))
+                                .chars()
+                                .take(120)
+                                .collect::<String>(),
+                        )
                     } else {
                         s.to_html()
                     }
@@ -398,7 +412,7 @@ impl SearchIndex {
                 None => String::new(),
             };
             let explanation = if q.explain {
-                Some(serde_json::to_value(query.explain(&searcher, addr)?).unwrap_or_default())
+                Some(self.explain(&searcher, addr, &matched)?)
             } else {
                 None
             };
@@ -418,6 +432,45 @@ impl SearchIndex {
             });
         }
         Ok(Found { words, hits })
+    }
+
+    /// The score of each matched word in each field (BM25 × field weight × synonym weight),
+    /// with tantivy's breakdown. Only words the document holds are explained.
+    fn explain(
+        &self,
+        searcher: &tantivy::Searcher,
+        addr: DocAddress,
+        matched: &[Matched],
+    ) -> tantivy::Result<serde_json::Value> {
+        let mut parts = Vec::new();
+        for m in matched {
+            let weight = if m.as_word == m.word {
+                1.0
+            } else {
+                SYNONYM_WEIGHT
+            };
+            for (field, name, boost) in &self.fields.text {
+                if !m.fields.contains(name) {
+                    continue;
+                }
+                let term = Term::from_field_text(*field, &m.as_word);
+                let tq = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                let e = tq.explain(searcher, addr)?;
+                parts.push(serde_json::json!({
+                    "word": m.word,
+                    "as_word": m.as_word,
+                    "field": name,
+                    "bm25": e.value(),
+                    "weight": boost * weight,
+                    "score": e.value() * boost * weight,
+                    "detail": serde_json::to_value(&e).unwrap_or_default(),
+                }));
+            }
+        }
+        Ok(serde_json::json!({
+            "note": "per word, the best field counts fully and the others a tenth (dis-max)",
+            "terms": parts,
+        }))
     }
 
     /// For each word of the question, where this document holds it or a synonym of it.
@@ -440,7 +493,11 @@ impl SearchIndex {
                         inverted.read_postings(&term, IndexRecordOption::Basic)?
                     {
                         use tantivy::DocSet;
-                        if postings.seek(addr.doc_id) == addr.doc_id {
+                        // `seek` requires a target at or after the current doc.
+                        let at = postings.doc();
+                        let holds = at == addr.doc_id
+                            || (at < addr.doc_id && postings.seek(addr.doc_id) == addr.doc_id);
+                        if holds {
                             fields.push(*name);
                         }
                     }
@@ -491,14 +548,32 @@ mod tests {
     }
 
     fn index() -> SearchIndex {
-        let syn = Synonyms::parse(Path::new("s.yaml"), "- [挂失, 止付]\n- [流水, 交易明细]\n")
-            .unwrap();
+        let syn =
+            Synonyms::parse(Path::new("s.yaml"), "- [挂失, 止付]\n- [流水, 交易明细]\n").unwrap();
         let idx = SearchIndex::new(syn, &[]).unwrap();
         idx.apply(
             vec![
-                doc("card-loss", "银行卡挂失", &["卡丢了怎么办"], "请立即挂失。<script>alert(1)</script>", "customer"),
-                doc("statement", "打印交易明细", &["怎么打流水"], "在自助终端打印交易明细。", "customer"),
-                doc("staff-cash", "大额现金操作规程", &["大额取现怎么登记"], "柜员须登记。", "staff"),
+                doc(
+                    "card-loss",
+                    "银行卡挂失",
+                    &["卡丢了怎么办"],
+                    "请立即挂失。<script>alert(1)</script>",
+                    "customer",
+                ),
+                doc(
+                    "statement",
+                    "打印交易明细",
+                    &["怎么打流水"],
+                    "在自助终端打印交易明细。",
+                    "customer",
+                ),
+                doc(
+                    "staff-cash",
+                    "大额现金操作规程",
+                    &["大额取现怎么登记"],
+                    "柜员须登记。",
+                    "staff",
+                ),
             ],
             &[],
         )
@@ -539,19 +614,38 @@ mod tests {
     #[test]
     fn query_syntax_and_punctuation_are_just_text() {
         let idx = index();
-        for text in ["title:挂失 AND (", "\"挂失", "*", "??!!", "挂失 -止付 +[1 TO 2]", ""] {
+        for text in [
+            "title:挂失 AND (",
+            "\"挂失",
+            "*",
+            "??!!",
+            "挂失 -止付 +[1 TO 2]",
+            "",
+        ] {
             assert!(idx.search(&q(text, Audience::Customer)).is_ok(), "{text}");
         }
-        assert!(idx.search(&q("？？！", Audience::Customer)).unwrap().hits.is_empty());
+        assert!(idx
+            .search(&q("？？！", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
     }
 
     #[test]
     fn highlights_are_escaped_and_removal_takes_effect() {
         let idx = index();
         let f = idx.search(&q("挂失", Audience::Customer)).unwrap();
-        assert!(f.hits[0].highlight.contains("<b>挂失</b>"), "{}", f.hits[0].highlight);
+        assert!(
+            f.hits[0].highlight.contains("<b>挂失</b>"),
+            "{}",
+            f.hits[0].highlight
+        );
         assert!(!f.hits[0].highlight.contains("<script>"));
         idx.apply(vec![], &["card-loss".into()]).unwrap();
-        assert!(idx.search(&q("挂失", Audience::Customer)).unwrap().hits.is_empty());
+        assert!(idx
+            .search(&q("挂失", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
     }
 }

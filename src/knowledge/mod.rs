@@ -1,7 +1,624 @@
 //! The knowledge base: versioned articles with a reviewed lifecycle ([`store`]), Chinese
-//! search over the published versions ([`index`], [`text`]), and the policy that turns
-//! search hits into a kiosk answer, a clarifying question or an honest "I don't know".
+//! search over the published versions ([`index`], [`text`]), golden questions that guard
+//! every publish ([`golden`]), import/export of Markdown folders ([`files`]), and the
+//! policy that turns search hits into a kiosk answer, a clarifying question or an honest
+//! "I don't know" ([`Knowledge::answer`]).
+//!
+//! Each node keeps its own in-memory index and follows the database: every change bumps a
+//! revision counter; [`Knowledge::refresh`] (run after each local change and every
+//! `knowledge.follow_ms` by [`Knowledge::follow`]) applies exactly the difference between
+//! the live versions and what the index holds, and publishes due scheduled versions.
 
+pub mod files;
+pub mod golden;
 pub mod index;
 pub mod model;
+pub mod store;
 pub mod text;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KnowledgeSettings;
+use crate::security::Role;
+use crate::store::{now_ms, Db};
+use golden::{Golden, GoldenResult};
+use index::{Audience, Found, Hit, LiveDoc, Query1, SearchIndex};
+use model::{ArticleDraft, Limits, State};
+use store::{KbError, Saved, Store};
+use text::Synonyms;
+
+/// Name of the synonyms document (and file, with `.yaml`).
+pub const SYNONYMS: &str = "synonyms";
+/// Name of the golden-questions document (and file, with `.yaml`).
+pub const GOLDEN: &str = "golden";
+
+/// What the kiosk says to a question.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// One article fits: its spoken summary and the article (shown in full on screen).
+    Found { hit: Hit, spoken: String },
+    /// Two articles fit about as well: ask which one is meant.
+    Clarify(Hit, Hit),
+    /// Nothing fits well enough.
+    Unknown,
+}
+
+/// A change to the live set, checked against the golden questions before it is made.
+enum Change {
+    Upsert(Box<LiveDoc>),
+    Remove(String),
+}
+
+/// A publish-like request: who, why, and an optional admin override of the golden check.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub comment: String,
+    /// An admin's reason to publish although golden questions would fail.
+    pub override_reason: Option<String>,
+}
+
+/// The knowledge base of this node.
+pub struct Knowledge {
+    pub store: Store,
+    pub settings: KnowledgeSettings,
+    index: RwLock<Arc<SearchIndex>>,
+    /// Revisions applied: the database counter and the synonyms document.
+    applied: tokio::sync::Mutex<(i64, i64)>,
+    golden: RwLock<Arc<Vec<Golden>>>,
+    /// The last refresh failure, for `/readyz`-style reporting and logs.
+    last_error: Mutex<Option<String>>,
+}
+
+fn today() -> chrono::NaiveDate {
+    crate::clock::now_local().date_naive()
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(p) => *p.into_inner() = value,
+    }
+}
+
+impl Knowledge {
+    /// Opens the knowledge base over `db`: seeds it from `seed_dir` when empty (and the
+    /// settings allow), then builds the index from the published versions.
+    pub async fn open(
+        db: Db,
+        settings: KnowledgeSettings,
+        seed_dir: &Path,
+    ) -> anyhow::Result<Arc<Knowledge>> {
+        let kb = Arc::new(Knowledge {
+            store: Store::new(db),
+            index: RwLock::new(Arc::new(SearchIndex::new(Synonyms::default(), &[])?)),
+            applied: tokio::sync::Mutex::new((-1, -1)),
+            golden: RwLock::new(Arc::new(Vec::new())),
+            last_error: Mutex::new(None),
+            settings,
+        });
+        if kb.settings.seed_when_empty && kb.store.count().await? == 0 && seed_dir.is_dir() {
+            match files::import(&kb, seed_dir, "seed").await {
+                Ok(report) => tracing::info!(
+                    created = report.created,
+                    dir = %seed_dir.display(),
+                    "knowledge base seeded"
+                ),
+                // Another node seeding at the same moment: its articles are as good.
+                Err(files::ImportError::Kb(KbError::Db(e))) if kb.store.count().await? > 0 => {
+                    tracing::warn!(error = %e, "knowledge seed raced another node")
+                }
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
+        }
+        kb.refresh().await?;
+        Ok(kb)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.settings.max_body_bytes,
+            max_title_chars: self.settings.max_title_chars,
+            max_questions: self.settings.max_questions,
+            max_item_chars: self.settings.max_item_chars,
+        }
+    }
+
+    /// The current index generation.
+    pub fn index(&self) -> Arc<SearchIndex> {
+        read(&self.index)
+    }
+
+    pub fn golden(&self) -> Arc<Vec<Golden>> {
+        read(&self.golden)
+    }
+
+    /// Follows the database every `follow_ms` until `stop` is cancelled.
+    pub fn follow(self: &Arc<Self>, stop: CancellationToken) {
+        let kb = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(Duration::from_millis(kb.settings.follow_ms.max(20)));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                if let Err(e) = kb.refresh().await {
+                    let text = format!("{e:#}");
+                    let mut last = kb.last_error.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "knowledge index could not follow the database");
+                    }
+                    *last = Some(text);
+                }
+            }
+        });
+    }
+
+    /// Brings this node's index in line with the database: due scheduled versions are
+    /// published, changed live versions re-indexed, removed ones dropped, and a synonym
+    /// change rebuilds the index with the new dictionary.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let mut applied = self.applied.lock().await;
+        let (mut revision, due) = self.store.revision().await?;
+        if due.is_some_and(|d| d <= now_ms()) && self.store.publish_due(now_ms()).await? > 0 {
+            revision = self.store.revision().await?.0;
+        }
+        if revision == applied.0 {
+            return Ok(());
+        }
+        let (syn_text, syn_rev) = self.store.document(SYNONYMS).await?.unwrap_or_default();
+        if let Some((text, _)) = self.store.document(GOLDEN).await? {
+            match golden::parse(Path::new("golden.yaml"), &text) {
+                Ok(g) => write(&self.golden, Arc::new(g)),
+                Err(e) => tracing::warn!(errors = e.len(), "stored golden questions are invalid"),
+            }
+        }
+        if syn_rev != applied.1 {
+            let synonyms = Synonyms::parse(Path::new("synonyms.yaml"), &syn_text)
+                .map_err(|e| anyhow::anyhow!("stored synonyms are invalid: {}", e.len()))?;
+            let docs = self.store.live_docs(None).await?;
+            let fresh = tokio::task::spawn_blocking(move || -> anyhow::Result<SearchIndex> {
+                let idx = SearchIndex::new(synonyms, &[])?;
+                idx.apply(docs, &[])?;
+                Ok(idx)
+            })
+            .await??;
+            write(&self.index, Arc::new(fresh));
+        } else {
+            let idx = self.index();
+            let live = self.store.live_versions().await?;
+            let held = idx.versions();
+            let changed: Vec<String> = live
+                .iter()
+                .filter(|(id, v, h)| held.get(id) != Some(&(*v, h.clone())))
+                .map(|(id, _, _)| id.clone())
+                .collect();
+            let removed: Vec<String> = held
+                .keys()
+                .filter(|id| !live.iter().any(|(l, _, _)| l == *id))
+                .cloned()
+                .collect();
+            let docs = if changed.is_empty() {
+                Vec::new()
+            } else {
+                self.store.live_docs(Some(&changed)).await?
+            };
+            tokio::task::spawn_blocking(move || idx.apply(docs, &removed)).await??;
+        }
+        *applied = (revision, syn_rev);
+        Ok(())
+    }
+
+    /// Searches the published, effective articles.
+    pub fn search(&self, q: &Query1<'_>) -> Result<Found, KbError> {
+        self.index()
+            .search(q)
+            .map_err(|e| KbError::Other(anyhow::anyhow!("search failed: {e}")))
+    }
+
+    /// What the kiosk of `branch` says to `question` today.
+    pub fn answer(&self, question: &str, branch: &str) -> Answer {
+        let question: String = question
+            .chars()
+            .take(self.settings.max_query_chars)
+            .collect();
+        let found = match self.search(&Query1 {
+            text: &question,
+            audience: Audience::Customer,
+            branch: Some(branch),
+            day: today(),
+            limit: 3,
+            explain: false,
+        }) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "knowledge search failed");
+                return Answer::Unknown;
+            }
+        };
+        let mut hits = found.hits.into_iter();
+        let Some(best) = hits.next() else {
+            return Answer::Unknown;
+        };
+        if best.coverage < self.settings.min_coverage || best.score < self.settings.min_score {
+            return Answer::Unknown;
+        }
+        if let Some(second) = hits.next() {
+            if second.score >= best.score * self.settings.clarify_ratio
+                && second.coverage >= self.settings.min_coverage
+            {
+                return Answer::Clarify(best, second);
+            }
+        }
+        let spoken = self
+            .index()
+            .live_docs_of(&best.id)
+            .map(|d| d.draft.spoken_summary())
+            .unwrap_or_default();
+        Answer::Found { hit: best, spoken }
+    }
+
+    /// The live version of an article (what the kiosk shows in full).
+    pub fn live(&self, id: &str) -> Option<LiveDoc> {
+        self.index().live_docs_of(id)
+    }
+
+    // ---- lifecycle ----
+
+    /// Saves a new version (see [`Store::save`]) after validating it.
+    pub async fn save(
+        &self,
+        actor: &str,
+        id: &str,
+        base: Option<i64>,
+        mut draft: ArticleDraft,
+    ) -> Result<Saved, KbError> {
+        if !model::valid_id(id) {
+            return Err(KbError::Invalid(vec![model::Invalid {
+                field: "id",
+                message: format!("article id `{id}` must be 1-80 of a-z, 0-9 and '-'"),
+            }]));
+        }
+        let problems = draft.validate(&self.limits());
+        if !problems.is_empty() {
+            return Err(KbError::Invalid(problems));
+        }
+        self.store.save(actor, id, base, &draft).await
+    }
+
+    /// Submits a draft for review.
+    pub async fn submit(
+        &self,
+        actor: &str,
+        id: &str,
+        version: i64,
+        comment: &str,
+    ) -> Result<(), KbError> {
+        self.store
+            .transition(
+                actor,
+                id,
+                version,
+                State::Draft,
+                State::InReview,
+                comment,
+                None,
+                None,
+            )
+            .await
+    }
+
+    /// Sends a version in review back to its author.
+    pub async fn reject(
+        &self,
+        actor: &str,
+        id: &str,
+        version: i64,
+        comment: &str,
+    ) -> Result<(), KbError> {
+        let v = self.store.version(id, version).await?;
+        if v.author == actor {
+            return Err(self_review());
+        }
+        if comment.trim().is_empty() {
+            return Err(KbError::Invalid(vec![model::Invalid {
+                field: "comment",
+                message: "say what must change".into(),
+            }]));
+        }
+        self.store
+            .transition(
+                actor,
+                id,
+                version,
+                State::InReview,
+                State::Draft,
+                comment,
+                None,
+                None,
+            )
+            .await
+    }
+
+    /// Approves a version in review: published now (golden questions checked) or at
+    /// `publish_at` (ms since the epoch, in the future).
+    pub async fn approve(
+        &self,
+        actor: &str,
+        roles: &[Role],
+        id: &str,
+        version: i64,
+        publish_at: Option<i64>,
+        decision: &Decision,
+    ) -> Result<(), KbError> {
+        let v = self.store.version(id, version).await?;
+        if v.author == actor {
+            return Err(self_review());
+        }
+        if v.state != State::InReview {
+            return Err(wrong_state(version, v.state, "in_review"));
+        }
+        match publish_at.filter(|t| *t > now_ms()) {
+            Some(at) => {
+                self.store
+                    .transition(
+                        actor,
+                        id,
+                        version,
+                        State::InReview,
+                        State::Scheduled,
+                        &decision.comment,
+                        None,
+                        Some(at),
+                    )
+                    .await?;
+            }
+            None => {
+                let change = Change::Upsert(Box::new(LiveDoc {
+                    id: id.to_string(),
+                    version,
+                    hash: v.content_hash.clone(),
+                    draft: v.draft.clone(),
+                }));
+                let reason = self.gate(change, roles, decision).await?;
+                self.store
+                    .transition(
+                        actor,
+                        id,
+                        version,
+                        State::InReview,
+                        State::Published,
+                        &decision.comment,
+                        reason.as_deref(),
+                        None,
+                    )
+                    .await?;
+            }
+        }
+        self.refresh_logged().await;
+        Ok(())
+    }
+
+    /// Republishes an earlier version (superseded or retired).
+    pub async fn rollback(
+        &self,
+        actor: &str,
+        roles: &[Role],
+        id: &str,
+        version: i64,
+        decision: &Decision,
+    ) -> Result<(), KbError> {
+        let v = self.store.version(id, version).await?;
+        if !matches!(v.state, State::Superseded | State::Retired) {
+            return Err(wrong_state(version, v.state, "superseded or retired"));
+        }
+        let change = Change::Upsert(Box::new(LiveDoc {
+            id: id.to_string(),
+            version,
+            hash: v.content_hash.clone(),
+            draft: v.draft.clone(),
+        }));
+        let reason = self.gate(change, roles, decision).await?;
+        let comment = format!("rollback to version {version}: {}", decision.comment);
+        self.store
+            .transition(
+                actor,
+                id,
+                version,
+                v.state,
+                State::Published,
+                &comment,
+                reason.as_deref(),
+                None,
+            )
+            .await?;
+        self.refresh_logged().await;
+        Ok(())
+    }
+
+    /// Takes the live version out of search.
+    pub async fn retire(
+        &self,
+        actor: &str,
+        roles: &[Role],
+        id: &str,
+        decision: &Decision,
+    ) -> Result<(), KbError> {
+        let (_, live) = self.store.heads(id).await?;
+        let Some(live) = live else {
+            return Err(KbError::Conflict(
+                "not_published",
+                format!("`{id}` has no published version to retire"),
+            ));
+        };
+        let reason = self
+            .gate(Change::Remove(id.to_string()), roles, decision)
+            .await?;
+        self.store
+            .transition(
+                actor,
+                id,
+                live,
+                State::Published,
+                State::Retired,
+                &decision.comment,
+                reason.as_deref(),
+                None,
+            )
+            .await?;
+        self.refresh_logged().await;
+        Ok(())
+    }
+
+    /// Replaces the synonym dictionary (validated; the index is rebuilt with it).
+    pub async fn put_synonyms(
+        &self,
+        actor: &str,
+        text: &str,
+        base: Option<i64>,
+    ) -> Result<i64, KbError> {
+        Synonyms::parse(Path::new("synonyms.yaml"), text).map_err(data_errors)?;
+        let rev = self.store.put_document(actor, SYNONYMS, text, base).await?;
+        self.refresh_logged().await;
+        Ok(rev)
+    }
+
+    /// Replaces the golden questions (validated).
+    pub async fn put_golden(
+        &self,
+        actor: &str,
+        text: &str,
+        base: Option<i64>,
+    ) -> Result<i64, KbError> {
+        let parsed = golden::parse(Path::new("golden.yaml"), text).map_err(data_errors)?;
+        let rev = self.store.put_document(actor, GOLDEN, text, base).await?;
+        write(&self.golden, Arc::new(parsed));
+        Ok(rev)
+    }
+
+    /// Runs the golden questions against the live index.
+    pub fn run_golden(&self) -> Vec<GoldenResult> {
+        golden::run(&self.index(), &self.golden(), today())
+    }
+
+    /// Refuses `change` when it makes a passing golden question fail, unless an admin
+    /// gives a reason. Returns the override reason to record.
+    async fn gate(
+        &self,
+        change: Change,
+        roles: &[Role],
+        decision: &Decision,
+    ) -> Result<Option<String>, KbError> {
+        let golden = self.golden();
+        if golden.is_empty() {
+            return Ok(None);
+        }
+        let current = self.index();
+        let failing = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<GoldenResult>> {
+            let day = today();
+            let before = golden::run(&current, &golden, day);
+            let mut docs = current.live_docs();
+            match change {
+                Change::Upsert(doc) => {
+                    docs.retain(|d| d.id != doc.id);
+                    docs.push(*doc);
+                }
+                Change::Remove(id) => docs.retain(|d| d.id != id),
+            }
+            let candidate = SearchIndex::new(current.synonyms().clone(), &[])?;
+            candidate.apply(docs, &[])?;
+            let after = golden::run(&candidate, &golden, day);
+            Ok(golden::regressions(&before, &after))
+        })
+        .await
+        .map_err(|e| KbError::Other(e.into()))??;
+        if failing.is_empty() {
+            return Ok(None);
+        }
+        let reason = decision
+            .override_reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        match reason {
+            Some(r) if roles.contains(&Role::Admin) => Ok(Some(r.to_string())),
+            Some(_) => Err(KbError::Refused(
+                "override_not_allowed",
+                "only an admin may publish over failing golden questions".into(),
+            )),
+            None => Err(KbError::Conflict(
+                "golden_regression",
+                format!(
+                    "this change would make {} golden question(s) fail: {}",
+                    failing.len(),
+                    failing
+                        .iter()
+                        .take(5)
+                        .map(|f| format!(
+                            "「{}」 expects {} but finds {}",
+                            f.question,
+                            f.expect,
+                            f.got.as_deref().unwrap_or("nothing")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )),
+        }
+    }
+
+    async fn refresh_logged(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %format!("{e:#}"), "knowledge index refresh failed; the follower retries");
+        }
+    }
+}
+
+fn self_review() -> KbError {
+    KbError::Refused(
+        "self_review",
+        "a version is reviewed by someone other than its author".into(),
+    )
+}
+
+fn wrong_state(version: i64, state: State, wanted: &str) -> KbError {
+    KbError::Conflict(
+        "wrong_state",
+        format!("version {version} is {}, not {wanted}", state.as_str()),
+    )
+}
+
+fn data_errors(errors: Vec<crate::dialog::DataError>) -> KbError {
+    KbError::Invalid(
+        errors
+            .into_iter()
+            .map(|e| model::Invalid {
+                field: "text",
+                message: format!("line {}: {}", e.line, e.message),
+            })
+            .collect(),
+    )
+}
+
+/// A search's hits as the API shows them.
+#[derive(Debug, Serialize)]
+pub struct SearchReply {
+    pub query: String,
+    pub audience: Audience,
+    #[serde(flatten)]
+    pub found: Found,
+}

@@ -137,7 +137,10 @@ impl ArticleDraft {
         } else if chars(&self.title) > limits.max_title_chars {
             bad(
                 "title",
-                format!("the title is longer than {} characters", limits.max_title_chars),
+                format!(
+                    "the title is longer than {} characters",
+                    limits.max_title_chars
+                ),
             );
         }
         if self.body.is_empty() {
@@ -159,7 +162,10 @@ impl ArticleDraft {
         {
             bad(
                 "summary",
-                format!("the summary is longer than {} characters", limits.max_item_chars),
+                format!(
+                    "the summary is longer than {} characters",
+                    limits.max_item_chars
+                ),
             );
         }
         if self.audience != "customer" && self.audience != "staff" {
@@ -170,10 +176,7 @@ impl ArticleDraft {
         }
         for (field, list) in [("questions", &self.questions), ("tags", &self.tags)] {
             if list.len() > limits.max_questions {
-                bad(
-                    field,
-                    format!("more than {} entries", limits.max_questions),
-                );
+                bad(field, format!("more than {} entries", limits.max_questions));
             }
             if let Some(long) = list.iter().find(|s| chars(s) > limits.max_item_chars) {
                 bad(
@@ -211,7 +214,10 @@ impl ArticleDraft {
         }
         if let [Some(from), Some(to)] = dates {
             if to < from {
-                bad("effective_to", "effective_to is before effective_from".into());
+                bad(
+                    "effective_to",
+                    "effective_to is before effective_from".into(),
+                );
             }
         }
         out

@@ -14,14 +14,106 @@ use crate::dialog::DataError;
 
 /// Words that say nothing about the topic of a question.
 const STOP_WORDS: &[&str] = &[
-    "的", "了", "吗", "呢", "吧", "啊", "呀", "嘛", "哦", "嗯", "么", "我", "你", "您", "他", "她",
-    "它", "我们", "你们", "他们", "咱们", "是", "在", "有", "和", "与", "及", "或", "或者", "要",
-    "想", "想要", "请", "请问", "一下", "怎么", "怎么办", "怎么样", "怎样", "如何", "什么",
-    "哪些", "哪里", "哪儿", "能", "能不能", "可以", "可不可以", "会", "就", "都", "也", "还",
-    "这", "那", "这个", "那个", "个", "把", "被", "给", "让", "去", "来", "到", "对", "从", "为",
-    "啥", "得", "地", "着", "过", "又", "再", "很", "太", "一个", "一些", "有没有", "是不是",
-    "下", "上", "里", "中", "么样", "该", "应该", "需不需要", "自己", "现在", "然后", "那么",
-    "这样", "那样", "一样", "麻烦", "谢谢", "你好", "您好",
+    "的",
+    "了",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "嘛",
+    "哦",
+    "嗯",
+    "么",
+    "我",
+    "你",
+    "您",
+    "他",
+    "她",
+    "它",
+    "我们",
+    "你们",
+    "他们",
+    "咱们",
+    "是",
+    "在",
+    "有",
+    "和",
+    "与",
+    "及",
+    "或",
+    "或者",
+    "要",
+    "想",
+    "想要",
+    "请",
+    "请问",
+    "一下",
+    "怎么",
+    "怎么办",
+    "怎么样",
+    "怎样",
+    "如何",
+    "什么",
+    "哪些",
+    "哪里",
+    "哪儿",
+    "能",
+    "能不能",
+    "可以",
+    "可不可以",
+    "会",
+    "就",
+    "都",
+    "也",
+    "还",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "个",
+    "把",
+    "被",
+    "给",
+    "让",
+    "去",
+    "来",
+    "到",
+    "对",
+    "从",
+    "为",
+    "啥",
+    "得",
+    "地",
+    "着",
+    "过",
+    "又",
+    "再",
+    "很",
+    "太",
+    "一个",
+    "一些",
+    "有没有",
+    "是不是",
+    "下",
+    "上",
+    "里",
+    "中",
+    "么样",
+    "该",
+    "应该",
+    "需不需要",
+    "自己",
+    "现在",
+    "然后",
+    "那么",
+    "这样",
+    "那样",
+    "一样",
+    "麻烦",
+    "谢谢",
+    "你好",
+    "您好",
 ];
 
 /// One word of a text.
@@ -65,6 +157,10 @@ impl Analyzer {
 
     /// The words of `text`, in order, with their original byte offsets.
     pub fn terms(&self, text: &str) -> Vec<Term> {
+        self.terms_in(text, TokenizeMode::Search)
+    }
+
+    fn terms_in(&self, text: &str, mode: TokenizeMode) -> Vec<Term> {
         let mut folded = String::with_capacity(text.len());
         let mut starts = Vec::with_capacity(text.len());
         for (i, c) in text.char_indices() {
@@ -73,7 +169,7 @@ impl Analyzer {
         }
         starts.push(text.len());
         self.jieba
-            .tokenize(&folded, TokenizeMode::Search, true)
+            .tokenize(&folded, mode, true)
             .into_iter()
             .filter(|t| t.word.chars().any(char::is_alphanumeric) && !self.stop.contains(t.word))
             .map(|t| Term {
@@ -95,7 +191,10 @@ impl Analyzer {
 }
 
 fn fold(s: &str) -> String {
-    s.trim().chars().map(crate::nlu::normalize::fold_char).collect()
+    s.trim()
+        .chars()
+        .map(crate::nlu::normalize::fold_char)
+        .collect()
 }
 
 /// The analyzer as a tantivy tokenizer (registered as `zh`).

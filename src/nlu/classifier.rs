@@ -285,12 +285,11 @@ fn fit_weights(
                 ids.extend(
                     f.iter()
                         .copied()
-                        .chain(std::iter::repeat(0).take(len - f.len())),
+                        .chain(std::iter::repeat_n(0, len - f.len())),
                 );
                 mask.extend(
-                    std::iter::repeat(1f32)
-                        .take(f.len())
-                        .chain(std::iter::repeat(0f32).take(len - f.len())),
+                    std::iter::repeat_n(1f32, f.len())
+                        .chain(std::iter::repeat_n(0f32, len - f.len())),
                 );
                 counts.push(f.len().max(1) as f32);
                 targets.push(examples[i].1 as u32);

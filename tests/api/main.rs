@@ -9,6 +9,7 @@ mod cli;
 mod conversations;
 mod http;
 mod kiosk_ws;
+mod knowledge;
 mod nlu;
 mod sessions;
 mod storage;

@@ -181,6 +181,19 @@ pub struct Ui {
     /// Values on this screen are never spoken and the screen hides itself after a timeout.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// A knowledge article shown in full (the reply speaks only its summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub article: Option<ArticleView>,
+}
+
+/// A knowledge article on screen, cited by id and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ArticleView {
+    pub id: String,
+    pub version: i64,
+    pub title: String,
+    /// Markdown; the page renders it as text (never as HTML).
+    pub body: String,
 }
 
 /// A labelled value (or input) on a screen.
