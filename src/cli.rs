@@ -221,6 +221,9 @@ enum BenchCommand {
     /// Open N kiosk sessions that each send one turn per second; print turns/s, latency
     /// percentiles and errors.
     Kiosks(crate::bench::BenchArgs),
+    /// Generate N knowledge articles, then time a full rebuild, searches, and publish →
+    /// searchable on this node and on a second node following the same database.
+    Knowledge(crate::knowledge::bench::KnowledgeBenchArgs),
 }
 
 /// Parses the command line and runs the command; the exit code tells success.
@@ -454,6 +457,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Knowledge(args)) => {
+            let settings = Settings::load(&overrides(None))?;
+            crate::knowledge::bench::run(settings, args).await
+        }
         Command::Bench(BenchCommand::Kiosks(args)) => {
             startup::raise_fd_limit();
             crate::bench::run(args).await
@@ -584,6 +591,24 @@ async fn knowledge_command(settings: Settings, cmd: &KnowledgeCommand) -> anyhow
                 "golden questions: {} of {} pass",
                 results.len() - failed.len(),
                 results.len()
+            );
+            // What a kiosk (all-branch articles) does with the customer questions.
+            let (mut right, mut wrong, mut clarify, mut unknown) = (0, 0, 0, 0);
+            for g in kb
+                .golden()
+                .iter()
+                .filter(|g| g.audience.as_deref() != Some("staff"))
+            {
+                match kb.answer(&g.question, "*") {
+                    crate::knowledge::Answer::Found { hit, .. } if hit.id == g.expect => right += 1,
+                    crate::knowledge::Answer::Found { .. } => wrong += 1,
+                    crate::knowledge::Answer::Clarify(..) => clarify += 1,
+                    crate::knowledge::Answer::Unknown => unknown += 1,
+                }
+            }
+            println!(
+                "at a kiosk, the customer questions: {right} answered right, {wrong} answered wrong, \
+                 {clarify} clarifying question(s), {unknown} \"don't know\""
             );
             Ok(if failed.is_empty() {
                 ExitCode::SUCCESS

@@ -9,6 +9,7 @@
 //! `knowledge.follow_ms` by [`Knowledge::follow`]) applies exactly the difference between
 //! the live versions and what the index holds, and publishes due scheduled versions.
 
+pub mod bench;
 pub mod files;
 pub mod golden;
 pub mod index;

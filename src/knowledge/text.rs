@@ -190,6 +190,65 @@ impl Analyzer {
     }
 }
 
+/// Overlapping pairs of characters within each run of letters and digits ("借记卡年费" →
+/// 借记, 记卡, 卡年, 年费): what a word cut misses, a pair still finds. A run of one
+/// character is its own gram.
+pub fn char_grams(text: &str) -> Vec<Term> {
+    let mut out = Vec::new();
+    let mut run: Vec<(usize, char)> = Vec::new();
+    let mut flush = |run: &mut Vec<(usize, char)>, end: usize| {
+        if run.len() == 1 {
+            out.push(Term {
+                text: run[0].1.to_string(),
+                start: run[0].0,
+                end,
+            });
+        }
+        for (i, pair) in run.windows(2).enumerate() {
+            let stop = run.get(i + 2).map_or(end, |c| c.0);
+            out.push(Term {
+                text: [pair[0].1, pair[1].1].iter().collect(),
+                start: pair[0].0,
+                end: stop,
+            });
+        }
+        run.clear();
+    };
+    for (i, c) in text.char_indices() {
+        let f = crate::nlu::normalize::fold_char(c);
+        if f.is_alphanumeric() {
+            run.push((i, f));
+        } else {
+            flush(&mut run, i);
+        }
+    }
+    flush(&mut run, text.len());
+    out
+}
+
+/// [`char_grams`] as a tantivy tokenizer (registered as `grams`).
+#[derive(Clone)]
+pub struct GramTokenizer;
+
+impl tantivy::tokenizer::Tokenizer for GramTokenizer {
+    type TokenStream<'a> = ZhTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> ZhTokenStream {
+        let tokens = char_grams(text)
+            .into_iter()
+            .enumerate()
+            .map(|(position, t)| tantivy::tokenizer::Token {
+                offset_from: t.start,
+                offset_to: t.end,
+                position,
+                text: t.text,
+                position_length: 1,
+            })
+            .collect();
+        ZhTokenStream { tokens, next: 0 }
+    }
+}
+
 fn fold(s: &str) -> String {
     s.trim()
         .chars()
@@ -368,6 +427,15 @@ mod tests {
         assert!(a.query_terms("我要止付").contains(&"止付".to_string()));
         assert!(a.query_terms("？？！！…… ,,, ").is_empty());
         assert!(a.query_terms("").is_empty());
+    }
+
+    #[test]
+    fn grams_pair_characters_within_runs() {
+        let grams: Vec<String> = char_grams("借记卡年費，A")
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(grams, vec!["借记", "记卡", "卡年", "年费", "a"]);
     }
 
     #[test]

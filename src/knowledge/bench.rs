@@ -1,0 +1,301 @@
+//! `concierge bench knowledge`: the knowledge base at scale. Generates N articles from the
+//! vocabulary of the seed articles (published through the ordinary store path), then
+//! measures a full rebuild from the database (what a node does at start), search latency,
+//! and how long a publish takes to be searchable on this node and on a second node that
+//! follows the same database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use super::index::{Audience, Query1};
+use super::model::{ArticleDraft, State};
+use super::Knowledge;
+use crate::config::Settings;
+use crate::security::Role;
+use crate::store::Db;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KnowledgeBenchArgs {
+    /// Generated articles (on top of the seed articles).
+    #[arg(long, default_value_t = 10_000)]
+    pub articles: usize,
+    /// Searches to time.
+    #[arg(long, default_value_t = 2_000)]
+    pub queries: usize,
+    /// Database to fill (default: a new SQLite file in a temporary folder, removed after).
+    #[arg(long, value_name = "URL")]
+    pub bench_database_url: Option<String>,
+}
+
+fn pick<'a>(rng: &mut StdRng, vocab: &'a [String], n: usize) -> Vec<&'a str> {
+    (0..n)
+        .map(|_| vocab.choose(rng).map(String::as_str).unwrap_or("银行"))
+        .collect()
+}
+
+fn generated(rng: &mut StdRng, vocab: &[String]) -> ArticleDraft {
+    let n = rng.gen_range(3..6);
+    let title = pick(rng, vocab, n).concat();
+    let questions = (0..3)
+        .map(|_| {
+            let n = rng.gen_range(3..7);
+            format!("{}吗", pick(rng, vocab, n).concat())
+        })
+        .collect();
+    let tags = pick(rng, vocab, 3).into_iter().map(String::from).collect();
+    let paragraphs: Vec<String> = (0..5)
+        .map(|_| {
+            let n = rng.gen_range(20..40);
+            format!("{}。", pick(rng, vocab, n).join(""))
+        })
+        .collect();
+    let staff = rng.gen_bool(0.1);
+    let branch = rng.gen_bool(0.05);
+    ArticleDraft {
+        title,
+        body: paragraphs.join("\n\n"),
+        summary: None,
+        questions,
+        tags,
+        audience: if staff { "staff" } else { "customer" }.into(),
+        branches: if branch {
+            vec![format!("B{:03}", rng.gen_range(1..20))]
+        } else {
+            Vec::new()
+        },
+        effective_from: None,
+        effective_to: None,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result<ExitCode> {
+    let mut temp: Option<PathBuf> = None;
+    let url = match &args.bench_database_url {
+        Some(u) => u.clone(),
+        None => {
+            let base = if std::path::Path::new("/dev/shm").is_dir() {
+                PathBuf::from("/dev/shm")
+            } else {
+                std::env::temp_dir()
+            };
+            let dir = base.join(format!(
+                "concierge-kb-bench-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            let url = format!("sqlite://{}", dir.join("bench.db").display());
+            temp = Some(dir);
+            url
+        }
+    };
+    let result = bench(&settings, &args, &url).await;
+    if let Some(dir) = temp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn bench(
+    settings: &Settings,
+    args: &KnowledgeBenchArgs,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    let db = Db::connect(&SecretString::from(url.to_string()), 8).await?;
+    db.migrate().await?;
+    let mut ks = settings.knowledge.clone();
+    ks.seed_when_empty = true;
+    let kb = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
+    // The vocabulary: every word of the seed articles.
+    let mut vocab: Vec<String> = kb
+        .index()
+        .live_docs()
+        .iter()
+        .flat_map(|d| {
+            kb.index()
+                .analyzer()
+                .query_terms(&format!("{} {}", d.draft.title, d.draft.body))
+        })
+        .filter(|w| w.chars().count() >= 2)
+        .collect();
+    vocab.sort();
+    vocab.dedup();
+    let mut rng = StdRng::seed_from_u64(7);
+    let started = Instant::now();
+    let mut drafts = Vec::new();
+    for i in 0..args.articles {
+        let id = format!("gen-{i:05}");
+        let d = generated(&mut rng, &vocab);
+        // An article already there (a reused database) is kept as it is.
+        if let Ok(s) = kb.store.save("bench", &id, None, &d).await {
+            kb.store
+                .transition(
+                    "bench",
+                    &id,
+                    s.version,
+                    State::Draft,
+                    State::Published,
+                    "generated",
+                    None,
+                    None,
+                )
+                .await?;
+        }
+        drafts.push((id, d));
+    }
+    println!(
+        "generated {} articles from a vocabulary of {} words in {:.1} s (database {})",
+        args.articles,
+        vocab.len(),
+        started.elapsed().as_secs_f64(),
+        if url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    );
+
+    // A node starting: everything read from the database and indexed.
+    let t = Instant::now();
+    let node = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
+    let rebuild = t.elapsed();
+    println!(
+        "full rebuild from the database: {:.2} s for {} searchable articles",
+        rebuild.as_secs_f64(),
+        node.index().len()
+    );
+
+    // Searches: golden questions and questions drawn from generated articles.
+    let golden: Vec<String> = node.golden().iter().map(|g| g.question.clone()).collect();
+    let mut queries: Vec<String> = Vec::with_capacity(args.queries);
+    for i in 0..args.queries {
+        if i % 2 == 0 && !golden.is_empty() {
+            queries.push(golden[i / 2 % golden.len()].clone());
+        } else {
+            let (_, d) = &drafts[rng.gen_range(0..drafts.len())];
+            let q = &d.questions[rng.gen_range(0..d.questions.len())];
+            queries.push(q.clone());
+        }
+    }
+    let day = crate::clock::now_local().date_naive();
+    let mut took = Vec::with_capacity(queries.len());
+    let mut hits = 0usize;
+    for q in &queries {
+        let t = Instant::now();
+        let found = node.search(&Query1 {
+            text: q,
+            audience: Audience::Customer,
+            branch: Some("B001"),
+            day,
+            limit: 5,
+            explain: false,
+        })?;
+        took.push(t.elapsed());
+        hits += usize::from(!found.hits.is_empty());
+    }
+    took.sort();
+    println!(
+        "search ({} queries, limit 5, customer audience, branch filter): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} with hits",
+        took.len(),
+        percentile(&took, 0.50),
+        percentile(&took, 0.95),
+        percentile(&took, 0.99),
+        percentile(&took, 1.0),
+        hits
+    );
+
+    // Publish → searchable, here and on a second node following the database.
+    let follower = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
+    let stop = CancellationToken::new();
+    follower.follow(stop.clone());
+    let mut publish_ms = Vec::new();
+    let mut follow_ms = Vec::new();
+    for n in 0..5 {
+        let id = format!("bench-new-{}-{n}", uuid::Uuid::new_v4().simple());
+        let word = format!("测试专用词{n}号");
+        let draft = ArticleDraft {
+            title: format!("{word}的说明"),
+            body: format!("{word}只在基准测试里出现。"),
+            summary: None,
+            questions: vec![format!("{word}是什么")],
+            tags: Vec::new(),
+            audience: "customer".into(),
+            branches: Vec::new(),
+            effective_from: None,
+            effective_to: None,
+        };
+        let saved = node.save("editor", &id, None, draft).await?;
+        node.submit("editor", &id, saved.version, "").await?;
+        let t = Instant::now();
+        node.approve(
+            "reviewer",
+            &[Role::ContentReviewer],
+            &id,
+            saved.version,
+            None,
+            &Default::default(),
+        )
+        .await?;
+        let approved = t.elapsed();
+        let q = Query1 {
+            text: &word,
+            audience: Audience::Customer,
+            branch: None,
+            day,
+            limit: 1,
+            explain: false,
+        };
+        anyhow::ensure!(
+            node.search(&q)?.hits.first().is_some_and(|h| h.id == id),
+            "not searchable on the publishing node right after the approval"
+        );
+        loop {
+            if follower
+                .search(&q)?
+                .hits
+                .first()
+                .is_some_and(|h| h.id == id)
+            {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "the follower never saw it"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publish_ms.push(approved.as_secs_f64() * 1000.0);
+        follow_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.cancel();
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "approve → searchable on the same node (includes the golden check): {} ms",
+        fmt(&publish_ms)
+    );
+    println!(
+        "approve → searchable on a second node (follow_ms {}): {} ms",
+        ks.follow_ms,
+        fmt(&follow_ms)
+    );
+    Ok(ExitCode::SUCCESS)
+}
