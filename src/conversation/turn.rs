@@ -136,8 +136,9 @@ impl Worker {
         let engine = self.app.engine.clone();
 
         let nlu_started = Instant::now();
-        let understood = engine.understand(&input);
+        let mut understood = engine.understand(&input);
         metrics.observe("nlu", nlu_started);
+        self.second_opinion(&input, &mut understood);
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
@@ -250,6 +251,27 @@ impl Worker {
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");
         Some(None)
+    }
+
+    /// When the understanding is unsure of a sentence said with no journey open, the
+    /// knowledge base gets a say: an article that answers it confidently makes the turn a
+    /// question for the knowledge journey ("开车过来车停哪" is rarely phrased like the
+    /// training examples, but its article knows). Anything less leaves the parse alone.
+    fn second_opinion(&self, input: &TurnInput, understood: &mut Option<crate::nlu::Parse>) {
+        let (TurnInput::Text(text), Some(parse)) = (input, understood.as_mut()) else {
+            return;
+        };
+        if parse.sure || !self.state.stack.is_empty() || !parse.risk.is_empty() {
+            return;
+        }
+        if let crate::knowledge::Answer::Found { .. } =
+            self.app.knowledge.answer(text, &self.branch_id)
+        {
+            parse.intent.name = "knowledge.question".into();
+            parse.sure = true;
+            parse.source = "knowledge";
+            parse.slots.insert("question".into(), text.clone());
+        }
     }
 
     /// Puts the live text of a cited article on the screen (or drops the citation when the

@@ -966,21 +966,35 @@ fn spoken_choice(
     labels: &BTreeMap<String, String>,
 ) -> Option<String> {
     let said = crate::nlu::normalize::normalize(text).matching;
-    step.spec
+    let choices: Vec<(String, String)> = step
+        .spec
         .choices
         .iter()
         .map(|c| {
+            let label = render(&c.label, slots, labels);
             (
-                render(&c.label, slots, labels),
+                crate::nlu::normalize::normalize(&label).matching,
                 render(&c.value, slots, labels),
             )
         })
+        .collect();
+    let whole = choices
+        .iter()
         .filter(|(label, value)| {
-            let label = crate::nlu::normalize::normalize(label).matching;
-            (!label.is_empty() && said.contains(&label)) || said == value.to_lowercase()
+            (!label.is_empty() && said.contains(label.as_str())) || said == value.to_lowercase()
         })
         .max_by_key(|(label, _)| label.chars().count())
-        .map(|(_, value)| value)
+        .map(|(_, value)| value.clone());
+    // A part of one long label only ("可疑电话" for 常见电信诈骗与接到可疑电话怎么办).
+    whole.or_else(|| {
+        let mut part = choices
+            .iter()
+            .filter(|(label, _)| said.chars().count() >= 2 && label.contains(said.as_str()));
+        match (part.next(), part.next()) {
+            (Some((_, value)), None) => Some(value.clone()),
+            _ => None,
+        }
+    })
 }
 
 /// The pseudo-frame that waits for a handoff to be recorded.

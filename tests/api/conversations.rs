@@ -17,6 +17,7 @@
 //!         invokes: [id_card.read]    # these device calls happen during the turn
 //!         shows: "52380.75"          # shown in a screen-only (sensitive) field
 //!         hands_off: teller          # a handoff to teller / remote_expert is recorded
+//!         cites: card-loss           # this knowledge article is on screen (`none`: no article)
 //! ```
 //!
 //! The kiosk declares every simulated device of kiosk-adapter and answers device calls
@@ -75,6 +76,8 @@ struct Turn {
     shows: Option<String>,
     #[serde(default)]
     hands_off: Option<String>,
+    #[serde(default)]
+    cites: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +293,31 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
             if !shown {
                 failures.push(format!(
                     "{at}: `{value}` should be shown in a screen-only field"
+                ));
+            }
+        }
+        if let Some(want) = &turn.cites {
+            let cited: Vec<&str> = seen
+                .says
+                .iter()
+                .filter_map(|m| m["ui"]["article"]["id"].as_str())
+                .collect();
+            let ok = if want == "none" {
+                cited.is_empty()
+            } else {
+                cited.contains(&want.as_str())
+                    && seen.says.iter().any(|m| {
+                        m["ui"]["article"]["version"]
+                            .as_i64()
+                            .is_some_and(|v| v > 0)
+                            && m["ui"]["article"]["body"]
+                                .as_str()
+                                .is_some_and(|b| !b.is_empty())
+                    })
+            };
+            if !ok {
+                failures.push(format!(
+                    "{at}: should cite `{want}` on screen; cited {cited:?}"
                 ));
             }
         }
