@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{Audience, Query1, SearchIndex};
+use super::index::{Audience, Found, Query1, SearchIndex};
 use super::model::valid_id;
 use crate::dialog::DataError;
 
@@ -87,6 +87,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Golden>, Vec<DataError>> {
 
 /// Runs every golden question against `index` on `day`.
 pub fn run(index: &SearchIndex, golden: &[Golden], day: chrono::NaiveDate) -> Vec<GoldenResult> {
+    run_with(&|q| index.search(q), golden, day)
+}
+
+/// Runs every golden question through `search` on `day`.
+pub fn run_with(
+    search: &dyn Fn(&Query1<'_>) -> tantivy::Result<Found>,
+    golden: &[Golden],
+    day: chrono::NaiveDate,
+) -> Vec<GoldenResult> {
     golden
         .iter()
         .map(|g| {
@@ -95,18 +104,17 @@ pub fn run(index: &SearchIndex, golden: &[Golden], day: chrono::NaiveDate) -> Ve
                 .as_deref()
                 .and_then(Audience::parse)
                 .unwrap_or(Audience::Customer);
-            let got = index
-                .search(&Query1 {
-                    text: &g.question,
-                    audience,
-                    branch: None,
-                    day,
-                    limit: 1,
-                    explain: false,
-                })
-                .ok()
-                .and_then(|f| f.hits.into_iter().next())
-                .map(|h| h.id);
+            let got = search(&Query1 {
+                text: &g.question,
+                audience,
+                branch: None,
+                day,
+                limit: 1,
+                explain: false,
+            })
+            .ok()
+            .and_then(|f| f.hits.into_iter().next())
+            .map(|h| h.id);
             GoldenResult {
                 question: g.question.clone(),
                 expect: g.expect.clone(),

@@ -133,6 +133,7 @@ struct Fields {
 
 /// One generation of the index (a synonym change builds a new one).
 pub struct SearchIndex {
+    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
@@ -190,6 +191,7 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(SearchIndex {
+            index,
             reader,
             writer: Mutex::new(writer),
             fields: Fields {
@@ -419,6 +421,54 @@ impl SearchIndex {
 
     /// Searches; user text is only ever split into words, so no input is a query error.
     pub fn search(&self, q: &Query1<'_>) -> tantivy::Result<Found> {
+        self.search_in(&self.reader.searcher(), q)
+    }
+
+    /// Runs `check` on a searcher that sees the index as it would be after `upsert` and
+    /// `remove`, while searches keep seeing the index as it is; then undoes the change.
+    /// Costs two small commits instead of a rebuild (the golden check of a publish).
+    pub fn trial<R>(
+        &self,
+        upsert: Option<LiveDoc>,
+        remove: Option<&str>,
+        check: impl FnOnce(&dyn Fn(&Query1<'_>) -> tantivy::Result<Found>) -> R,
+    ) -> tantivy::Result<R> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| tantivy::TantivyError::SystemError("index writer poisoned".into()))?;
+        let touched = upsert
+            .as_ref()
+            .map(|d| d.id.clone())
+            .or(remove.map(String::from));
+        let Some(id) = touched else {
+            let searcher = self.reader.searcher();
+            return Ok(check(&|q| self.search_in(&searcher, q)));
+        };
+        let before = self.live_docs_of(&id);
+        let key = Term::from_field_text(self.fields.id, &id);
+        writer.delete_term(key.clone());
+        if let Some(doc) = &upsert {
+            writer.add_document(self.document(doc))?;
+        }
+        writer.commit()?;
+        let trial_reader: IndexReader = self
+            .index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = trial_reader.searcher();
+        let result = check(&|q| self.search_in(&searcher, q));
+        // Back to what the database says is live.
+        writer.delete_term(key);
+        if let Some(doc) = &before {
+            writer.add_document(self.document(doc))?;
+        }
+        writer.commit()?;
+        Ok(result)
+    }
+
+    fn search_in(&self, searcher: &tantivy::Searcher, q: &Query1<'_>) -> tantivy::Result<Found> {
         let mut words = self.analyzer.query_terms(q.text);
         words.truncate(MAX_QUERY_WORDS);
         if words.is_empty() || q.limit == 0 {
@@ -428,7 +478,6 @@ impl SearchIndex {
             });
         }
         let query = self.build_query(&words, q);
-        let searcher = self.reader.searcher();
         let top = searcher.search(
             &query,
             &TopDocs::with_limit(q.limit.min(100)).order_by_score(),
@@ -443,11 +492,11 @@ impl SearchIndex {
                     .to_string()
             };
             let title_field = self.fields.text[1].0;
-            let matched = self.matched(&searcher, addr, &words)?;
+            let matched = self.matched(searcher, addr, &words)?;
             let found: Vec<&str> = matched.iter().map(|m| m.as_word.as_str()).collect();
             let highlight = highlight(&text(self.fields.text[4].0), &found, HIGHLIGHT_CHARS);
             let explanation = if q.explain {
-                Some(self.explain(&searcher, addr, &matched)?)
+                Some(self.explain(searcher, addr, &matched)?)
             } else {
                 None
             };
@@ -733,6 +782,87 @@ mod tests {
             .unwrap()
             .hits
             .is_empty());
+    }
+
+    #[test]
+    fn a_trial_is_seen_by_its_check_only_and_then_undone() {
+        let idx = index();
+        let new = doc(
+            "lobby-water",
+            "饮水机",
+            &["饮水机在哪"],
+            "大堂东侧。",
+            "customer",
+        );
+        let seen = idx
+            .trial(Some(new), None, |search| {
+                search(&q("饮水机", Audience::Customer)).unwrap().hits.len()
+            })
+            .unwrap();
+        assert_eq!(seen, 1);
+        assert!(idx
+            .search(&q("饮水机", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
+        let gone = idx
+            .trial(None, Some("card-loss"), |search| {
+                search(&q("挂失", Audience::Customer)).unwrap().hits.len()
+            })
+            .unwrap();
+        assert_eq!(gone, 0);
+        // After the trial, a reload (as any later change does) shows the database's truth.
+        idx.apply(vec![], &["statement".into()]).unwrap();
+        assert_eq!(
+            idx.search(&q("挂失", Audience::Customer)).unwrap().hits[0].id,
+            "card-loss"
+        );
+        assert!(idx
+            .search(&q("饮水机", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
+    }
+
+    #[test]
+    fn effective_dates_and_branches_filter() {
+        let idx = index();
+        let mut later = doc(
+            "spring",
+            "春节营业安排",
+            &["春节营业吗"],
+            "除夕休息。",
+            "customer",
+        );
+        later.draft.effective_from = Some("2027-01-20".into());
+        later.draft.effective_to = Some("2027-02-10".into());
+        let mut local = doc(
+            "forex",
+            "外币兑换时间",
+            &["几点能换外币"],
+            "工作日。",
+            "customer",
+        );
+        local.draft.branches = vec!["B002".into()];
+        idx.apply(vec![later, local], &[]).unwrap();
+        assert!(idx
+            .search(&q("春节营业", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
+        let mut in_force = q("春节营业", Audience::Customer);
+        in_force.day = chrono::NaiveDate::from_ymd_opt(2027, 2, 1).unwrap();
+        assert_eq!(idx.search(&in_force).unwrap().hits[0].id, "spring");
+        in_force.day = chrono::NaiveDate::from_ymd_opt(2027, 2, 11).unwrap();
+        assert!(idx.search(&in_force).unwrap().hits.is_empty());
+        assert!(idx
+            .search(&q("换外币", Audience::Customer))
+            .unwrap()
+            .hits
+            .is_empty());
+        let mut there = q("换外币", Audience::Customer);
+        there.branch = Some("B002");
+        assert_eq!(idx.search(&there).unwrap().hits[0].id, "forex");
     }
 
     #[test]

@@ -532,17 +532,13 @@ impl Knowledge {
         let failing = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<GoldenResult>> {
             let day = today();
             let before = golden::run(&current, &golden, day);
-            let mut docs = current.live_docs();
-            match change {
-                Change::Upsert(doc) => {
-                    docs.retain(|d| d.id != doc.id);
-                    docs.push(*doc);
-                }
-                Change::Remove(id) => docs.retain(|d| d.id != id),
-            }
-            let candidate = SearchIndex::new(current.synonyms().clone(), &[])?;
-            candidate.apply(docs, &[])?;
-            let after = golden::run(&candidate, &golden, day);
+            let (upsert, remove) = match change {
+                Change::Upsert(doc) => (Some(*doc), None),
+                Change::Remove(id) => (None, Some(id)),
+            };
+            let after = current.trial(upsert, remove.as_deref(), |search| {
+                golden::run_with(search, &golden, day)
+            })?;
             Ok(golden::regressions(&before, &after))
         })
         .await
