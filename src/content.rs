@@ -73,6 +73,7 @@ impl Content {
             }
         };
         let articles = load_articles(&data.knowledge_dir, &mut errors);
+        check_knowledge_documents(&data.knowledge_dir, &articles, &mut errors);
         let voices = load_voices(&data.voices_dir, &mut errors);
         match dialogs {
             Some(dialogs) if errors.is_empty() => Ok(Content {
@@ -104,6 +105,44 @@ fn files_with_ext(dir: &Path, ext: &str, errors: &mut Vec<DataError>) -> Vec<Pat
             });
             Vec::new()
         }
+    }
+}
+
+/// `synonyms.yaml` and `golden.yaml` beside the articles, when present: well-formed, and
+/// every golden question expecting an article that exists with that audience.
+fn check_knowledge_documents(dir: &Path, articles: &[ArticleFile], errors: &mut Vec<DataError>) {
+    let synonyms = dir.join("synonyms.yaml");
+    if let Some(text) = synonyms.is_file().then(|| read_data_file(&synonyms, errors)).flatten() {
+        if let Err(mut e) = crate::knowledge::text::Synonyms::parse(&synonyms, &text) {
+            errors.append(&mut e);
+        }
+    }
+    let golden = dir.join("golden.yaml");
+    let Some(text) = golden.is_file().then(|| read_data_file(&golden, errors)).flatten() else {
+        return;
+    };
+    match crate::knowledge::golden::parse(&golden, &text) {
+        Ok(list) => {
+            for g in list {
+                let audience = g.audience.as_deref().unwrap_or("customer");
+                let found = articles.iter().find(|a| a.front.id == g.expect);
+                let problem = match found {
+                    None => Some(format!("`{}` is no article in {}", g.expect, dir.display())),
+                    Some(a) if audience == "customer" && a.front.audience != "customer" => Some(
+                        format!("`{}` is a staff article; a customer question cannot find it", g.expect),
+                    ),
+                    _ => None,
+                };
+                if let Some(message) = problem {
+                    errors.push(DataError {
+                        file: golden.clone(),
+                        line: line_of(&text, &format!("expect: {}", g.expect)),
+                        message,
+                    });
+                }
+            }
+        }
+        Err(mut e) => errors.append(&mut e),
     }
 }
 
@@ -281,6 +320,32 @@ mod tests {
         });
         assert!(!content.articles.is_empty());
         assert!(content.voices.contains_key("xiaoan"));
+    }
+
+    #[test]
+    fn golden_questions_must_expect_existing_articles_of_their_audience() {
+        let dir = std::env::temp_dir().join(format!("kb-golden-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut errors = Vec::new();
+        let a = parse_article(
+            &dir.join("s.md"),
+            "---\nid: staff-only\ntitle: T\naudience: staff\n---\nbody\n",
+            &mut errors,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("golden.yaml"),
+            "- question: 甲\n  expect: staff-only\n- question: 乙\n  expect: missing\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("synonyms.yaml"), "- [挂失]\n").unwrap();
+        check_knowledge_documents(&dir, &[a], &mut errors);
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].contains("synonyms.yaml:1:"), "{text:?}");
+        assert!(text[1].contains("golden.yaml:2:") && text[1].contains("staff article"));
+        assert!(text[2].contains("golden.yaml:4:") && text[2].contains("missing"));
     }
 
     #[test]
