@@ -112,13 +112,21 @@ fn files_with_ext(dir: &Path, ext: &str, errors: &mut Vec<DataError>) -> Vec<Pat
 /// every golden question expecting an article that exists with that audience.
 fn check_knowledge_documents(dir: &Path, articles: &[ArticleFile], errors: &mut Vec<DataError>) {
     let synonyms = dir.join("synonyms.yaml");
-    if let Some(text) = synonyms.is_file().then(|| read_data_file(&synonyms, errors)).flatten() {
+    if let Some(text) = synonyms
+        .is_file()
+        .then(|| read_data_file(&synonyms, errors))
+        .flatten()
+    {
         if let Err(mut e) = crate::knowledge::text::Synonyms::parse(&synonyms, &text) {
             errors.append(&mut e);
         }
     }
     let golden = dir.join("golden.yaml");
-    let Some(text) = golden.is_file().then(|| read_data_file(&golden, errors)).flatten() else {
+    let Some(text) = golden
+        .is_file()
+        .then(|| read_data_file(&golden, errors))
+        .flatten()
+    else {
         return;
     };
     match crate::knowledge::golden::parse(&golden, &text) {
@@ -128,9 +136,12 @@ fn check_knowledge_documents(dir: &Path, articles: &[ArticleFile], errors: &mut 
                 let found = articles.iter().find(|a| a.front.id == g.expect);
                 let problem = match found {
                     None => Some(format!("`{}` is no article in {}", g.expect, dir.display())),
-                    Some(a) if audience == "customer" && a.front.audience != "customer" => Some(
-                        format!("`{}` is a staff article; a customer question cannot find it", g.expect),
-                    ),
+                    Some(a) if audience == "customer" && a.front.audience != "customer" => {
+                        Some(format!(
+                            "`{}` is a staff article; a customer question cannot find it",
+                            g.expect
+                        ))
+                    }
                     _ => None,
                 };
                 if let Some(message) = problem {
