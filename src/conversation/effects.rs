@@ -71,7 +71,12 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
                 }
             };
             let note = match &result {
-                EffectResult::Done(_) => format!("操作 {name}：成功"),
+                // A knowledge answer names its citation, so the transcript (and a case
+                // handed to staff) shows which article and version the customer heard.
+                EffectResult::Done(out) => match (out.get("article"), out.get("article_version")) {
+                    (Some(id), Some(v)) => format!("操作 {name}：成功（引用 {id} 第{v}版）"),
+                    _ => format!("操作 {name}：成功"),
+                },
                 EffectResult::Failed { code, .. } => format!("操作 {name}：未成功（{code}）"),
             };
             (result, note)

@@ -124,7 +124,7 @@ async fn an_approved_article_is_answered_at_the_kiosk(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
     let editor = app.staff("wang", "content_editor").await;
     let reviewer = app.staff("li", "content_reviewer").await;
-    let (mut kiosk, _, _) = app.new_session("K001").await;
+    let (mut kiosk, session, _) = app.new_session("K001").await;
     kiosk.recv_type("bot.say").await; // the greeting
                                       // Before: nothing to say about it.
     let before = kiosk.say("请问饮水机在哪里").await;
@@ -150,6 +150,17 @@ async fn an_approved_article_is_answered_at_the_kiosk(engine: Engine) {
     assert!(
         !reply["text"].as_str().unwrap().contains("垃圾桶"),
         "{reply}"
+    );
+    // The transcript names the citation.
+    let teller = app.staff("chen", "teller").await;
+    let transcript = app
+        .get_json(&format!("/v1/sessions/{session}/transcript"), &teller)
+        .await;
+    assert!(
+        transcript
+            .to_string()
+            .contains(&format!("引用 lobby-water 第{v}版")),
+        "{transcript}"
     );
     app.stop().await;
 }
