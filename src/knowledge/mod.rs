@@ -389,12 +389,7 @@ impl Knowledge {
                     .await?;
             }
             None => {
-                let change = Change::Upsert(Box::new(LiveDoc {
-                    id: id.to_string(),
-                    version,
-                    hash: v.content_hash.clone(),
-                    draft: v.draft.clone(),
-                }));
+                let change = Change::Upsert(Box::new(LiveDoc::from(&v)));
                 let reason = self.gate(change, roles, decision).await?;
                 self.store
                     .transition(
@@ -427,12 +422,7 @@ impl Knowledge {
         if !matches!(v.state, State::Superseded | State::Retired) {
             return Err(wrong_state(version, v.state, "superseded or retired"));
         }
-        let change = Change::Upsert(Box::new(LiveDoc {
-            id: id.to_string(),
-            version,
-            hash: v.content_hash.clone(),
-            draft: v.draft.clone(),
-        }));
+        let change = Change::Upsert(Box::new(LiveDoc::from(&v)));
         let reason = self.gate(change, roles, decision).await?;
         let comment = format!("rollback to version {version}: {}", decision.comment);
         self.store

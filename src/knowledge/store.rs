@@ -47,6 +47,17 @@ pub struct Version {
     pub publish_at: Option<i64>,
 }
 
+impl From<&Version> for LiveDoc {
+    fn from(v: &Version) -> Self {
+        LiveDoc {
+            id: v.article_id.clone(),
+            version: v.version,
+            hash: v.content_hash.clone(),
+            draft: v.draft.clone(),
+        }
+    }
+}
+
 /// An article in a list: its newest version and what is live.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArticleSummary {
@@ -483,15 +494,9 @@ impl Store {
         let mut out = Vec::new();
         for row in &rows {
             let v = version_of(row)?;
-            if ids.is_some_and(|ids| !ids.contains(&v.article_id)) {
-                continue;
+            if ids.is_none_or(|ids| ids.contains(&v.article_id)) {
+                out.push(LiveDoc::from(&v));
             }
-            out.push(LiveDoc {
-                id: v.article_id,
-                version: v.version,
-                hash: v.content_hash,
-                draft: v.draft,
-            });
         }
         Ok(out)
     }

@@ -234,18 +234,7 @@ impl tantivy::tokenizer::Tokenizer for GramTokenizer {
     type TokenStream<'a> = ZhTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> ZhTokenStream {
-        let tokens = char_grams(text)
-            .into_iter()
-            .enumerate()
-            .map(|(position, t)| tantivy::tokenizer::Token {
-                offset_from: t.start,
-                offset_to: t.end,
-                position,
-                text: t.text,
-                position_length: 1,
-            })
-            .collect();
-        ZhTokenStream { tokens, next: 0 }
+        ZhTokenStream::of(char_grams(text))
     }
 }
 
@@ -270,9 +259,13 @@ impl tantivy::tokenizer::Tokenizer for ZhTokenizer {
     type TokenStream<'a> = ZhTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> ZhTokenStream {
-        let tokens = self
-            .0
-            .terms(text)
+        ZhTokenStream::of(self.0.terms(text))
+    }
+}
+
+impl ZhTokenStream {
+    fn of(terms: Vec<Term>) -> ZhTokenStream {
+        let tokens = terms
             .into_iter()
             .enumerate()
             .map(|(position, t)| tantivy::tokenizer::Token {

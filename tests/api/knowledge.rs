@@ -11,17 +11,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, spawn_on, Engine, TestApp};
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Postgres).await })*
-        }
-    };
-}
-
 on_both_engines!(
     an_approved_article_is_answered_at_the_kiosk,
     the_lifecycle_refuses_what_it_must,

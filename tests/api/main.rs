@@ -2,6 +2,7 @@
 //! own database, talking to it the way clients do (real HTTP, real WebSocket).
 //! Set TEST_LOG=1 to see the app's logs.
 
+#[macro_use]
 mod helpers;
 
 mod banking;

@@ -17,17 +17,6 @@ async fn open(engine: Engine) -> (Db, tempfile::TempDir) {
     (db, dir)
 }
 
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Engine::Postgres).await })*
-        }
-    };
-}
-
 on_both_engines!(
     migrations_are_idempotent,
     kiosk_tokens_are_stored_hashed_and_checked,
