@@ -326,6 +326,12 @@ impl Chat<'_> {
         for f in &ui.fields {
             println!("  {}：{}", f.label, f.value.as_deref().unwrap_or(""));
         }
+        if let Some(a) = &ui.article {
+            println!("[屏幕显示《{}》（{} 第{}版）]", a.title, a.id, a.version);
+            for line in a.body.lines().filter(|l| !l.trim().is_empty()) {
+                println!("  {line}");
+            }
+        }
         self.choices = ui.choices.clone();
         for (i, c) in self.choices.iter().enumerate() {
             println!("  [{}] {}", i + 1, c.label);
