@@ -275,6 +275,9 @@ impl Chat<'_> {
                     return Some(Next::Reconnect);
                 }
             }
+            ServerMessage::AgentSay { text } => {
+                println!("工作人员：{text}");
+            }
             ServerMessage::Handoff {
                 kind,
                 ticket_number,

@@ -91,6 +91,12 @@ enum Command {
     /// The knowledge base: import/export Markdown folders, search, golden questions.
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
+    /// Ticket events waiting for, delivered to, or given up on by the webhooks.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// The hash-chained audit log of ticket events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Train the intent classifier from dialogs/ and report how it did; with --eval, also
     /// its accuracy on a labelled set kept out of training (tests/nlu/heldout.yaml).
     Train {
@@ -101,6 +107,28 @@ enum Command {
         #[arg(long)]
         misses: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Deliveries by state (pending, delivered, dead).
+    Status,
+    /// Deliver again: dead deliveries (default), one event, or everything (receivers dedupe
+    /// by the X-Concierge-Event-Id header).
+    Replay {
+        /// Only this event id.
+        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        event: Option<String>,
+        /// Every delivery, also those delivered already.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain of ticket events; exit 1 at the first link that does not match.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -283,18 +311,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            match crate::content::Content::load(&settings.data) {
-                Ok(c) => {
+            let rules = crate::tickets::rules::Rules::load(&settings.tickets.rules_file);
+            match (crate::content::Content::load(&settings.data), rules) {
+                (Ok(c), Ok(r)) => {
                     println!(
-                        "ok: configuration valid; {} intents, {} responses, {} articles, {} voices",
+                        "ok: configuration valid; {} intents, {} responses, {} articles, {} voices, {} ticket types in {} queues",
                         c.dialogs.intents.len(),
                         c.dialogs.responses.len(),
                         c.articles.len(),
-                        c.voices.len()
+                        c.voices.len(),
+                        r.types.len(),
+                        r.queues.len()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(errors) => {
+                (content, rules) => {
+                    let mut errors = content.err().unwrap_or_default();
+                    errors.extend(rules.err().unwrap_or_default());
                     for e in &errors {
                         eprintln!("{e}");
                     }
@@ -420,6 +453,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox(ref cmd) => {
+            let settings = Settings::load(&overrides(None))?;
+            let db = startup::open_database(&settings).await?;
+            match cmd {
+                OutboxCommand::Status => {
+                    for (state, n) in crate::outbox::counts(&db).await? {
+                        println!("{state}: {n}");
+                    }
+                }
+                OutboxCommand::Replay { event, all } => {
+                    let filter = match (event, all) {
+                        (Some(id), _) => crate::outbox::Replay::Event(id.clone()),
+                        (None, true) => crate::outbox::Replay::All,
+                        (None, false) => crate::outbox::Replay::Dead,
+                    };
+                    let n = crate::outbox::replay(&db, filter).await?;
+                    println!("{n} deliver(ies) queued again; a running server sends them");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let settings = Settings::load(&overrides(None))?;
+            let db = startup::open_database(&settings).await?;
+            let store = crate::tickets::store::Store {
+                db,
+                webhooks: Vec::new(),
+            };
+            match store.verify_chain().await? {
+                (n, None) => {
+                    println!("ok: {n} link(s), the chain is intact");
+                    Ok(ExitCode::SUCCESS)
+                }
+                (n, Some(broken)) => {
+                    eprintln!("broken after {n} good link(s): {broken}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Knowledge(ref cmd) => {
             let settings = Settings::load(&overrides(None))?;

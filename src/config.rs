@@ -24,6 +24,49 @@ pub struct Settings {
     pub branch: BranchSettings,
     pub banking: BankingSettings,
     pub knowledge: KnowledgeSettings,
+    pub tickets: TicketSettings,
+    pub outbox: OutboxSettings,
+}
+
+/// Tickets, live handoff and the SLA watcher.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TicketSettings {
+    /// Routing, priority, SLA and auto-close rules (validated by `concierge validate`).
+    pub rules_file: PathBuf,
+    /// How long a customer waits for a person to accept a handoff before being offered a
+    /// queue number or an appointment (the ticket stays queued).
+    pub handoff_wait_secs: u64,
+    /// The call link of a remote expert; `{ticket}` is replaced by the ticket number.
+    pub call_link_template: String,
+    /// How often each node checks SLA deadlines.
+    pub sla_check_secs: u64,
+}
+
+/// Delivery of ticket events to external workflow engines.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// Receivers: each event is delivered to each of them.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSettings>,
+    /// Attempts before an event goes to the dead-letter state.
+    pub max_attempts: u32,
+    /// Backoff after the first failure, doubled each time up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Limit of one delivery attempt.
+    pub timeout_ms: u64,
+    /// How often each node looks for due deliveries.
+    pub poll_ms: u64,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// A short name (stored with each delivery).
+    pub name: String,
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Concierge-Signature` header.
+    pub secret: SecretString,
 }
 
 /// The knowledge base: article limits, how answers are chosen, how the index follows.
@@ -185,6 +228,7 @@ impl Settings {
         s.data.dialogs_dir = data_root.join("dialogs");
         s.data.knowledge_dir = data_root.join("knowledge");
         s.data.voices_dir = data_root.join("voices");
+        s.tickets.rules_file = data_root.join("deploy/config/tickets.yaml");
         s
     }
 

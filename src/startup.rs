@@ -68,7 +68,12 @@ impl Application {
         )
         .await
         .context("knowledge base")?;
+        let tickets = Arc::new(
+            crate::tickets::Tickets::new(db.clone(), settings.tickets.clone(), &settings.outbox)
+                .context("tickets")?,
+        );
         let state = AppState {
+            tickets,
             knowledge,
             bank,
             engine: Arc::new(Engine::new(&content.dialogs)?),
@@ -102,6 +107,12 @@ impl Application {
         let shutdown = state.shutdown.clone();
         let router = crate::api::router(state.clone());
         state.knowledge.follow(shutdown.clone());
+        state.tickets.follow(shutdown.clone(), state.hub.clone());
+        crate::outbox::spawn(
+            state.db.clone(),
+            state.settings.outbox.clone(),
+            shutdown.clone(),
+        );
         let signal = {
             let shutdown = shutdown.clone();
             async move {

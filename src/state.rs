@@ -22,6 +22,8 @@ pub struct AppState {
     pub content: Arc<Content>,
     /// The knowledge base (versioned articles, search, answers).
     pub knowledge: Arc<crate::knowledge::Knowledge>,
+    /// Tickets, staff online on this node, live handoffs.
+    pub tickets: Arc<crate::tickets::Tickets>,
     pub engine: Arc<Engine>,
     pub broker: Arc<DeviceBroker>,
     pub hub: Arc<Hub>,

@@ -10,6 +10,8 @@ pub mod kiosk_ws;
 pub mod knowledge;
 pub mod nlu;
 pub mod origin;
+pub mod staff_ws;
+pub mod tickets;
 
 use std::time::Instant;
 
@@ -119,6 +121,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
         .route("/v1/nlu/parse", post(nlu::parse))
+        .route("/v1/staff/ws", get(staff_ws::upgrade))
+        .route("/v1/tickets", get(tickets::list).post(tickets::create))
+        .route("/v1/tickets/{id}", get(tickets::detail))
+        .route("/v1/tickets/{id}/claim", post(tickets::claim))
+        .route("/v1/tickets/{id}/transition", post(tickets::transition))
+        .route("/v1/tickets/{id}/comments", post(tickets::comment))
+        .route("/v1/tickets/{id}/reassign", post(tickets::reassign))
         .merge(knowledge_routes(&state))
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(middleware::from_fn_with_state(

@@ -238,6 +238,7 @@ impl Connection {
             branch_id: session.branch_id.clone(),
             state: state.clone(),
             out: self.out.clone(),
+            handoff: None,
         };
         let opening = if resumed {
             state.last_reply.clone()

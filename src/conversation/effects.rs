@@ -553,5 +553,45 @@ async fn record_handoff(
     .bind(now_ms())
     .execute(&ctx.app.db.pool)
     .await?;
-    Ok(id)
+    // The ticket a person picks up: the case packet is everything said and done so far
+    // (masked transcript with device results and knowledge citations), the masked slots,
+    // why, and the risk flags.
+    let transcript = super::store::transcript(&ctx.app.db, ctx.session_id).await?;
+    let customer_ref = slots
+        .get("phone")
+        .or_else(|| slots.get("id_number"))
+        .map(|v| mask_pii(v));
+    let case = serde_json::json!({
+        "reason": reason,
+        "intent": intent,
+        "slots": masked,
+        "risk": risk,
+        "transcript": transcript,
+    });
+    let kind = if to == "remote_expert" {
+        "handoff_remote"
+    } else {
+        "handoff"
+    };
+    let conditions: Vec<&str> = if risk.iter().any(|r| r.contains("fraud")) {
+        vec!["fraud"]
+    } else {
+        Vec::new()
+    };
+    let ticket = ctx
+        .app
+        .tickets
+        .open(
+            kind,
+            ctx.branch_id,
+            Some(ctx.kiosk_id),
+            Some(ctx.session_id),
+            customer_ref.as_deref(),
+            case,
+            &conditions,
+            "kiosk",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("ticket: {e}"))?;
+    Ok(ticket.number)
 }

@@ -87,6 +87,17 @@ impl Hub {
             .collect()
     }
 
+    /// The input queue of a live session (for ticket events of its handoff).
+    pub fn inputs_of(&self, session_id: &str) -> Vec<mpsc::Sender<Input>> {
+        self.live
+            .lock()
+            .unwrap()
+            .get(session_id)
+            .and_then(|l| l.inputs.upgrade())
+            .into_iter()
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.live.lock().unwrap().len()
     }

@@ -26,6 +26,8 @@ pub enum Speaker {
     Customer,
     Bot,
     System,
+    /// A person who took the session over (handoff).
+    Staff,
 }
 
 impl Speaker {
@@ -34,6 +36,7 @@ impl Speaker {
             Speaker::Customer => "customer",
             Speaker::Bot => "bot",
             Speaker::System => "system",
+            Speaker::Staff => "staff",
         }
     }
 }

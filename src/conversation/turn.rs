@@ -28,6 +28,9 @@ pub enum Input {
         device: String,
         event: String,
     },
+    /// Something happened to this session's handoff ticket (accepted, a line from the
+    /// person, handed back).
+    Ticket(Box<crate::tickets::SessionEvent>),
     /// The customer closed the session.
     Close {
         reason: Option<String>,
@@ -51,16 +54,41 @@ pub struct Worker {
     pub branch_id: String,
     pub state: SessionState,
     pub out: mpsc::Sender<ServerMessage>,
+    /// The live handoff of this session, if any.
+    pub handoff: Option<LiveHandoff>,
+}
+
+/// A handoff ticket waiting for, or owned by, a person.
+#[derive(Debug, Clone)]
+pub struct LiveHandoff {
+    pub ticket_id: String,
+    pub number: String,
+    pub remote: bool,
+    /// Who took it; while set, the bot stays silent and relays.
+    pub staff: Option<String>,
+    /// When the customer is told nobody has accepted yet (once).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Worker {
     /// Processes inputs until the queue closes or the conversation ends.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> WorkerEnd {
         self.recover().await;
+        self.resume_handoff().await;
         let inactivity = std::time::Duration::from_secs(self.app.settings.branch.inactivity_secs);
         loop {
+            let waiting = self.handoff.as_ref().and_then(|h| h.deadline);
+            let human = self.handoff.as_ref().is_some_and(|h| h.staff.is_some());
             // Silence matters only while a journey waits for the customer.
-            let input = if Engine::in_flow(&self.state) {
+            let input = if let Some(deadline) = waiting {
+                match tokio::time::timeout_at(deadline, inputs.recv()).await {
+                    Ok(i) => i,
+                    Err(_) => {
+                        self.nobody_accepted().await;
+                        continue;
+                    }
+                }
+            } else if Engine::in_flow(&self.state) && !human {
                 match tokio::time::timeout(inactivity, inputs.recv()).await {
                     Ok(i) => i,
                     Err(_) => {
@@ -85,7 +113,11 @@ impl Worker {
     }
 
     async fn handle(&mut self, input: Input, turn_id: &str) -> Option<String> {
+        let human = self.handoff.as_ref().is_some_and(|h| h.staff.is_some());
         match input {
+            Input::Text(text) if human => self.relay_to_staff(&text, "text").await,
+            Input::Choice(value) if human => self.relay_to_staff(&value, "choice").await,
+            Input::Ticket(e) => self.ticket_event(*e).await,
             Input::Text(text) => self.turn(TurnInput::Text(text), turn_id).await,
             Input::Choice(value) => self.turn(TurnInput::Choice(value), turn_id).await,
             Input::Audio { bytes } => {
@@ -247,6 +279,11 @@ impl Worker {
             };
             let (result, said) = effects::run(&ctx, &effect).await;
             lines.push((Speaker::System, "effect", said));
+            if let (Effect::Handoff { to, .. }, EffectResult::Done(out)) = (&effect, &result) {
+                if let Some(number) = out.get("handoff_id") {
+                    self.handoff_waiting(number, to == "remote_expert").await;
+                }
+            }
             outcome = engine.resume(&mut next, result);
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");
@@ -272,6 +309,221 @@ impl Worker {
             parse.source = "knowledge";
             parse.slots.insert("question".into(), text.clone());
         }
+    }
+
+    /// A handoff ticket was opened: the kiosk shows it as waiting, and the customer is told
+    /// if nobody accepts within `tickets.handoff_wait_secs`.
+    async fn handoff_waiting(&mut self, number: &str, remote: bool) {
+        let ticket = match self.app.tickets.store.get(number).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "handoff ticket not found after creation");
+                return;
+            }
+        };
+        let wait = std::time::Duration::from_secs(self.app.settings.tickets.handoff_wait_secs);
+        self.handoff = Some(LiveHandoff {
+            ticket_id: ticket.id,
+            number: number.to_string(),
+            remote,
+            staff: None,
+            deadline: Some(tokio::time::Instant::now() + wait),
+        });
+        self.send_handoff("waiting", None).await;
+    }
+
+    async fn send_handoff(&self, status: &str, call_link: Option<String>) {
+        let Some(h) = &self.handoff else { return };
+        let kind = if h.remote {
+            kiosk_protocol::HandoffKind::RemoteExpert
+        } else {
+            kiosk_protocol::HandoffKind::Teller
+        };
+        let _ = self
+            .out
+            .send(ServerMessage::Handoff {
+                kind,
+                ticket_number: h.number.clone(),
+                status: status.to_string(),
+                call_link,
+            })
+            .await;
+    }
+
+    /// A session that resumes (reconnect, restart) finds its open handoff ticket again.
+    async fn resume_handoff(&mut self) {
+        let filter = crate::tickets::store::Filter {
+            session: Some(self.session_id.clone()),
+            limit: 5,
+            ..Default::default()
+        };
+        let Ok(list) = self.app.tickets.store.list(&filter).await else {
+            return;
+        };
+        if let Some(t) = list
+            .into_iter()
+            .find(|t| t.kind.starts_with("handoff") && t.state.open())
+        {
+            let owned = matches!(
+                t.state,
+                crate::tickets::store::TicketState::Assigned
+                    | crate::tickets::store::TicketState::InProgress
+                    | crate::tickets::store::TicketState::PendingCustomer
+            );
+            self.handoff = Some(LiveHandoff {
+                ticket_id: t.id,
+                number: t.number,
+                remote: t.kind == "handoff_remote",
+                staff: if owned { t.assignee } else { None },
+                deadline: None,
+            });
+        }
+    }
+
+    /// Nobody accepted in time: the customer is told and offered a number or an
+    /// appointment; the ticket stays queued (a person may still accept it).
+    async fn nobody_accepted(&mut self) {
+        if let Some(h) = self.handoff.as_mut() {
+            h.deadline = None;
+        }
+        let reply = BotReply {
+            text: "工作人员暂时都在忙，您的需求已经登记，有人空下来会马上接待您。您也可以先取个号，或者预约其他时间再来。".into(),
+            speak: None,
+            ui: Some(kiosk_protocol::Ui {
+                choices: vec![
+                    kiosk_protocol::Choice {
+                        label: "取号排队".into(),
+                        value: "queue.take_number".into(),
+                    },
+                    kiosk_protocol::Choice {
+                        label: "预约办理".into(),
+                        value: "appointment.book".into(),
+                    },
+                ],
+                ..Default::default()
+            }),
+            end_session: false,
+        };
+        self.bot_line(&reply).await;
+    }
+
+    /// Stores a bot line of its own (not from the engine) and sends it.
+    async fn bot_line(&self, reply: &BotReply) {
+        let turn_id = uuid::Uuid::new_v4().to_string();
+        let lines = [NewLine {
+            speaker: Speaker::Bot,
+            kind: "text",
+            text: &reply.text,
+            turn_id: Some(&turn_id),
+        }];
+        self.store(&lines, None, None).await;
+        self.say(&turn_id, reply).await;
+    }
+
+    /// While a person owns the session, what the customer says goes to them.
+    async fn relay_to_staff(&mut self, text: &str, kind: &str) -> Option<String> {
+        let text: String = text.chars().take(500).collect();
+        let lines = [NewLine {
+            speaker: Speaker::Customer,
+            kind,
+            text: &text,
+            turn_id: None,
+        }];
+        self.store(&lines, None, None).await;
+        let Some(h) = &self.handoff else { return None };
+        let masked = crate::security::mask_pii(&text);
+        let note = self
+            .app
+            .tickets
+            .store
+            .note(
+                &h.ticket_id,
+                crate::tickets::store::NewEvent {
+                    kind: "relay_customer",
+                    from: None,
+                    to: None,
+                    actor: "customer",
+                    comment: &masked,
+                    data: serde_json::json!({}),
+                },
+            )
+            .await;
+        if let Err(e) = note {
+            tracing::error!(error = %e, "customer line not relayed");
+            self.error(
+                ErrorCode::Internal,
+                "刚才的话没能转给工作人员，请再说一次。",
+            )
+            .await;
+        }
+        None
+    }
+
+    /// An event of this session's handoff ticket (from any node).
+    async fn ticket_event(&mut self, e: crate::tickets::SessionEvent) -> Option<String> {
+        use crate::tickets::store::TicketState;
+        let h = self.handoff.clone()?;
+        if e.ticket.id != h.ticket_id {
+            return None;
+        }
+        let to = e.event.to.as_deref().and_then(TicketState::parse);
+        match (e.event.kind.as_str(), to) {
+            ("state", Some(TicketState::Assigned)) | ("reassigned", _) if h.staff.is_none() => {
+                let staff = e.ticket.assignee.clone().unwrap_or_default();
+                if let Some(h) = self.handoff.as_mut() {
+                    h.staff = Some(staff);
+                    h.deadline = None;
+                }
+                let link = h.remote.then(|| {
+                    self.app
+                        .settings
+                        .tickets
+                        .call_link_template
+                        .replace("{ticket}", &h.number)
+                });
+                self.send_handoff("connected", link).await;
+                let text = if h.remote {
+                    "远程专家已接入，请看屏幕上的视频窗口，直接和专家交谈。"
+                } else {
+                    "工作人员已接入，您可以直接和工作人员对话。"
+                };
+                self.bot_line(&BotReply {
+                    text: text.into(),
+                    speak: None,
+                    ui: None,
+                    end_session: false,
+                })
+                .await;
+            }
+            ("relay_staff", _) => {
+                let text = e.event.comment.clone();
+                let lines = [NewLine {
+                    speaker: Speaker::Staff,
+                    kind: "text",
+                    text: &text,
+                    turn_id: None,
+                }];
+                self.store(&lines, None, None).await;
+                let _ = self.out.send(ServerMessage::AgentSay { text }).await;
+            }
+            ("released", _)
+            | (
+                "state",
+                Some(TicketState::Resolved | TicketState::Closed | TicketState::Cancelled),
+            ) => {
+                self.send_handoff("ended", None).await;
+                self.handoff = None;
+                self.bot_line(&BotReply {
+                    text: "工作人员已结束对话。我是小安，还有什么可以帮您？".into(),
+                    speak: None,
+                    ui: None,
+                    end_session: false,
+                })
+                .await;
+            }
+            _ => {}
+        }
+        None
     }
 
     /// Puts the live text of a cited article on the screen (or drops the citation when the

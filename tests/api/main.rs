@@ -12,5 +12,7 @@ mod http;
 mod kiosk_ws;
 mod knowledge;
 mod nlu;
+mod outbox;
 mod sessions;
 mod storage;
+mod tickets;

@@ -138,6 +138,9 @@ pub enum ServerMessage {
         args: Value,
         timeout_ms: u64,
     },
+    /// A person (teller, remote expert) speaking to the customer during a handoff.
+    #[serde(rename = "agent.say")]
+    AgentSay { text: String },
     /// The state of a handoff to a person.
     #[serde(rename = "handoff")]
     Handoff {

@@ -1,0 +1,283 @@
+//! Ticket routes for tellers, remote experts and supervisors (roles enforced; a person sees
+//! and works only the queues their roles serve, admins all): list and filter, detail with
+//! the case packet and history, claim, state transitions, comments, reassignment (the
+//! queue's supervisor or an admin), and opening a back-office ticket.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Staff;
+use super::json::ApiJson;
+use crate::error::ApiError;
+use crate::security::Role;
+use crate::staff::StaffUser;
+use crate::state::AppState;
+use crate::tickets::store::{Filter, NewEvent, Ticket, TicketError, TicketState};
+
+const WORKERS: &[Role] = &[Role::Teller, Role::RemoteExpert, Role::Admin];
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::NotFound => ApiError::NotFound("ticket"),
+            TicketError::Conflict(code, m) => ApiError::Conflict(code, m),
+            TicketError::Invalid(code, m) => ApiError::BadRequest(code, m),
+            TicketError::Db(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+async fn visible(app: &AppState, user: &StaffUser, id: &str) -> Result<Ticket, ApiError> {
+    let t = app.tickets.store.get(id).await?;
+    if app.tickets.works(&t.queue, &user.roles) {
+        Ok(t)
+    } else {
+        // Not told apart from a missing ticket: no probing of other queues.
+        Err(ApiError::NotFound("ticket"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    queue: Option<String>,
+    state: Option<String>,
+    assignee: Option<String>,
+    kind: Option<String>,
+    branch: Option<String>,
+    /// `true`: only tickets assigned to me.
+    mine: Option<bool>,
+    limit: Option<i64>,
+}
+
+/// Roles: teller, remote expert, admin. Tickets of the queues I work, newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    staff: Staff,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let user = staff.require(WORKERS)?;
+    if let Some(s) = &p.state {
+        if TicketState::parse(s).is_none() {
+            return Err(ApiError::BadRequest(
+                "invalid_state",
+                format!("no state `{s}`"),
+            ));
+        }
+    }
+    let f = Filter {
+        queue: p.queue,
+        state: p.state,
+        assignee: if p.mine == Some(true) {
+            Some(user.name.clone())
+        } else {
+            p.assignee
+        },
+        branch: p.branch,
+        kind: p.kind,
+        session: None,
+        limit: p.limit.unwrap_or(100),
+    };
+    let list: Vec<Value> = app
+        .tickets
+        .store
+        .list(&f)
+        .await?
+        .iter()
+        .filter(|t| app.tickets.works(&t.queue, &user.roles))
+        .map(crate::tickets::summary)
+        .collect();
+    Ok(Json(json!({ "tickets": list })))
+}
+
+/// Roles: teller, remote expert, admin (of the ticket's queue). The ticket with its case
+/// packet (masked) and full history.
+pub async fn detail(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = staff.require(WORKERS)?;
+    let t = visible(&app, user, &id).await?;
+    let events = app.tickets.store.events(&t.id).await?;
+    Ok(Json(json!({"ticket": t, "events": events})))
+}
+
+/// Roles: teller, remote expert, admin. Takes a new ticket (409 `already_claimed` when
+/// someone was first).
+pub async fn claim(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = staff.require(WORKERS)?;
+    let t = visible(&app, user, &id).await?;
+    let (t, _) = app.tickets.store.claim(&t.id, &user.name).await?;
+    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionBody {
+    to: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// Roles: the assignee (or an admin). new → assigned → in_progress → pending_customer →
+/// resolved → closed, or cancelled; anything else is 409 `illegal_transition`.
+pub async fn transition(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TransitionBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = staff.require(WORKERS)?;
+    let t = visible(&app, user, &id).await?;
+    let to = TicketState::parse(&body.to)
+        .ok_or_else(|| ApiError::BadRequest("invalid_state", format!("no state `{}`", body.to)))?;
+    let owner = t.assignee.as_deref() == Some(user.name.as_str());
+    if !owner && !user.roles.contains(&Role::Admin) {
+        return Err(ApiError::Refused(
+            "not_owner",
+            "only the ticket's assignee (or an admin) moves it".into(),
+        ));
+    }
+    let (t, _) = app
+        .tickets
+        .store
+        .transition(
+            &t.id,
+            to,
+            &user.name,
+            body.comment.chars().take(1000).collect::<String>().as_str(),
+            Some(&user.name),
+        )
+        .await?;
+    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    text: String,
+}
+
+/// Roles: teller, remote expert, admin (of the ticket's queue). Adds a comment (masked).
+pub async fn comment(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CommentBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user = staff.require(WORKERS)?;
+    let t = visible(&app, user, &id).await?;
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > 2000 {
+        return Err(ApiError::BadRequest(
+            "invalid_comment",
+            "a comment has 1 to 2000 characters".into(),
+        ));
+    }
+    let (_, e) = app
+        .tickets
+        .store
+        .note(
+            &t.id,
+            NewEvent {
+                kind: "comment",
+                from: None,
+                to: None,
+                actor: &user.name,
+                comment: &crate::security::mask_pii(text),
+                data: json!({}),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"event": e}))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignBody {
+    to: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// Roles: the queue's supervisor or an admin. Gives the ticket to someone else.
+pub async fn reassign(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReassignBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = &staff.user;
+    let t = app.tickets.store.get(&id).await?;
+    let supervisor = app
+        .tickets
+        .rules
+        .queues
+        .get(&t.queue)
+        .map(|q| q.supervisor.as_str());
+    if supervisor != Some(user.name.as_str()) && !user.roles.contains(&Role::Admin) {
+        return Err(ApiError::Forbidden);
+    }
+    let (t, _) = app
+        .tickets
+        .store
+        .reassign(&t.id, &body.to, &user.name, &body.comment)
+        .await?;
+    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    kind: String,
+    branch: String,
+    #[serde(default)]
+    customer_ref: Option<String>,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    vip: bool,
+}
+
+/// Roles: teller, remote expert, admin. Opens a ticket (routed, prioritised and given SLA
+/// deadlines by the rules; assigned to the least-loaded online colleague with the skill).
+pub async fn create(
+    State(app): State<AppState>,
+    staff: Staff,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user = staff.require(WORKERS)?;
+    if body.branch.is_empty() || body.branch.len() > 32 || body.note.chars().count() > 2000 {
+        return Err(ApiError::BadRequest(
+            "invalid_ticket",
+            "branch 1–32 characters, note up to 2000".into(),
+        ));
+    }
+    let masked_ref = body.customer_ref.as_deref().map(crate::security::mask_pii);
+    let case = json!({"note": crate::security::mask_pii(&body.note), "opened_by": user.name});
+    let conditions: Vec<&str> = if body.vip { vec!["vip"] } else { Vec::new() };
+    let t = app
+        .tickets
+        .open(
+            &body.kind,
+            &body.branch,
+            None,
+            None,
+            masked_ref.as_deref(),
+            case,
+            &conditions,
+            &user.name,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ticket": crate::tickets::summary(&t)})),
+    ))
+}

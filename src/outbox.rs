@@ -1,0 +1,466 @@
+//! The outbox: delivering ticket events to webhooks, at least once, from any node.
+//!
+//! The tickets code writes one `outbox` row per event and per webhook in the same transaction
+//! as the change itself; this module owns everything after that: claiming due rows so that
+//! several nodes never send the same row at the same time ([`deliver_due`]), signing and
+//! POSTing them, retrying with capped exponential backoff and jitter, moving rows that keep
+//! failing to the `dead` state, putting rows back in line ([`replay`]), and counting rows by
+//! state for the CLI and metrics ([`counts`]). [`spawn`] runs delivery in the background.
+//!
+//! A receiver gets the event's JSON exactly as stored, with `X-Concierge-Event-Id` (receivers
+//! dedupe on it: a replay or a retry after a lost answer sends the same event again),
+//! `X-Concierge-Delivery-Attempt` and `X-Concierge-Signature: sha256=<hex HMAC-SHA256 of the
+//! body keyed with the webhook's secret>`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{OutboxSettings, WebhookSettings};
+use crate::store::{now_ms, Db};
+
+/// Rows claimed by one [`deliver_due`] call at most.
+const BATCH: i64 = 20;
+
+/// How much longer than the request timeout a claim lasts: room for writing the result back.
+/// A node that dies mid-delivery blocks its rows for `timeout_ms` plus this, not longer.
+const CLAIM_MARGIN_MS: i64 = 5_000;
+
+/// The longest `last_error` kept (in characters).
+const MAX_ERROR_CHARS: usize = 200;
+
+/// The `X-Concierge-Signature` value of `body`: `sha256=` and the hex HMAC-SHA256 (RFC 2104)
+/// of the exact body bytes, keyed with `secret`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(hmac_sha256(secret, body)))
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|k| k ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The wait after the `attempts`-th failed attempt (1 = the first), before jitter:
+/// `base_ms * 2^(attempts-1)`, capped at `max_ms`.
+pub fn backoff_ms(attempts: u32, base_ms: u64, max_ms: u64) -> u64 {
+    let doublings = attempts.saturating_sub(1).min(63);
+    base_ms.saturating_mul(1u64 << doublings).min(max_ms)
+}
+
+/// [`backoff_ms`] less up to 20 % at random, so that rows failing together (a receiver that
+/// went down) spread out when they come back; the cap is never exceeded.
+fn jittered(delay_ms: u64) -> u64 {
+    let spread = delay_ms / 5;
+    delay_ms - rand::thread_rng().gen_range(0..=spread)
+}
+
+/// Which rows [`replay`] puts back in line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Rows that gave up (`dead`).
+    Dead,
+    /// Every row of one event (each of its webhooks), whatever its state.
+    Event(String),
+    /// Every row, delivered ones included: a receiver that lost its data gets it all again.
+    All,
+}
+
+/// One claimed row.
+struct Claimed {
+    id: String,
+    event_id: String,
+    target: String,
+    payload: String,
+    /// Attempts made before this one.
+    attempts: i64,
+    /// Our claim's `claimed_until`: the result is written only while the claim is still ours.
+    claim: i64,
+}
+
+/// What one attempt came to.
+enum Outcome {
+    Delivered,
+    /// No webhook of that name is configured: nothing was sent.
+    UnknownTarget,
+    Failed(String),
+}
+
+/// Claims up to 20 due rows, POSTs each to its webhook (concurrently) and records the
+/// results; returns how many were delivered.
+///
+/// Safe on several nodes at once: a row is this node's only if its conditional claim (an
+/// UPDATE that pushes `claimed_until` past the request timeout) changed it. A 2xx answer
+/// marks the row `delivered`; anything else counts an attempt and schedules the next one
+/// with backoff, or marks the row `dead` after `max_attempts`. `attempts` counts every
+/// request made, the successful one included.
+#[tracing::instrument(skip_all, err)]
+pub async fn deliver_due(
+    db: &Db,
+    settings: &OutboxSettings,
+    client: &reqwest::Client,
+) -> anyhow::Result<usize> {
+    let claimed = claim(db, settings.timeout_ms).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let outcomes =
+        futures_util::future::join_all(claimed.iter().map(|row| attempt(row, settings, client)))
+            .await;
+    let mut delivered = 0;
+    for (row, outcome) in claimed.iter().zip(outcomes) {
+        if matches!(outcome, Outcome::Delivered) {
+            delivered += 1;
+        }
+        record(db, settings, row, outcome).await?;
+    }
+    Ok(delivered)
+}
+
+async fn claim(db: &Db, timeout_ms: u64) -> anyhow::Result<Vec<Claimed>> {
+    let now = now_ms();
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+         AND claimed_until < $1 ORDER BY next_attempt_at, id LIMIT $2",
+    )
+    .bind(now)
+    .bind(BATCH)
+    .fetch_all(&db.pool)
+    .await
+    .context("select due outbox rows")?;
+    let until = now
+        .saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX))
+        .saturating_add(CLAIM_MARGIN_MS);
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        // One short transaction per row: concurrent claimers never hold several row locks
+        // (no deadlock), and the loser of a race sees the winner's claim and changes nothing.
+        let mut tx = db.begin_write().await.context("begin outbox claim")?;
+        let row = sqlx::query(
+            "UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND state = 'pending' \
+             AND next_attempt_at <= $3 AND claimed_until < $3 \
+             RETURNING event_id, target, payload, attempts",
+        )
+        .bind(until)
+        .bind(&id)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await
+        .context("claim outbox row")?;
+        tx.commit().await.context("commit outbox claim")?;
+        if let Some(row) = row {
+            claimed.push(Claimed {
+                id,
+                event_id: row.try_get("event_id")?,
+                target: row.try_get("target")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+                claim: until,
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+async fn attempt(row: &Claimed, settings: &OutboxSettings, client: &reqwest::Client) -> Outcome {
+    let Some(hook) = settings.webhooks.iter().find(|w| w.name == row.target) else {
+        return Outcome::UnknownTarget;
+    };
+    match post(row, hook, settings.timeout_ms, client).await {
+        Ok(status) if status.is_success() => Outcome::Delivered,
+        Ok(status) => Outcome::Failed(format!("HTTP {}", status.as_u16())),
+        Err(e) => Outcome::Failed(describe(&e, settings.timeout_ms)),
+    }
+}
+
+async fn post(
+    row: &Claimed,
+    hook: &WebhookSettings,
+    timeout_ms: u64,
+    client: &reqwest::Client,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let body = row.payload.clone().into_bytes();
+    let signed = signature(hook.secret.expose_secret().as_bytes(), &body);
+    let response = client
+        .post(&hook.url)
+        .timeout(Duration::from_millis(timeout_ms))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("X-Concierge-Event-Id", &row.event_id)
+        .header("X-Concierge-Signature", signed)
+        .header(
+            "X-Concierge-Delivery-Attempt",
+            (row.attempts + 1).to_string(),
+        )
+        .body(body)
+        .send()
+        .await?;
+    Ok(response.status())
+}
+
+/// A short description of a failed request, without the URL (it may carry a token).
+fn describe(e: &reqwest::Error, timeout_ms: u64) -> String {
+    let text = if e.is_timeout() {
+        format!("timed out after {timeout_ms} ms")
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_builder() {
+        "invalid webhook url".to_string()
+    } else {
+        let mut text = "request failed".to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        text
+    };
+    text.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+async fn record(
+    db: &Db,
+    settings: &OutboxSettings,
+    row: &Claimed,
+    outcome: Outcome,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await.context("begin outbox result")?;
+    let (changed, failure) = match outcome {
+        Outcome::Delivered => {
+            let changed = sqlx::query(
+                "UPDATE outbox SET state = 'delivered', delivered_at = $1, \
+                 attempts = attempts + 1, last_error = NULL, claimed_until = 0 \
+                 WHERE id = $2 AND claimed_until = $3",
+            )
+            .bind(now)
+            .bind(&row.id)
+            .bind(row.claim)
+            .execute(&mut **tx)
+            .await
+            .context("mark outbox row delivered")?
+            .rows_affected();
+            (changed, None)
+        }
+        Outcome::UnknownTarget => {
+            // Nothing was sent, so no attempt is counted and the row never dies; it waits
+            // the longest backoff for a configuration that names its webhook again.
+            let error = format!("no webhook named {:?} is configured", row.target);
+            let next = now.saturating_add(delay(settings.backoff_max_ms));
+            let changed = sqlx::query(
+                "UPDATE outbox SET last_error = $1, next_attempt_at = $2, claimed_until = 0 \
+                 WHERE id = $3 AND claimed_until = $4",
+            )
+            .bind(&error)
+            .bind(next)
+            .bind(&row.id)
+            .bind(row.claim)
+            .execute(&mut **tx)
+            .await
+            .context("record outbox failure")?
+            .rows_affected();
+            (changed, Some((error, false)))
+        }
+        Outcome::Failed(error) => {
+            let attempts = row.attempts + 1;
+            let dead = attempts >= i64::from(settings.max_attempts);
+            let wait = backoff_ms(
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                settings.backoff_base_ms,
+                settings.backoff_max_ms,
+            );
+            let next = now.saturating_add(delay(wait));
+            let changed = sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+                 next_attempt_at = $2, claimed_until = 0, state = $3 \
+                 WHERE id = $4 AND claimed_until = $5",
+            )
+            .bind(&error)
+            .bind(next)
+            .bind(if dead { "dead" } else { "pending" })
+            .bind(&row.id)
+            .bind(row.claim)
+            .execute(&mut **tx)
+            .await
+            .context("record outbox failure")?
+            .rows_affected();
+            (changed, Some((error, dead)))
+        }
+    };
+    tx.commit().await.context("commit outbox result")?;
+    if changed == 0 {
+        // The claim ran out and another node took the row over; its result stands.
+        tracing::warn!(
+            event_id = %row.event_id, target = %row.target,
+            "outbox claim expired before the result was written"
+        );
+        return Ok(());
+    }
+    let attempt = row.attempts + 1;
+    match failure {
+        None => tracing::debug!(
+            event_id = %row.event_id, target = %row.target, attempt, "event delivered"
+        ),
+        Some((error, true)) => tracing::error!(
+            event_id = %row.event_id, target = %row.target, attempt, %error,
+            "event delivery failed for the last time; the event is dead (replay it once fixed)"
+        ),
+        Some((error, false)) => tracing::warn!(
+            event_id = %row.event_id, target = %row.target, attempt, %error,
+            "event delivery failed; will retry"
+        ),
+    }
+    Ok(())
+}
+
+fn delay(ms: u64) -> i64 {
+    i64::try_from(jittered(ms)).unwrap_or(i64::MAX)
+}
+
+/// Delivers due events every `poll_ms` until `stop` is cancelled. Errors (the database
+/// unreachable) are logged once each time they change, and the loop goes on.
+pub fn spawn(
+    db: Db,
+    settings: OutboxSettings,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().build() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot build an HTTP client; no delivery");
+                return;
+            }
+        };
+        let mut every = tokio::time::interval(Duration::from_millis(settings.poll_ms.max(10)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let result = tokio::select! {
+                _ = stop.cancelled() => break,
+                result = deliver_due(&db, &settings, &client) => result,
+            };
+            match result {
+                Ok(_) => last_error = None,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "outbox delivery round failed");
+                    }
+                    last_error = Some(text);
+                }
+            }
+        }
+    })
+}
+
+/// Puts the rows `filter` selects back in line: `pending`, no attempt made, due now, not
+/// claimed. Returns how many rows changed. Receivers may get an event again; they dedupe on
+/// `X-Concierge-Event-Id`.
+#[tracing::instrument(skip(db), err)]
+pub async fn replay(db: &Db, filter: Replay) -> anyhow::Result<u64> {
+    const RESET: &str = "UPDATE outbox SET state = 'pending', attempts = 0, \
+         next_attempt_at = $1, claimed_until = 0, last_error = NULL, delivered_at = NULL";
+    let now = now_ms();
+    let mut tx = db.begin_write().await.context("begin outbox replay")?;
+    let done = match &filter {
+        Replay::Dead => {
+            sqlx::query(&format!("{RESET} WHERE state = 'dead'"))
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+        }
+        Replay::Event(event_id) => {
+            sqlx::query(&format!("{RESET} WHERE event_id = $2"))
+                .bind(now)
+                .bind(event_id)
+                .execute(&mut **tx)
+                .await
+        }
+        Replay::All => sqlx::query(RESET).bind(now).execute(&mut **tx).await,
+    }
+    .context("replay outbox rows")?
+    .rows_affected();
+    tx.commit().await.context("commit outbox replay")?;
+    Ok(done)
+}
+
+/// How many rows are in each state; `pending`, `delivered` and `dead` are always present.
+pub async fn counts(db: &Db) -> anyhow::Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        .fetch_all(&db.pool)
+        .await
+        .context("count outbox rows")?;
+    let mut counts: BTreeMap<String, i64> = ["pending", "delivered", "dead"]
+        .into_iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for row in rows {
+        counts.insert(row.try_get("state")?, row.try_get("n")?);
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_matches_rfc_4231_test_case_2() {
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_key_longer_than_a_block_is_hashed_first_rfc_4231_test_case_6() {
+        assert_eq!(
+            signature(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            ),
+            "sha256=60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let waits: Vec<u64> = (1..=7).map(|n| backoff_ms(n, 1_000, 10_000)).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000, 10_000]);
+        assert_eq!(backoff_ms(0, 1_000, 10_000), 1_000);
+        assert_eq!(backoff_ms(200, 1_000, 300_000), 300_000, "no overflow");
+    }
+
+    #[test]
+    fn jitter_takes_off_at_most_a_fifth() {
+        for _ in 0..1_000 {
+            let d = jittered(1_000);
+            assert!((800..=1_000).contains(&d), "{d}");
+        }
+        assert_eq!(jittered(0), 0);
+    }
+}

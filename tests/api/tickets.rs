@@ -1,0 +1,534 @@
+//! Tickets and live handoff through the real APIs: a kiosk hands off, a teller on the staff
+//! WebSocket sees it, accepts, talks through the relay and resolves; claims race; illegal
+//! moves are refused; SLA warnings and escalations happen once, whatever the clock does.
+
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{spawn_app_with, Engine, TestApp, WAIT};
+
+on_both_engines!(
+    a_handoff_is_accepted_relayed_and_resolved,
+    two_tellers_claiming_one_ticket_one_wins,
+    sla_warns_and_escalates_once_whatever_the_clock_does,
+);
+
+/// A staff console over the real staff WebSocket.
+struct Console {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Console {
+    async fn connect(app: &TestApp, token: &str) -> Console {
+        let url = format!("ws://127.0.0.1:{}/v1/staff/ws?token={token}", app.port);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("staff ws");
+        let mut c = Console { ws };
+        let w = c.recv().await;
+        assert_eq!(w["type"], "welcome", "{w}");
+        c
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a staff message in time")
+            {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("staff ws ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Skips messages until a ticket event of `kind` arrives.
+    async fn event(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == "ticket.event" && m["event"]["kind"] == kind {
+                return m;
+            }
+        }
+    }
+
+    /// The answer to a command (skipping ticket events).
+    async fn answer(&mut self) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] != "ticket.event" {
+                return m;
+            }
+        }
+    }
+}
+
+async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .post(app.http(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = res.status();
+    (s, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A webhook receiver on a random port: every request's headers and body.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let store = got.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, got)
+}
+
+async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
+    let (hook, delivered) = receiver().await;
+    let app = spawn_app_with(engine, |s| {
+        s.outbox.webhooks = vec![concierge::config::WebhookSettings {
+            name: "workflow".into(),
+            url: hook,
+            secret: "s3cret".to_string().into(),
+        }];
+        s.outbox.poll_ms = 50;
+    })
+    .await;
+    let teller = app.staff("chen", "teller").await;
+    let mut console = Console::connect(&app, &teller).await;
+    let (mut kiosk, session, _) = app.new_session("K001").await;
+    kiosk.recv_type("bot.say").await;
+
+    // The customer asks for a person: a ticket, the kiosk waits, the teller hears of it.
+    kiosk
+        .send(json!({"type": "user.text", "text": "我要找人工柜员"}))
+        .await;
+    let asked = Instant::now();
+    let waiting = kiosk.recv_type("handoff").await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let number = waiting["ticket_number"].as_str().unwrap().to_string();
+    assert!(number.starts_with("B001-"), "{number}");
+    let offer = console.event("created").await;
+    println!(
+        "handoff seen by the teller {:?} after the request",
+        asked.elapsed()
+    );
+    assert_eq!(offer["ticket"]["number"], number);
+    assert_eq!(offer["ticket"]["session_id"], session);
+    let id = offer["ticket"]["id"].as_str().unwrap().to_string();
+
+    // Accept: the kiosk is connected to a person and the bot says so.
+    console.send(json!({"type": "accept", "ticket": id})).await;
+    assert_eq!(console.answer().await["type"], "ok");
+    let connected = kiosk.recv_type("handoff").await;
+    assert_eq!(connected["status"], "connected", "{connected}");
+    let said = kiosk.recv_type("bot.say").await;
+    assert!(
+        said["text"].as_str().unwrap().contains("工作人员已接入"),
+        "{said}"
+    );
+
+    // The relay: the customer's words reach the teller masked; the teller's reach the kiosk.
+    kiosk
+        .send(json!({"type": "user.text", "text": "我的手机号是13812345678，卡被冻结了"}))
+        .await;
+    let heard = console.event("relay_customer").await;
+    let line = heard["event"]["comment"].as_str().unwrap();
+    assert!(
+        line.contains("138****5678") && !line.contains("13812345678"),
+        "{line}"
+    );
+    console.send(json!({"type": "say", "ticket": id, "text": "您好，我是柜员小陈，请到3号窗口办理解冻。"})).await;
+    assert_eq!(console.answer().await["type"], "ok");
+    let agent = kiosk.recv_type("agent.say").await;
+    assert!(
+        agent["text"].as_str().unwrap().contains("3号窗口"),
+        "{agent}"
+    );
+
+    // Resolved over REST: the kiosk is handed back to the bot.
+    let (s, r) = post(
+        &app,
+        &format!("/v1/tickets/{id}/transition"),
+        &teller,
+        json!({"to": "resolved", "comment": "已到柜台办理"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let ended = kiosk.recv_type("handoff").await;
+    assert_eq!(ended["status"], "ended");
+    let back = kiosk.recv_type("bot.say").await;
+    assert!(back["text"].as_str().unwrap().contains("小安"), "{back}");
+    // And the bot talks again.
+    let reply = kiosk.say("你好").await;
+    assert!(reply["text"].as_str().unwrap().contains("您好"), "{reply}");
+
+    // History, case packet, audit chain, outbox.
+    let detail = app.get_json(&format!("/v1/tickets/{id}"), &teller).await;
+    let kinds: Vec<String> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["kind"].as_str().unwrap(),
+                e["to"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "created:new",
+            "state:assigned",
+            "relay_customer:",
+            "state:in_progress",
+            "relay_staff:",
+            "state:resolved"
+        ],
+        "{detail}"
+    );
+    let case = detail["ticket"]["case"].to_string();
+    assert!(
+        case.contains("我要找人工柜员"),
+        "the case packet holds the transcript: {case}"
+    );
+    assert!(detail["ticket"]["first_response_at"].is_i64());
+    let (links, broken) = app.state.tickets.store.verify_chain().await.unwrap();
+    assert_eq!((links, broken), (6, None));
+    let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE target = 'workflow'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 6, "one delivery per event");
+    // Delivered to the workflow engine, signed, each event once.
+    let deadline = Instant::now() + WAIT;
+    while delivered.lock().unwrap().len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the outbox did not deliver every event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = delivered.lock().unwrap().clone();
+    let mut ids = std::collections::BTreeSet::new();
+    for (headers, body) in &got {
+        let signature = headers["x-concierge-signature"].to_str().unwrap();
+        assert_eq!(
+            signature,
+            concierge::outbox::signature(b"s3cret", body.as_bytes())
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["ticket"]["number"], number);
+        assert!(!body.contains("13812345678"), "{body}");
+        ids.insert(
+            headers["x-concierge-event-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(ids.len(), 6, "six distinct events");
+    // The transcript has the person's line as theirs.
+    let transcript = app
+        .get_json(&format!("/v1/sessions/{session}/transcript"), &teller)
+        .await;
+    assert!(transcript.to_string().contains("\"staff\""), "{transcript}");
+    app.stop().await;
+}
+
+async fn two_tellers_claiming_one_ticket_one_wins(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
+    let a = app.staff("chen", "teller").await;
+    let b = app.staff("zhou", "teller").await;
+    let (s, r) = post(&app, "/v1/tickets", &a, json!({"kind": "card_reissue", "branch": "B001", "customer_ref": "13812345678", "note": "补卡，手机号13812345678"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = r["ticket"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r["ticket"]["state"], "new",
+        "nobody online: it waits in the queue"
+    );
+    let mut claims = Vec::new();
+    for i in 0..8 {
+        let (app_url, token, id) = (
+            app.http(&format!("/v1/tickets/{id}/claim")),
+            if i % 2 == 0 { a.clone() } else { b.clone() },
+            id.clone(),
+        );
+        let _ = id;
+        claims.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(app_url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for c in claims {
+        statuses.push(c.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+    // The customer reference and note are stored masked.
+    let detail = app.get_json(&format!("/v1/tickets/{id}"), &a).await;
+    assert_eq!(detail["ticket"]["customer_ref"], "138****5678");
+    assert!(!detail.to_string().contains("13812345678"), "{detail}");
+
+    // Illegal moves and wrong roles.
+    let owner = detail["ticket"]["assignee"].as_str().unwrap().to_string();
+    let (owner_token, other_token) = if owner == "chen" { (&a, &b) } else { (&b, &a) };
+    let (s, r) = post(
+        &app,
+        &format!("/v1/tickets/{id}/transition"),
+        owner_token,
+        json!({"to": "closed"}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal_transition")),
+        "{r}"
+    );
+    let (s, r) = post(
+        &app,
+        &format!("/v1/tickets/{id}/transition"),
+        other_token,
+        json!({"to": "in_progress"}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_owner")),
+        "{r}"
+    );
+    let (s, r) = post(
+        &app,
+        &format!("/v1/tickets/{id}/transition"),
+        owner_token,
+        json!({"to": "flying"}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_state")),
+        "{r}"
+    );
+    let editor = app.staff("wang", "content_editor").await;
+    let res = reqwest::Client::new()
+        .get(app.http("/v1/tickets"))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let expert = app.staff("liu", "remote_expert").await;
+    let res = reqwest::Client::new()
+        .get(app.http(&format!("/v1/tickets/{id}")))
+        .bearer_auth(&expert)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "back_office is worked by remote experts too"
+    );
+    let (s, _) = post(
+        &app,
+        "/v1/tickets",
+        &a,
+        json!({"kind": "teleport", "branch": "B001"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A supervisor reassigns; a teller may not.
+    let (s, _) = post(
+        &app,
+        &format!("/v1/tickets/{id}/reassign"),
+        other_token,
+        json!({"to": "zhou"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let sup = app.staff("supervisor", "teller").await;
+    let (s, r) = post(
+        &app,
+        &format!("/v1/tickets/{id}/reassign"),
+        &sup,
+        json!({"to": "zhou", "comment": "chen 下班了"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["ticket"]["assignee"], "zhou");
+    app.stop().await;
+}
+
+async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
+    let teller = app.staff("chen", "teller").await;
+    let (s, r) = post(
+        &app,
+        "/v1/tickets",
+        &teller,
+        json!({"kind": "complaint", "branch": "B001", "note": "排队太久"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        r["ticket"]["priority"], "high",
+        "complaints are high priority by rule"
+    );
+    let id = r["ticket"]["id"].as_str().unwrap().to_string();
+    let t = app.state.tickets.store.get(&id).await.unwrap();
+    let due = t.first_response_due.unwrap();
+    assert!(due > t.created_at);
+    let tickets = app.state.tickets.clone();
+    // Before 75 %: nothing. The clock jumps back: nothing either.
+    tickets
+        .check_sla(t.created_at + (due - t.created_at) / 2)
+        .await
+        .unwrap();
+    tickets.check_sla(t.created_at - 3_600_000).await.unwrap();
+    // At 80 %: one warning, however often (and on however many nodes) it is checked.
+    let at80 = t.created_at + (due - t.created_at) * 4 / 5;
+    let (x, y) = tokio::join!(tickets.check_sla(at80), tickets.check_sla(at80));
+    x.unwrap();
+    y.unwrap();
+    // The clock jumps far past the deadline: one escalation.
+    for _ in 0..3 {
+        tickets.check_sla(due + 86_400_000).await.unwrap();
+    }
+    let events = app.state.tickets.store.events(&id).await.unwrap();
+    let count = |k: &str, stage: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == k && e.data["stage"] == stage)
+            .count()
+    };
+    assert_eq!(count("sla_warning", "response"), 1, "{events:?}");
+    assert_eq!(count("sla_escalated", "response"), 1, "{events:?}");
+    let esc = events.iter().find(|e| e.kind == "sla_escalated").unwrap();
+    assert_eq!(esc.data["supervisor"], "supervisor");
+    // A teller who responds stops the response clock; the resolution clock goes on.
+    app.state.tickets.store.claim(&id, "chen").await.unwrap();
+    app.state
+        .tickets
+        .store
+        .transition(
+            &id,
+            concierge::tickets::store::TicketState::InProgress,
+            "chen",
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    let t = app.state.tickets.store.get(&id).await.unwrap();
+    tickets
+        .check_sla(t.resolution_due.unwrap() + 1)
+        .await
+        .unwrap();
+    let events = app.state.tickets.store.events(&id).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "sla_escalated").count(),
+        2
+    );
+    assert_eq!(
+        app.state.tickets.store.verify_chain().await.unwrap().1,
+        None
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
+    let app = spawn_app_with(Engine::Sqlite, |s| s.tickets.handoff_wait_secs = 1).await;
+    let (mut kiosk, session, _) = app.new_session("K001").await;
+    kiosk.recv_type("bot.say").await;
+    kiosk
+        .send(json!({"type": "user.text", "text": "转人工"}))
+        .await;
+    let waiting = kiosk.recv_type("handoff").await;
+    assert_eq!(waiting["status"], "waiting");
+    loop {
+        let m = kiosk.recv_type("bot.say").await;
+        if m["text"].as_str().unwrap().contains("都在忙") {
+            let choices: Vec<&str> = m["ui"]["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["value"].as_str().unwrap())
+                .collect();
+            assert_eq!(choices, vec!["queue.take_number", "appointment.book"]);
+            break;
+        }
+    }
+    let list = app
+        .state
+        .tickets
+        .store
+        .list(&concierge::tickets::store::Filter {
+            session: Some(session),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        list[0].state,
+        concierge::tickets::store::TicketState::New,
+        "still queued"
+    );
+    // The customer takes a number meanwhile: the bot serves them again.
+    kiosk
+        .send(json!({"type": "user.choice", "value": "queue.take_number"}))
+        .await;
+    let next = kiosk.recv_type("bot.say").await;
+    assert!(!next["text"].as_str().unwrap().is_empty());
+    app.stop().await;
+}
