@@ -225,6 +225,9 @@ enum UserCommand {
         /// Read the password from standard input instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+        /// Scope the person to one branch (tickets of other branches stay invisible).
+        #[arg(long, value_name = "ID")]
+        branch: Option<String>,
     },
 }
 
@@ -379,6 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ref name,
             ref roles,
             password_stdin,
+            ref branch,
         }) => {
             let settings = Settings::load(&overrides(None))?;
             let db = startup::open_database(&settings).await?;
@@ -392,10 +396,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (crate::security::tokens::generate_password(), true)
             };
             let user = staff::add_user(&db, name, roles, &password).await?;
+            if let Some(b) = branch {
+                staff::set_branch(&db, &user.name, Some(b)).await?;
+            }
             eprintln!(
-                "user {} created with roles {}",
+                "user {} created with roles {}{}",
                 user.name,
-                crate::security::Role::join(&user.roles)
+                crate::security::Role::join(&user.roles),
+                branch
+                    .as_deref()
+                    .map(|b| format!(", branch {b}"))
+                    .unwrap_or_default()
             );
             if generated {
                 eprintln!("password (shown once, keep it):");

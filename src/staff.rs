@@ -12,6 +12,9 @@ pub struct StaffUser {
     pub id: String,
     pub name: String,
     pub roles: Vec<Role>,
+    /// The one branch this person works for; `None`: every branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 impl StaffUser {
@@ -86,7 +89,19 @@ pub async fn add_user(
         id,
         name: name.into(),
         roles,
+        branch: None,
     })
+}
+
+/// Scopes a staff member to one branch (`None`: every branch).
+pub async fn set_branch(db: &Db, name: &str, branch: Option<&str>) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("UPDATE staff_users SET branch_id = $2 WHERE name = $1")
+        .bind(name)
+        .bind(branch)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 /// Checks a name and password; on success issues a bearer token valid for `ttl_secs`.
@@ -97,7 +112,7 @@ pub async fn login(
     ttl_secs: u64,
 ) -> Result<Option<(String, i64, StaffUser)>, StaffError> {
     let row = sqlx::query(
-        "SELECT id, name, roles, password_hash FROM staff_users WHERE name = $1 AND enabled = 1",
+        "SELECT id, name, roles, password_hash, branch_id FROM staff_users WHERE name = $1 AND enabled = 1",
     )
     .bind(name)
     .fetch_optional(&db.pool)
@@ -119,6 +134,7 @@ pub async fn login(
         id: row.get(0),
         name: row.get(1),
         roles: Role::parse_list(&row.get::<String, _>(2)).unwrap_or_default(),
+        branch: row.get(4),
     };
     let token = tokens::generate("cs_");
     let now = now_ms();
@@ -136,7 +152,7 @@ pub async fn login(
 /// The live (unexpired, unrevoked) staff user behind a bearer token.
 pub async fn authenticate(db: &Db, token: &str) -> Result<Option<StaffUser>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.name, u.roles FROM staff_tokens t JOIN staff_users u ON u.id = t.user_id \
+        "SELECT u.id, u.name, u.roles, u.branch_id FROM staff_tokens t JOIN staff_users u ON u.id = t.user_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.enabled = 1",
     )
     .bind(tokens::hash(token))
@@ -147,6 +163,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<StaffUser>, sql
         id: r.get(0),
         name: r.get(1),
         roles: Role::parse_list(&r.get::<String, _>(2)).unwrap_or_default(),
+        branch: r.get(3),
     }))
 }
 

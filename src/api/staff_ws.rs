@@ -66,7 +66,10 @@ pub async fn upgrade(
 async fn run(app: AppState, socket: WebSocket, user: StaffUser) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Value>(crate::tickets::hub::STAFF_QUEUE);
-    let id = app.tickets.staff.join(&user.name, &user.roles, tx.clone());
+    let id = app
+        .tickets
+        .staff
+        .join(&user.name, &user.roles, user.branch.as_deref(), tx.clone());
     tracing::info!(staff = %user.name, "staff console connected");
     let _ = tx
         .send(json!({"type": "welcome", "name": user.name, "roles": user.roles}))
@@ -139,8 +142,8 @@ async fn handle(app: &AppState, user: &StaffUser, v: &Value) -> Value {
         Ok(t) => t,
         Err(e) => return ticket_error(e),
     };
-    if !tickets.works(&t.queue, &user.roles) {
-        return error("forbidden", "这张工单不属于您的队列。");
+    if !tickets.sees(&t, &user.roles, user.branch.as_deref()) {
+        return error("not_found", "没有这张工单。");
     }
     let owns = t.assignee.as_deref() == Some(user.name.as_str());
     let result = match kind {

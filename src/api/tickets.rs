@@ -32,10 +32,10 @@ impl From<TicketError> for ApiError {
 
 async fn visible(app: &AppState, user: &StaffUser, id: &str) -> Result<Ticket, ApiError> {
     let t = app.tickets.store.get(id).await?;
-    if app.tickets.works(&t.queue, &user.roles) {
+    if app.tickets.sees(&t, &user.roles, user.branch.as_deref()) {
         Ok(t)
     } else {
-        // Not told apart from a missing ticket: no probing of other queues.
+        // Not told apart from a missing ticket: no probing of other queues or branches.
         Err(ApiError::NotFound("ticket"))
     }
 }
@@ -86,7 +86,7 @@ pub async fn list(
         .list(&f)
         .await?
         .iter()
-        .filter(|t| app.tickets.works(&t.queue, &user.roles))
+        .filter(|t| app.tickets.sees(t, &user.roles, user.branch.as_deref()))
         .map(crate::tickets::summary)
         .collect();
     Ok(Json(json!({ "tickets": list })))
@@ -258,6 +258,12 @@ pub async fn create(
         return Err(ApiError::BadRequest(
             "invalid_ticket",
             "branch 1–32 characters, note up to 2000".into(),
+        ));
+    }
+    if user.branch.as_deref().is_some_and(|b| b != body.branch) {
+        return Err(ApiError::Refused(
+            "other_branch",
+            "you work for another branch".into(),
         ));
     }
     let masked_ref = body.customer_ref.as_deref().map(crate::security::mask_pii);

@@ -18,6 +18,7 @@ pub const STAFF_QUEUE: usize = 256;
 struct Online {
     name: String,
     roles: Vec<Role>,
+    branch: Option<String>,
     tx: mpsc::Sender<Value>,
 }
 
@@ -30,7 +31,13 @@ pub struct StaffHub {
 
 impl StaffHub {
     /// Registers a connection; the id releases it.
-    pub fn join(&self, name: &str, roles: &[Role], tx: mpsc::Sender<Value>) -> u64 {
+    pub fn join(
+        &self,
+        name: &str,
+        roles: &[Role],
+        branch: Option<&str>,
+        tx: mpsc::Sender<Value>,
+    ) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.online
             .lock()
@@ -40,6 +47,7 @@ impl StaffHub {
                 Online {
                     name: name.to_string(),
                     roles: roles.to_vec(),
+                    branch: branch.map(String::from),
                     tx,
                 },
             );
@@ -53,14 +61,16 @@ impl StaffHub {
             .remove(&id);
     }
 
-    /// Names of the staff online here with one of `skills`, sorted, distinct.
-    pub fn online_with(&self, skills: &[Role]) -> Vec<String> {
+    /// Names of the staff online here with one of `skills` (and able to serve `branch`),
+    /// sorted, distinct.
+    pub fn online_with(&self, skills: &[Role], branch: &str) -> Vec<String> {
         let mut names: Vec<String> = self
             .online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter(|o| o.roles.iter().any(|r| skills.contains(r)))
+            .filter(|o| o.branch.as_deref().is_none_or(|b| b == branch))
             .map(|o| o.name.clone())
             .collect();
         names.sort();
@@ -68,12 +78,12 @@ impl StaffHub {
         names
     }
 
-    /// Sends `msg` to every connection `who` accepts (name, roles); a full queue drops
-    /// that connection (it reconnects and reloads).
-    pub fn send(&self, msg: &Value, who: impl Fn(&str, &[Role]) -> bool) {
+    /// Sends `msg` to every connection `who` accepts (name, roles, branch); a full queue
+    /// drops that connection (it reconnects and reloads).
+    pub fn send(&self, msg: &Value, who: impl Fn(&str, &[Role], Option<&str>) -> bool) {
         let mut online = self.online.lock().unwrap_or_else(|p| p.into_inner());
         online.retain(|_, o| {
-            if !who(&o.name, &o.roles) {
+            if !who(&o.name, &o.roles, o.branch.as_deref()) {
                 return true;
             }
             match o.tx.try_send(msg.clone()) {

@@ -123,7 +123,7 @@ impl Tickets {
         };
         let (ticket, _) = self.store.create(&new, actor).await?;
         if !kind.starts_with("handoff") {
-            if let Some(who) = self.least_loaded(&ticket.queue).await? {
+            if let Some(who) = self.least_loaded(&ticket.queue, branch_id).await? {
                 return Ok(self
                     .store
                     .transition(
@@ -142,11 +142,11 @@ impl Tickets {
 
     /// The online staff member with the queue's skill and the fewest open tickets; ties
     /// go round-robin.
-    async fn least_loaded(&self, queue: &str) -> Result<Option<String>, TicketError> {
+    async fn least_loaded(&self, queue: &str, branch: &str) -> Result<Option<String>, TicketError> {
         let Some(q) = self.rules.queues.get(queue) else {
             return Ok(None);
         };
-        let online = self.staff.online_with(&q.skills);
+        let online = self.staff.online_with(&q.skills, branch);
         if online.is_empty() {
             return Ok(None);
         }
@@ -169,6 +169,12 @@ impl Tickets {
                 .queues
                 .get(queue)
                 .is_some_and(|q| q.skills.iter().any(|s| roles.contains(s)))
+    }
+
+    /// Whether `user` may see and work `t`: a queue their roles serve, and their branch
+    /// when they are scoped to one.
+    pub fn sees(&self, t: &Ticket, roles: &[Role], branch: Option<&str>) -> bool {
+        self.works(&t.queue, roles) && branch.is_none_or(|b| b == t.branch_id)
     }
 
     /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
@@ -203,6 +209,9 @@ impl Tickets {
                     if let Err(e) = me.check_sla(now_ms()).await {
                         tracing::warn!(error = %e, "SLA check failed");
                     }
+                    if let Err(e) = me.auto_close(now_ms()).await {
+                        tracing::warn!(error = %e, "auto-close failed");
+                    }
                 }
             }
         });
@@ -220,11 +229,11 @@ impl Tickets {
             .get(&t.queue)
             .map(|q| q.supervisor.clone());
         let msg = json!({"type": "ticket.event", "ticket": summary(&t), "event": e});
-        self.staff.send(&msg, |name, roles| {
+        self.staff.send(&msg, |name, roles, branch| {
             t.assignee.as_deref() == Some(name)
                 || supervisor.as_deref() == Some(name)
-                || (t.state == TicketState::New && self.works(&t.queue, roles))
-                || roles.contains(&Role::Admin)
+                || (t.state == TicketState::New && self.sees(&t, roles, branch))
+                || (roles.contains(&Role::Admin) && branch.is_none_or(|b| b == t.branch_id))
         });
         if let Some(session) = &t.session_id {
             for tx in sessions.inputs_of(session) {
@@ -304,6 +313,42 @@ impl Tickets {
             }
         }
         Ok(())
+    }
+}
+
+impl Tickets {
+    /// Closes tickets resolved more than `auto_close_resolved_hours` ago (the customer had
+    /// no more to say). Returns how many this node closed.
+    pub async fn auto_close(&self, now: i64) -> Result<usize, TicketError> {
+        let cutoff = now - i64::from(self.rules.auto_close_resolved_hours) * 3_600_000;
+        let resolved = self
+            .store
+            .list(&store::Filter {
+                state: Some("resolved".into()),
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        let mut closed = 0;
+        for t in resolved
+            .iter()
+            .filter(|t| t.resolved_at.is_some_and(|r| r <= cutoff))
+        {
+            let comment = format!(
+                "closed automatically {} hours after resolution",
+                self.rules.auto_close_resolved_hours
+            );
+            match self
+                .store
+                .transition(&t.id, TicketState::Closed, "auto_close", &comment, None)
+                .await
+            {
+                Ok(_) => closed += 1,
+                Err(TicketError::Conflict(..)) => {} // reopened or closed meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{spawn_app_with, Engine, TestApp, WAIT};
 
 on_both_engines!(
+    branch_scoped_staff_never_see_other_branches,
     a_handoff_is_accepted_relayed_and_resolved,
     two_tellers_claiming_one_ticket_one_wins,
     sla_warns_and_escalates_once_whatever_the_clock_does,
@@ -530,5 +531,94 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
         .await;
     let next = kiosk.recv_type("bot.say").await;
     assert!(!next["text"].as_str().unwrap().is_empty());
+    app.stop().await;
+}
+
+async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
+    let here = app.staff("chen", "teller").await;
+    concierge::staff::set_branch(&app.state.db, "chen", Some("B001"))
+        .await
+        .unwrap();
+    let there = app.staff("zhou", "teller").await;
+    concierge::staff::set_branch(&app.state.db, "zhou", Some("B002"))
+        .await
+        .unwrap();
+    let (s, r) = post(
+        &app,
+        "/v1/tickets",
+        &here,
+        json!({"kind": "card_reissue", "branch": "B001"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = r["ticket"]["id"].as_str().unwrap().to_string();
+    // Another branch's ticket is "not found" for them — by id, by list, by claim.
+    let res = reqwest::Client::new()
+        .get(app.http(&format!("/v1/tickets/{id}")))
+        .bearer_auth(&there)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let list = app.get_json("/v1/tickets", &there).await;
+    assert_eq!(list["tickets"], json!([]), "{list}");
+    let (s, _) = post(&app, &format!("/v1/tickets/{id}/claim"), &there, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let mut console = Console::connect(&app, &there).await;
+    console.send(json!({"type": "accept", "ticket": id})).await;
+    assert_eq!(console.answer().await["code"], "not_found");
+    // Nor may they open tickets for it.
+    let (s, r) = post(
+        &app,
+        "/v1/tickets",
+        &there,
+        json!({"kind": "card_reissue", "branch": "B001"}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("other_branch"))
+    );
+    // Their own branch's teller can.
+    let (s, _) = post(&app, &format!("/v1/tickets/{id}/claim"), &here, json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    // Resolved long ago: closed automatically, once.
+    let tickets = app.state.tickets.clone();
+    tickets
+        .store
+        .transition(
+            &id,
+            concierge::tickets::store::TicketState::InProgress,
+            "chen",
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    tickets
+        .store
+        .transition(
+            &id,
+            concierge::tickets::store::TicketState::Resolved,
+            "chen",
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tickets
+            .auto_close(concierge::store::now_ms())
+            .await
+            .unwrap(),
+        0,
+        "not yet"
+    );
+    let later = concierge::store::now_ms() + 73 * 3_600_000;
+    assert_eq!(tickets.auto_close(later).await.unwrap(), 1);
+    assert_eq!(tickets.auto_close(later).await.unwrap(), 0);
+    let t = tickets.store.get(&id).await.unwrap();
+    assert_eq!(t.state, concierge::tickets::store::TicketState::Closed);
     app.stop().await;
 }
