@@ -24,6 +24,7 @@
 //! - [`chat`], [`bench`]: the terminal kiosk client and the load generator.
 
 pub mod api;
+pub mod appointments;
 pub mod banking;
 pub mod bench;
 pub mod chat;
@@ -39,6 +40,7 @@ pub mod kiosks;
 pub mod knowledge;
 pub mod nlu;
 pub mod outbox;
+pub mod queue;
 pub mod security;
 pub mod staff;
 pub mod startup;

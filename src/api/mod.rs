@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod branch;
 pub mod health;
 pub mod json;
 pub mod kiosk_ws;
@@ -122,6 +123,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
         .route("/v1/nlu/parse", post(nlu::parse))
         .route("/v1/staff/ws", get(staff_ws::upgrade))
+        .route("/v1/appointments", get(branch::appointments))
+        .route("/v1/queue", get(branch::queue))
+        .route("/v1/queue/call-next", post(branch::call_next))
         .route("/v1/tickets", get(tickets::list).post(tickets::create))
         .route("/v1/tickets/{id}", get(tickets::detail))
         .route("/v1/tickets/{id}/claim", post(tickets::claim))

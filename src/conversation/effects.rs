@@ -232,21 +232,10 @@ async fn action(
     })
 }
 
-/// The service line of a service: personal business (A) or wealth and loans (V).
-fn line_of(service: &str) -> (&'static str, &'static str) {
-    match service {
-        "wealth.consult" | "loan.consult" => ("V", "理财贷款窗口"),
-        "account.open" | "card.apply" | "card.activate" | "password.reset" | "transfer.limit"
-        | "forex.exchange" | "account.statement" | "complaint" => ("B", "非现金业务窗口"),
-        _ => ("A", "现金业务窗口"),
-    }
-}
-
 async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Result<EffectResult> {
     let service = if service.is_empty() { flow } else { service };
-    let (line, counter) = line_of(service);
+    let (line, counter) = crate::queue::line_of(service);
     let today = crate::clock::now_local().date_naive().to_string();
-    let since = now_ms() - 60 * 60 * 1000;
     for _ in 0..5 {
         let mut tx = ctx.app.db.begin_write().await?;
         let last: Option<i64> = sqlx::query_scalar(
@@ -258,16 +247,6 @@ async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Re
         .fetch_one(&mut **tx)
         .await?;
         let number = last.unwrap_or(0) + 1;
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM queue_tickets WHERE branch_id = $1 AND day = $2 AND line = $3 \
-             AND created_at >= $4",
-        )
-        .bind(ctx.branch_id)
-        .bind(&today)
-        .bind(line)
-        .bind(since)
-        .fetch_one(&mut **tx)
-        .await?;
         let inserted = sqlx::query(
             "INSERT INTO queue_tickets (id, branch_id, day, line, number, service, session_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -285,7 +264,13 @@ async fn take_number(ctx: &Context<'_>, service: &str, flow: &str) -> anyhow::Re
         match inserted {
             Ok(_) => {
                 tx.commit().await?;
-                let minutes = waiting * ctx.app.settings.branch.average_service_minutes as i64;
+                // People ahead: numbers of this line not yet called; the pace: how fast
+                // tellers called numbers in the last hour.
+                let db = &ctx.app.db;
+                let waiting = crate::queue::waiting(db, ctx.branch_id, line, Some(number)).await?;
+                let fallback = f64::from(ctx.app.settings.branch.average_service_minutes);
+                let pace = crate::queue::service_minutes(db, ctx.branch_id, line, fallback).await?;
+                let minutes = (waiting as f64 * pace).round() as i64;
                 return Ok(done(&[
                     ("ticket", format!("{line}{number:03}")),
                     ("waiting", waiting.to_string()),
@@ -332,6 +317,9 @@ async fn book(
     {
         return Ok(failed("closed_day", "the branch is closed that day"));
     }
+    if ctx.app.tickets.rules.calendar.holidays.contains(&day) {
+        return Ok(failed("closed_day", "the branch is closed on that holiday"));
+    }
     let opens = NaiveTime::parse_from_str(&b.opens, "%H:%M")?;
     let closes = NaiveTime::parse_from_str(&b.closes, "%H:%M")?;
     if at < opens || at >= closes {
@@ -353,7 +341,12 @@ async fn book(
     .bind(&slot)
     .fetch_one(&mut **tx)
     .await?;
-    if taken >= b.appointment_capacity_per_slot as i64 {
+    let capacity = ctx
+        .app
+        .tickets
+        .rules
+        .capacity_of(service, b.appointment_capacity_per_slot);
+    if taken >= i64::from(capacity) {
         return Ok(failed("slot_full", "no capacity left in this slot"));
     }
     let code = confirmation_code();

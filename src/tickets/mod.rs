@@ -212,6 +212,17 @@ impl Tickets {
                     if let Err(e) = me.auto_close(now_ms()).await {
                         tracing::warn!(error = %e, "auto-close failed");
                     }
+                    let hours = me.rules.appointments.remind_hours_before;
+                    if let Err(e) = crate::appointments::remind(
+                        &me.store.db,
+                        now_ms(),
+                        hours,
+                        &me.store.webhooks,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "appointment reminders failed");
+                    }
                 }
             }
         });

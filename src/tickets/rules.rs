@@ -27,6 +27,32 @@ struct RulesFile {
     priority: Vec<PrioritySpec>,
     calendar: CalendarSpec,
     auto_close_resolved_hours: u32,
+    #[serde(default)]
+    appointments: AppointmentSpec,
+}
+
+/// Appointments: capacity per 30-minute slot by service (`default` for the others) and
+/// when the reminder goes out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentSpec {
+    #[serde(default)]
+    pub capacity_per_slot: BTreeMap<String, u32>,
+    #[serde(default = "default_remind_hours")]
+    pub remind_hours_before: u32,
+}
+
+fn default_remind_hours() -> u32 {
+    24
+}
+
+impl Default for AppointmentSpec {
+    fn default() -> Self {
+        AppointmentSpec {
+            capacity_per_slot: BTreeMap::new(),
+            remind_hours_before: default_remind_hours(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +103,7 @@ pub struct Rules {
     pub priority: Vec<(String, String)>,
     pub calendar: Calendar,
     pub auto_close_resolved_hours: u32,
+    pub appointments: AppointmentSpec,
 }
 
 impl Rules {
@@ -202,7 +229,17 @@ impl Rules {
                 holidays,
             },
             auto_close_resolved_hours: spec.auto_close_resolved_hours,
+            appointments: spec.appointments,
         })
+    }
+
+    /// Appointments per 30-minute slot for `service` (`fallback` when the rules say nothing).
+    pub fn capacity_of(&self, service: &str, fallback: u32) -> u32 {
+        let c = &self.appointments.capacity_per_slot;
+        c.get(service)
+            .or_else(|| c.get("default"))
+            .copied()
+            .unwrap_or(fallback)
     }
 
     /// The priority of a new ticket: the first rule whose condition holds.

@@ -8,6 +8,7 @@ mod helpers;
 mod banking;
 mod cli;
 mod conversations;
+mod floor;
 mod http;
 mod kiosk_ws;
 mod knowledge;

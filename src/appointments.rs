@@ -1,0 +1,131 @@
+//! Appointments seen from the branch: the day's list for tellers and the reminders that go
+//! out `remind_hours_before` the appointment through the notification port (a log line and
+//! one outbox row per webhook, e.g. an SMS gateway's). Booking, finding and cancelling are
+//! journey actions (`conversation/effects.rs`).
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::store::Db;
+
+/// One appointment as staff see it (phone masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct Appointment {
+    pub code: String,
+    pub branch_id: String,
+    pub service: String,
+    pub day: String,
+    pub slot: String,
+    pub phone_masked: String,
+    pub status: String,
+}
+
+/// The appointments of a branch on a day, by slot.
+pub async fn list(db: &Db, branch: &str, day: &str) -> Result<Vec<Appointment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT code, branch_id, service, day, slot, phone_masked, status FROM appointments \
+         WHERE branch_id = $1 AND day = $2 ORDER BY slot, code",
+    )
+    .bind(branch)
+    .bind(day)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Appointment {
+            code: r.get("code"),
+            branch_id: r.get("branch_id"),
+            service: r.get("service"),
+            day: r.get("day"),
+            slot: r.get("slot"),
+            phone_masked: r.get("phone_masked"),
+            status: r.get("status"),
+        })
+        .collect())
+}
+
+/// Sends the reminders that are due at `now`: booked appointments starting within
+/// `hours_before` hours, not yet reminded. Each is marked by a conditional update, so with
+/// several nodes each reminder goes out once. Returns how many this node sent.
+pub async fn remind(
+    db: &Db,
+    now: i64,
+    hours_before: u32,
+    webhooks: &[String],
+) -> Result<usize, sqlx::Error> {
+    let tz = crate::clock::branch_offset();
+    let Some(now_local) =
+        chrono::DateTime::from_timestamp_millis(now).map(|t| t.with_timezone(&tz))
+    else {
+        return Ok(0);
+    };
+    let horizon = now_local + chrono::Duration::hours(i64::from(hours_before));
+    let (today, last_day) = (
+        now_local.date_naive().to_string(),
+        horizon.date_naive().to_string(),
+    );
+    let rows = sqlx::query(
+        "SELECT code, branch_id, service, day, slot, phone_masked FROM appointments \
+         WHERE status = 'booked' AND reminded_at IS NULL AND day >= $1 AND day <= $2",
+    )
+    .bind(&today)
+    .bind(&last_day)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut sent = 0;
+    for r in &rows {
+        let (code, day, slot): (String, String, String) =
+            (r.get("code"), r.get("day"), r.get("slot"));
+        let starts =
+            chrono::NaiveDateTime::parse_from_str(&format!("{day} {slot}"), "%Y-%m-%d %H:%M")
+                .ok()
+                .and_then(|t| t.and_local_timezone(tz).single());
+        let Some(starts) = starts else { continue };
+        if starts <= now_local || starts > horizon {
+            continue;
+        }
+        let mut tx = db.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE appointments SET reminded_at = $2 WHERE code = $1 AND reminded_at IS NULL",
+        )
+        .bind(&code)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            continue; // another node sent it
+        }
+        let event_id = format!("appointment-reminder-{code}");
+        let payload = serde_json::json!({
+            "event_id": event_id,
+            "type": "appointment.reminder",
+            "at": chrono::DateTime::from_timestamp_millis(now).map(|d| d.to_rfc3339()),
+            "appointment": {
+                "code": code, "branch_id": r.get::<String, _>("branch_id"),
+                "service": r.get::<String, _>("service"), "day": day, "slot": slot,
+                "phone_masked": r.get::<String, _>("phone_masked"),
+            },
+            "text": format!("温馨提示：您预约了{day} {slot}到网点办理业务，确认码{code}。如需取消，可在大堂自助机办理。"),
+        })
+        .to_string();
+        for target in webhooks {
+            sqlx::query(
+                "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
+                 claimed_until, last_error, created_at, delivered_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&event_id)
+            .bind(target)
+            .bind(&payload)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(code = %code, day = %day, slot = %slot, "appointment reminder sent");
+        sent += 1;
+    }
+    Ok(sent)
+}
