@@ -291,3 +291,84 @@ async fn chat_answers_device_requests_from_its_simulated_devices() {
     );
     assert!(stdout.contains("[会话结束：closed]"), "{stdout}");
 }
+
+#[tokio::test]
+async fn audit_verify_finds_a_tampered_event_and_outbox_replay_requeues() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let app = crate::helpers::spawn_on(&url, &crate::helpers::project_root(), |s| {
+        s.outbox.webhooks = vec![concierge::config::WebhookSettings {
+            name: "workflow".into(),
+            url: "http://127.0.0.1:9/down".into(),
+            secret: "k".to_string().into(),
+        }];
+        s.outbox.max_attempts = 1;
+        s.outbox.poll_ms = 50;
+    })
+    .await;
+    let tickets = app.state.tickets.clone();
+    let t = tickets
+        .open(
+            "card_reissue",
+            "B001",
+            None,
+            None,
+            None,
+            serde_json::json!({}),
+            &[],
+            "test",
+        )
+        .await
+        .unwrap();
+    tickets.store.claim(&t.id, "chen").await.unwrap();
+    // The receiver is down and one attempt is allowed: both deliveries die.
+    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+    loop {
+        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        if dead == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries never died"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+
+    let run = |args: &[&str]| {
+        let out = concierge()
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(&["audit", "verify"]);
+    assert!(ok && text.contains("2 link(s)"), "{text}");
+    let (ok, text) = run(&["outbox", "status"]);
+    assert!(ok && text.contains("dead: 2"), "{text}");
+    let (ok, text) = run(&["outbox", "replay"]);
+    assert!(ok && text.contains("2 deliver"), "{text}");
+    let (_, text) = run(&["outbox", "status"]);
+    assert!(text.contains("pending: 2"), "{text}");
+
+    // Someone edits history behind the application's back: verify names the link.
+    let db = concierge::store::Db::connect(&secrecy::SecretString::from(url.clone()), 1)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE ticket_events SET actor = 'mallory' WHERE seq = 2")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+    let (ok, text) = run(&["audit", "verify"]);
+    assert!(!ok && text.contains("link 2"), "{text}");
+}

@@ -622,3 +622,85 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     assert_eq!(t.state, concierge::tickets::store::TicketState::Closed);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn release_hands_back_routing_balances_and_bad_console_input_is_answered() {
+    let app = spawn_app_with(Engine::Sqlite, |_| {}).await;
+    let chen = app.staff("chen", "teller").await;
+    let zhou = app.staff("zhou", "teller").await;
+    let mut c1 = Console::connect(&app, &chen).await;
+    let _c2 = Console::connect(&app, &zhou).await;
+
+    // Bad input on the console: clear errors, the connection stays.
+    c1.ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(c1.answer().await["code"], "malformed_message");
+    c1.send(json!({"type": "dance", "ticket": "x"})).await;
+    assert_eq!(c1.answer().await["code"], "not_found");
+    c1.send(json!({"type": "accept"})).await;
+    assert_eq!(c1.answer().await["code"], "malformed_message");
+    c1.ws
+        .send(Message::Text("x".repeat(20_000).into()))
+        .await
+        .unwrap();
+    assert_eq!(c1.answer().await["code"], "frame_too_large");
+    c1.send(json!({"type": "ping"})).await;
+    assert_eq!(c1.answer().await["type"], "pong");
+    let res = reqwest::Client::new()
+        .get(app.http("/v1/staff/ws?token=cs_expired"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Back-office tickets go to the least-loaded online teller, ties in turn.
+    let mut owners = Vec::new();
+    for _ in 0..4 {
+        let (s, r) = post(
+            &app,
+            "/v1/tickets",
+            &chen,
+            json!({"kind": "card_reissue", "branch": "B001"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        owners.push(r["ticket"]["assignee"].as_str().unwrap().to_string());
+    }
+    owners.sort();
+    assert_eq!(owners, vec!["chen", "chen", "zhou", "zhou"], "balanced");
+
+    // A handoff accepted, then handed back to the bot by the teller.
+    let (mut kiosk, _, _) = app.new_session("K001").await;
+    kiosk.recv_type("bot.say").await;
+    kiosk
+        .send(json!({"type": "user.text", "text": "转人工"}))
+        .await;
+    kiosk.recv_type("handoff").await;
+    let offer = loop {
+        let e = c1.event("created").await;
+        if e["ticket"]["kind"] == "handoff" {
+            break e;
+        }
+    };
+    let id = offer["ticket"]["id"].as_str().unwrap().to_string();
+    c1.send(json!({"type": "say", "ticket": id, "text": "在吗"}))
+        .await;
+    assert_eq!(c1.answer().await["code"], "not_owner", "not accepted yet");
+    c1.send(json!({"type": "accept", "ticket": id})).await;
+    assert_eq!(c1.answer().await["type"], "ok");
+    assert_eq!(kiosk.recv_type("handoff").await["status"], "connected");
+    c1.send(json!({"type": "release", "ticket": id})).await;
+    assert_eq!(c1.answer().await["type"], "ok");
+    assert_eq!(kiosk.recv_type("handoff").await["status"], "ended");
+    let back = kiosk.recv_type("bot.say").await;
+    assert!(back["text"].as_str().unwrap().contains("小安"), "{back}");
+    let reply = kiosk.say("你好").await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("您好"),
+        "the bot is back: {reply}"
+    );
+    app.stop().await;
+}
