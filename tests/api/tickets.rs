@@ -704,3 +704,42 @@ async fn release_hands_back_routing_balances_and_bad_console_input_is_answered()
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_remote_expert_gets_a_call_link() {
+    let app = spawn_app_with(Engine::Sqlite, |_| {}).await;
+    let expert = app.staff("liu", "remote_expert").await;
+    let teller = app.staff("chen", "teller").await;
+    let mut console = Console::connect(&app, &expert).await;
+    let mut counter = Console::connect(&app, &teller).await;
+    let (mut kiosk, _, _) = app.new_session("K001").await;
+    kiosk.recv_type("bot.say").await;
+    kiosk
+        .send(json!({"type": "user.text", "text": "我要视频连线远程专家"}))
+        .await;
+    let waiting = kiosk.recv_type("handoff").await;
+    assert_eq!(
+        (waiting["kind"].as_str(), waiting["status"].as_str()),
+        (Some("remote_expert"), Some("waiting")),
+        "{waiting}"
+    );
+    let offer = console.event("created").await;
+    assert_eq!(offer["ticket"]["queue"], "remote");
+    // A teller does not work the remote queue.
+    counter
+        .send(json!({"type": "accept", "ticket": offer["ticket"]["id"]}))
+        .await;
+    assert_eq!(counter.answer().await["code"], "not_found");
+    console
+        .send(json!({"type": "accept", "ticket": offer["ticket"]["id"]}))
+        .await;
+    assert_eq!(console.answer().await["type"], "ok");
+    let connected = kiosk.recv_type("handoff").await;
+    assert_eq!(connected["status"], "connected");
+    let number = waiting["ticket_number"].as_str().unwrap();
+    assert_eq!(
+        connected["call_link"],
+        format!("https://video.bank.example/room/{number}")
+    );
+    app.stop().await;
+}
