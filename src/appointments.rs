@@ -109,20 +109,7 @@ pub async fn remind(
             "text": format!("温馨提示：您预约了{day} {slot}到网点办理业务，确认码{code}。如需取消，可在大堂自助机办理。"),
         })
         .to_string();
-        for target in webhooks {
-            sqlx::query(
-                "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
-                 claimed_until, last_error, created_at, delivered_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&event_id)
-            .bind(target)
-            .bind(&payload)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        crate::outbox::enqueue(&mut tx, &event_id, webhooks, &payload, now).await?;
         tx.commit().await?;
         tracing::info!(code = %code, day = %day, slot = %slot, "appointment reminder sent");
         sent += 1;

@@ -35,6 +35,33 @@ const CLAIM_MARGIN_MS: i64 = 5_000;
 /// The longest `last_error` kept (in characters).
 const MAX_ERROR_CHARS: usize = 200;
 
+/// Queues `payload` (JSON text carrying `event_id`) for every webhook in `targets`, inside
+/// the caller's transaction — so an event and its deliveries are written together or not
+/// at all.
+pub async fn enqueue(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event_id: &str,
+    targets: &[String],
+    payload: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for target in targets {
+        sqlx::query(
+            "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
+             claimed_until, last_error, created_at, delivered_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event_id)
+        .bind(target)
+        .bind(payload)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// The `X-Concierge-Signature` value of `body`: `sha256=` and the hex HMAC-SHA256 (RFC 2104)
 /// of the exact body bytes, keyed with `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {

@@ -319,20 +319,7 @@ impl Store {
             },
         })
         .to_string();
-        for target in &self.webhooks {
-            sqlx::query(
-                "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
-                 claimed_until, last_error, created_at, delivered_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&event.event_id)
-            .bind(target)
-            .bind(&payload)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        crate::outbox::enqueue(tx, &event.event_id, &self.webhooks, &payload, now).await?;
         Ok(event)
     }
 

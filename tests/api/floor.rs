@@ -4,24 +4,12 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, Engine, TestApp};
+use crate::helpers::{spawn_app_with, Engine};
 
 on_both_engines!(
     tellers_call_numbers_in_order_and_never_the_same_one,
     appointments_list_holidays_and_reminders
 );
-
-async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    let res = reqwest::Client::new()
-        .post(app.http(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = res.status();
-    (s, res.json().await.unwrap_or(Value::Null))
-}
 
 async fn tellers_call_numbers_in_order_and_never_the_same_one(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
@@ -64,13 +52,13 @@ async fn tellers_call_numbers_in_order_and_never_the_same_one(engine: Engine) {
     }
     called.sort();
     assert_eq!(called, vec!["A001", "A002", "A003", "A004", "A005", "A006"]);
-    let (s, r) = post(
-        &app,
-        "/v1/queue/call-next",
-        &a,
-        json!({"branch": "B001", "line": "A", "counter": "1号窗口"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            "/v1/queue/call-next",
+            &a,
+            json!({"branch": "B001", "line": "A", "counter": "1号窗口"}),
+        )
+        .await;
     assert_eq!(
         (s, r["called"].clone()),
         (StatusCode::OK, Value::Null),
@@ -84,33 +72,33 @@ async fn tellers_call_numbers_in_order_and_never_the_same_one(engine: Engine) {
         "{board}"
     );
     // Bad input.
-    let (s, r) = post(
-        &app,
-        "/v1/queue/call-next",
-        &a,
-        json!({"branch": "B001", "line": "Z", "counter": "1号窗口"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            "/v1/queue/call-next",
+            &a,
+            json!({"branch": "B001", "line": "Z", "counter": "1号窗口"}),
+        )
+        .await;
     assert_eq!(
         (s, r["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_line"))
     );
-    let (s, _) = post(
-        &app,
-        "/v1/queue/call-next",
-        &a,
-        json!({"branch": "B001", "line": "A", "counter": ""}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/v1/queue/call-next",
+            &a,
+            json!({"branch": "B001", "line": "A", "counter": ""}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let editor = app.staff("wang", "content_editor").await;
-    let (s, _) = post(
-        &app,
-        "/v1/queue/call-next",
-        &editor,
-        json!({"branch": "B001", "line": "A", "counter": "1"}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/v1/queue/call-next",
+            &editor,
+            json!({"branch": "B001", "line": "A", "counter": "1"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     app.stop().await;
 }

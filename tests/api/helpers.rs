@@ -188,6 +188,24 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST a JSON body with a staff bearer token; the status and the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let res = reqwest::Client::new()
+            .post(self.http(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// Stops the app gracefully and waits for it.
     pub async fn stop(self) {
         self.stop.cancel();

@@ -78,18 +78,6 @@ impl Console {
     }
 }
 
-async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    let res = reqwest::Client::new()
-        .post(app.http(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = res.status();
-    (s, res.json().await.unwrap_or(Value::Null))
-}
-
 /// A webhook receiver on a random port: every request's headers and body.
 async fn receiver() -> (
     String,
@@ -178,13 +166,13 @@ async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
     );
 
     // Resolved over REST: the kiosk is handed back to the bot.
-    let (s, r) = post(
-        &app,
-        &format!("/v1/tickets/{id}/transition"),
-        &teller,
-        json!({"to": "resolved", "comment": "已到柜台办理"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/transition"),
+            &teller,
+            json!({"to": "resolved", "comment": "已到柜台办理"}),
+        )
+        .await;
     assert_eq!(s, 200, "{r}");
     let ended = kiosk.recv_type("handoff").await;
     assert_eq!(ended["status"], "ended");
@@ -273,7 +261,7 @@ async fn two_tellers_claiming_one_ticket_one_wins(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
     let a = app.staff("chen", "teller").await;
     let b = app.staff("zhou", "teller").await;
-    let (s, r) = post(&app, "/v1/tickets", &a, json!({"kind": "card_reissue", "branch": "B001", "customer_ref": "13812345678", "note": "补卡，手机号13812345678"})).await;
+    let (s, r) = app.post_json( "/v1/tickets", &a, json!({"kind": "card_reissue", "branch": "B001", "customer_ref": "13812345678", "note": "补卡，手机号13812345678"})).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let id = r["ticket"]["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -323,37 +311,37 @@ async fn two_tellers_claiming_one_ticket_one_wins(engine: Engine) {
     // Illegal moves and wrong roles.
     let owner = detail["ticket"]["assignee"].as_str().unwrap().to_string();
     let (owner_token, other_token) = if owner == "chen" { (&a, &b) } else { (&b, &a) };
-    let (s, r) = post(
-        &app,
-        &format!("/v1/tickets/{id}/transition"),
-        owner_token,
-        json!({"to": "closed"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/transition"),
+            owner_token,
+            json!({"to": "closed"}),
+        )
+        .await;
     assert_eq!(
         (s, r["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("illegal_transition")),
         "{r}"
     );
-    let (s, r) = post(
-        &app,
-        &format!("/v1/tickets/{id}/transition"),
-        other_token,
-        json!({"to": "in_progress"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/transition"),
+            other_token,
+            json!({"to": "in_progress"}),
+        )
+        .await;
     assert_eq!(
         (s, r["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_owner")),
         "{r}"
     );
-    let (s, r) = post(
-        &app,
-        &format!("/v1/tickets/{id}/transition"),
-        owner_token,
-        json!({"to": "flying"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/transition"),
+            owner_token,
+            json!({"to": "flying"}),
+        )
+        .await;
     assert_eq!(
         (s, r["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_state")),
@@ -379,31 +367,31 @@ async fn two_tellers_claiming_one_ticket_one_wins(engine: Engine) {
         StatusCode::OK,
         "back_office is worked by remote experts too"
     );
-    let (s, _) = post(
-        &app,
-        "/v1/tickets",
-        &a,
-        json!({"kind": "teleport", "branch": "B001"}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/v1/tickets",
+            &a,
+            json!({"kind": "teleport", "branch": "B001"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // A supervisor reassigns; a teller may not.
-    let (s, _) = post(
-        &app,
-        &format!("/v1/tickets/{id}/reassign"),
-        other_token,
-        json!({"to": "zhou"}),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/reassign"),
+            other_token,
+            json!({"to": "zhou"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let sup = app.staff("supervisor", "teller").await;
-    let (s, r) = post(
-        &app,
-        &format!("/v1/tickets/{id}/reassign"),
-        &sup,
-        json!({"to": "zhou", "comment": "chen 下班了"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            &format!("/v1/tickets/{id}/reassign"),
+            &sup,
+            json!({"to": "zhou", "comment": "chen 下班了"}),
+        )
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["ticket"]["assignee"], "zhou");
     app.stop().await;
@@ -412,13 +400,13 @@ async fn two_tellers_claiming_one_ticket_one_wins(engine: Engine) {
 async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
     let teller = app.staff("chen", "teller").await;
-    let (s, r) = post(
-        &app,
-        "/v1/tickets",
-        &teller,
-        json!({"kind": "complaint", "branch": "B001", "note": "排队太久"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            "/v1/tickets",
+            &teller,
+            json!({"kind": "complaint", "branch": "B001", "note": "排队太久"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(
         r["ticket"]["priority"], "high",
@@ -544,13 +532,13 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     concierge::staff::set_branch(&app.state.db, "zhou", Some("B002"))
         .await
         .unwrap();
-    let (s, r) = post(
-        &app,
-        "/v1/tickets",
-        &here,
-        json!({"kind": "card_reissue", "branch": "B001"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            "/v1/tickets",
+            &here,
+            json!({"kind": "card_reissue", "branch": "B001"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let id = r["ticket"]["id"].as_str().unwrap().to_string();
     // Another branch's ticket is "not found" for them — by id, by list, by claim.
@@ -563,25 +551,29 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let list = app.get_json("/v1/tickets", &there).await;
     assert_eq!(list["tickets"], json!([]), "{list}");
-    let (s, _) = post(&app, &format!("/v1/tickets/{id}/claim"), &there, json!({})).await;
+    let (s, _) = app
+        .post_json(&format!("/v1/tickets/{id}/claim"), &there, json!({}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let mut console = Console::connect(&app, &there).await;
     console.send(json!({"type": "accept", "ticket": id})).await;
     assert_eq!(console.answer().await["code"], "not_found");
     // Nor may they open tickets for it.
-    let (s, r) = post(
-        &app,
-        "/v1/tickets",
-        &there,
-        json!({"kind": "card_reissue", "branch": "B001"}),
-    )
-    .await;
+    let (s, r) = app
+        .post_json(
+            "/v1/tickets",
+            &there,
+            json!({"kind": "card_reissue", "branch": "B001"}),
+        )
+        .await;
     assert_eq!(
         (s, r["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("other_branch"))
     );
     // Their own branch's teller can.
-    let (s, _) = post(&app, &format!("/v1/tickets/{id}/claim"), &here, json!({})).await;
+    let (s, _) = app
+        .post_json(&format!("/v1/tickets/{id}/claim"), &here, json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     // Resolved long ago: closed automatically, once.
     let tickets = app.state.tickets.clone();
@@ -659,13 +651,13 @@ async fn release_hands_back_routing_balances_and_bad_console_input_is_answered()
     // Back-office tickets go to the least-loaded online teller, ties in turn.
     let mut owners = Vec::new();
     for _ in 0..4 {
-        let (s, r) = post(
-            &app,
-            "/v1/tickets",
-            &chen,
-            json!({"kind": "card_reissue", "branch": "B001"}),
-        )
-        .await;
+        let (s, r) = app
+            .post_json(
+                "/v1/tickets",
+                &chen,
+                json!({"kind": "card_reissue", "branch": "B001"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{r}");
         owners.push(r["ticket"]["assignee"].as_str().unwrap().to_string());
     }
