@@ -1,31 +1,54 @@
 //! The `kiosk-adapter` binary: connects a kiosk's devices to Concierge.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use kiosk_adapter::drivers::{Driver, Drivers};
 use kiosk_adapter::peer::{self, PeerConfig};
 use kiosk_adapter::sim::SimulatedDevices;
+use kiosk_adapter::xfs4iot::devices::XfsDevices;
+use serde::Deserialize;
 
 /// Connects this kiosk PC's devices to Concierge as the kiosk's device peer.
 ///
 /// Register the peer first with `concierge kiosk register --id K --branch B --role devices`
-/// and pass the printed token. Devices are simulated until hardware drivers are configured.
+/// and pass the printed token. Settings come from flags, the environment
+/// (KIOSK_ADAPTER_*), or a TOML file given with --config (keys: url, kiosk, token, xfs4iot,
+/// simulate); flags win.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Concierge's kiosk WebSocket.
-    #[arg(
-        long,
-        env = "KIOSK_ADAPTER_URL",
-        default_value = "ws://127.0.0.1:8080/v1/kiosk/ws"
-    )]
-    url: String,
+    /// A TOML file with the settings below.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Concierge's kiosk WebSocket [default: ws://127.0.0.1:8080/v1/kiosk/ws].
+    #[arg(long, env = "KIOSK_ADAPTER_URL")]
+    url: Option<String>,
     /// The kiosk's id (the same as its screen's).
     #[arg(long, env = "KIOSK_ADAPTER_KIOSK")]
-    kiosk: String,
+    kiosk: Option<String>,
     /// The device peer's token.
     #[arg(long, env = "KIOSK_ADAPTER_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
+    /// The XFS4IoT service publisher of this kiosk's devices
+    /// (e.g. ws://127.0.0.1:5846/xfs4iot/v1.0); its devices are driven through it.
+    #[arg(long, env = "KIOSK_ADAPTER_XFS4IOT", value_name = "URL")]
+    xfs4iot: Option<String>,
+    /// Simulate every device no real driver serves (the default without --xfs4iot).
+    #[arg(long)]
+    simulate: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    url: Option<String>,
+    kiosk: Option<String>,
+    token: Option<String>,
+    xfs4iot: Option<String>,
+    #[serde(default)]
+    simulate: bool,
 }
 
 #[tokio::main]
@@ -34,12 +57,65 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let config = PeerConfig {
-        url: args.url,
-        kiosk_id: args.kiosk,
-        token: args.token,
+    let file = match &args.config {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| toml::from_str::<FileConfig>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("kiosk-adapter: {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => FileConfig::default(),
     };
-    let err = peer::run(config, Arc::new(SimulatedDevices::new())).await;
+    let (Some(kiosk), Some(token)) = (args.kiosk.or(file.kiosk), args.token.or(file.token)) else {
+        eprintln!("kiosk-adapter: --kiosk and --token are needed (flags, environment or --config)");
+        return std::process::ExitCode::from(2);
+    };
+    let config = PeerConfig {
+        url: args
+            .url
+            .or(file.url)
+            .unwrap_or_else(|| "ws://127.0.0.1:8080/v1/kiosk/ws".into()),
+        kiosk_id: kiosk,
+        token,
+    };
+    let xfs_url = args.xfs4iot.or(file.xfs4iot);
+    let mut list: Vec<Arc<dyn Driver>> = Vec::new();
+    let mut xfs = None;
+    if let Some(url) = &xfs_url {
+        let found = XfsDevices::discover(url, std::time::Duration::from_secs(10)).await;
+        match found {
+            Ok(d) => {
+                tracing::info!(%url, kinds = ?d.kinds(), "XFS4IoT devices found");
+                let d = Arc::new(d);
+                list.push(d.clone());
+                xfs = Some(d);
+            }
+            Err(e) => {
+                eprintln!("kiosk-adapter: XFS4IoT service publisher {url}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    if xfs_url.is_none() || args.simulate || file.simulate {
+        list.push(Arc::new(SimulatedDevices::new()));
+    }
+    let drivers = Arc::new(Drivers::new(list));
+    if let Some(xfs) = xfs {
+        // Card removed, paper low/out, offline: queued for the server (also while away).
+        let d = drivers.clone();
+        xfs.on_event(move |e| {
+            d.push_event(kiosk_adapter::drivers::DeviceEvent {
+                device: e.device,
+                event: e.event,
+                data: e.data,
+            })
+        });
+    }
+    let err = peer::run(config, drivers).await;
     eprintln!("kiosk-adapter: {err}");
     std::process::ExitCode::FAILURE
 }

@@ -1,16 +1,18 @@
 //! The device peer: connects to Concierge's kiosk WebSocket as role `devices`, advertises
-//! its devices, executes `device.invoke` with the simulated drivers and answers with
-//! `device.result`. When the connection drops it reconnects with jittered exponential
-//! backoff (0.5 s doubling to 30 s).
+//! its devices, runs each `device.invoke` on its driver (concurrently: a PIN entry does not
+//! hold up a printer) and answers with `device.result`, and sends queued device events
+//! (including those from while it was disconnected). When the connection drops it
+//! reconnects with jittered exponential backoff (0.5 s doubling to 30 s).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use kiosk_protocol::{ClientMessage, PeerRole, ServerMessage};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::sim::SimulatedDevices;
+use crate::drivers::Drivers;
 
 /// Where and who to connect as.
 #[derive(Debug, Clone)]
@@ -32,25 +34,45 @@ pub enum PeerError {
     Connection(String),
 }
 
+/// The longest a device call may take, whatever the server asks.
+const MAX_CALL: Duration = Duration::from_secs(300);
+
 /// Connects and serves device calls until the connection ends.
-pub async fn serve_once(
-    config: &PeerConfig,
-    devices: &Arc<SimulatedDevices>,
-) -> Result<(), PeerError> {
+pub async fn serve_once(config: &PeerConfig, drivers: &Arc<Drivers>) -> Result<(), PeerError> {
     let (ws, _) = tokio_tungstenite::connect_async(config.url.as_str())
         .await
         .map_err(|e| PeerError::Connection(e.to_string()))?;
-    let (mut tx, mut rx) = ws.split();
+    let (mut sink, mut rx) = ws.split();
+    let (out, mut outq) = mpsc::channel::<ClientMessage>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outq.recv().await {
+            let text = serde_json::to_string(&msg).expect("client messages serialize");
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
     let hello = ClientMessage::Hello {
         kiosk_id: config.kiosk_id.clone(),
         token: Some(config.token.clone()),
         session_id: None,
         role: PeerRole::Devices,
-        capabilities: SimulatedDevices::capabilities(),
+        capabilities: drivers.capabilities(),
     };
-    send(&mut tx, &hello).await?;
-    while let Some(frame) = rx.next().await {
-        let frame = frame.map_err(|e| PeerError::Connection(e.to_string()))?;
+    send(&out, hello).await?;
+    let result = loop {
+        let frame = tokio::select! {
+            f = rx.next() => f,
+            _ = drivers.event_queued() => {
+                flush_events(drivers, &out).await?;
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break Ok(()) };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => break Err(PeerError::Connection(e.to_string())),
+        };
         let Message::Text(text) = frame else { continue };
         let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
             tracing::warn!("unreadable server message ignored");
@@ -58,67 +80,88 @@ pub async fn serve_once(
         };
         match msg {
             ServerMessage::Welcome { .. } => {
-                tracing::info!(kiosk_id = %config.kiosk_id, "connected as device peer")
+                tracing::info!(kiosk_id = %config.kiosk_id, "connected as device peer");
+                // Events from while we were away.
+                flush_events(drivers, &out).await?;
             }
             ServerMessage::DeviceInvoke {
                 call_id,
                 device,
                 action,
                 args,
-                ..
+                timeout_ms,
             } => {
-                let result = devices.handle(&call_id, &device, &action, &args);
-                tracing::info!(%call_id, %device, %action, ok = result.is_ok(), "device call");
-                let (ok, data, error) = match result {
-                    Ok(v) => (true, Some(v), None),
-                    Err(e) => (false, None, Some(e)),
-                };
-                send(
-                    &mut tx,
-                    &ClientMessage::DeviceResult {
-                        call_id,
-                        ok,
-                        data,
-                        error,
-                    },
-                )
-                .await?;
+                let drivers = drivers.clone();
+                let out = out.clone();
+                tokio::spawn(async move {
+                    let limit = Duration::from_millis(timeout_ms).min(MAX_CALL);
+                    let result = drivers.call(&call_id, &device, &action, &args, limit).await;
+                    tracing::info!(%call_id, %device, %action, ok = result.is_ok(), "device call");
+                    let (ok, data, error) = match result {
+                        Ok(v) => (true, Some(v), None),
+                        Err(e) => (false, None, Some(e)),
+                    };
+                    let _ = out
+                        .send(ClientMessage::DeviceResult {
+                            call_id,
+                            ok,
+                            data,
+                            error,
+                        })
+                        .await;
+                });
             }
             ServerMessage::Error { code, message } => {
                 use kiosk_protocol::ErrorCode::*;
                 if matches!(code, Unauthorized | UnknownKiosk | HelloRequired) {
-                    return Err(PeerError::Refused(format!("{}: {message}", code.as_str())));
+                    break Err(PeerError::Refused(format!("{}: {message}", code.as_str())));
                 }
                 // A result for a call the server already timed out: dropped, with a log line.
                 tracing::warn!(code = code.as_str(), %message, "server reported an error");
             }
             ServerMessage::SessionEnd { reason } => {
                 tracing::info!(%reason, "server ended the connection");
-                return Ok(());
+                break Ok(());
             }
             _ => {}
+        }
+    };
+    drop(out);
+    writer.abort();
+    result
+}
+
+async fn flush_events(
+    drivers: &Drivers,
+    out: &mpsc::Sender<ClientMessage>,
+) -> Result<(), PeerError> {
+    let events = drivers.take_events();
+    for (i, e) in events.iter().enumerate() {
+        let msg = ClientMessage::DeviceEvent {
+            device: e.device.clone(),
+            event: e.event.clone(),
+            data: e.data.clone(),
+        };
+        if out.send(msg).await.is_err() {
+            drivers.requeue(events[i..].to_vec());
+            return Err(PeerError::Connection("writer closed".into()));
         }
     }
     Ok(())
 }
 
-async fn send<S>(tx: &mut S, msg: &ClientMessage) -> Result<(), PeerError>
-where
-    S: futures_util::Sink<Message> + Unpin,
-    S::Error: std::fmt::Display,
-{
-    let text = serde_json::to_string(msg).expect("client messages serialize");
-    tx.send(Message::Text(text.into()))
+async fn send(out: &mpsc::Sender<ClientMessage>, msg: ClientMessage) -> Result<(), PeerError> {
+    out.send(msg)
         .await
-        .map_err(|e| PeerError::Connection(e.to_string()))
+        .map_err(|_| PeerError::Connection("writer closed".into()))
 }
 
 /// Serves forever, reconnecting with jittered exponential backoff; returns only when the
 /// server refuses the peer's identity.
-pub async fn run(config: PeerConfig, devices: Arc<SimulatedDevices>) -> PeerError {
+pub async fn run(config: PeerConfig, drivers: Arc<Drivers>) -> PeerError {
     let mut delay = Duration::from_millis(500);
     loop {
-        match serve_once(&config, &devices).await {
+        match serve_once(&config, &drivers).await {
             Err(e @ PeerError::Refused(_)) => return e,
             Err(e) => tracing::warn!(error = %e, "device peer disconnected"),
             Ok(()) => delay = Duration::from_millis(500),

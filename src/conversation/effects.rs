@@ -38,11 +38,13 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
             timeout_ms,
         } => {
             let timeout = Duration::from_millis((*timeout_ms).clamp(1_000, 120_000));
+            let started = std::time::Instant::now();
             let result = ctx
                 .app
                 .broker
                 .invoke(ctx.kiosk_id, device, action, args.clone(), timeout)
                 .await;
+            audit_device_call(ctx, device, action, &result, started.elapsed()).await;
             match result {
                 Ok(value) => (
                     EffectResult::Done(fields(&value)),
@@ -514,6 +516,76 @@ fn found(hit: crate::knowledge::index::Hit, spoken: String) -> EffectResult {
         ("article_version", hit.version.to_string()),
         ("article_title", hit.title),
     ])
+}
+
+/// Result fields never kept, not even masked.
+const NEVER_KEPT: [&str; 3] = ["pin_block", "photo", "image"];
+
+/// Writes a device call to `device_calls`: kiosk, session, device, action, outcome, time
+/// taken, and the result with identifiers masked. A failure to write is logged, never
+/// fatal to the journey.
+async fn audit_device_call(
+    ctx: &Context<'_>,
+    device: &str,
+    action: &str,
+    result: &Result<serde_json::Value, DeviceFailure>,
+    took: Duration,
+) {
+    let (ok, code, masked) = match result {
+        Ok(v) => {
+            let kept: serde_json::Map<String, serde_json::Value> = v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !NEVER_KEPT.contains(&k.as_str()))
+                .map(|(k, v)| {
+                    // Identifiers stay in their masked form (the audit can tell which card);
+                    // any other text (a name, an address) is not kept at all.
+                    let v = match v {
+                        serde_json::Value::String(s) => {
+                            let masked = mask_pii(s);
+                            serde_json::Value::String(if masked != *s {
+                                masked
+                            } else {
+                                "***".into()
+                            })
+                        }
+                        other => other.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            (true, None, serde_json::Value::Object(kept).to_string())
+        }
+        Err(e) => {
+            let code = match e {
+                DeviceFailure::NoPeer(_) => "no_device".to_string(),
+                DeviceFailure::Timeout(_) => "timeout".to_string(),
+                DeviceFailure::Device(d) => d.code.chars().take(64).collect(),
+                DeviceFailure::Disconnected => "disconnected".to_string(),
+            };
+            (false, Some(code), "{}".to_string())
+        }
+    };
+    let written = sqlx::query(
+        "INSERT INTO device_calls (id, kiosk_id, session_id, device, action, ok, code, duration_ms, \
+         result_masked, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(ctx.kiosk_id)
+    .bind(ctx.session_id)
+    .bind(device)
+    .bind(action)
+    .bind(i64::from(ok))
+    .bind(&code)
+    .bind(took.as_millis() as i64)
+    .bind(masked)
+    .bind(now_ms())
+    .execute(&ctx.app.db.pool)
+    .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, %device, %action, "device call not audited");
+    }
 }
 
 async fn record_handoff(

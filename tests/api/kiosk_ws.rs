@@ -332,7 +332,7 @@ async fn an_operator_device_call_is_run_by_the_kiosk_adapter() {
         kiosk_id: "K001".into(),
         token,
     };
-    let d = devices.clone();
+    let d = std::sync::Arc::new(kiosk_adapter::drivers::Drivers::simulated(devices.clone()));
     tokio::spawn(async move { kiosk_adapter::peer::run(config, d).await });
     let admin = app.staff("ops", "admin").await;
     let client = reqwest::Client::new();
@@ -409,5 +409,39 @@ async fn a_device_that_never_answers_times_out_and_its_late_result_is_refused() 
         json!({"type": "device.result", "call_id": invoke["call_id"], "ok": true, "data": {}}),
     )
     .await;
+    peer.expect_error("unknown_call_id").await;
+}
+
+#[tokio::test]
+async fn duplicate_and_malformed_device_results_are_refused_and_the_call_completes_once() {
+    let app = spawn_app().await;
+    let token = app.kiosk("K001", "B001", PeerRole::Devices).await;
+    let mut peer = app.connect().await;
+    peer.send(json!({"type": "hello", "kiosk_id": "K001", "token": token, "role": "devices", "capabilities": ["device:receipt_printer"]}))
+        .await;
+    peer.recv_type("welcome").await;
+    let admin = app.staff("ops", "admin").await;
+    let url = app.http("/v1/admin/kiosks/K001/devices/invoke");
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(admin)
+            .json(&json!({"device": "receipt_printer", "action": "print", "timeout_ms": 5000}))
+            .send()
+            .await
+            .unwrap()
+    });
+    let invoke = peer.recv_type("device.invoke").await;
+    // A result without `ok`: malformed, the call still waits for a proper one.
+    peer.send(json!({"type": "device.result", "call_id": invoke["call_id"]}))
+        .await;
+    peer.expect_error("malformed_message").await;
+    peer.send(json!({"type": "device.result", "call_id": invoke["call_id"], "ok": true, "data": {"printed": true}}))
+        .await;
+    let res = call.await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The same result again: the call is over.
+    peer.send(json!({"type": "device.result", "call_id": invoke["call_id"], "ok": true, "data": {"printed": true}}))
+        .await;
     peer.expect_error("unknown_call_id").await;
 }

@@ -5,6 +5,7 @@
 #[macro_use]
 mod helpers;
 
+mod adapter;
 mod banking;
 mod cli;
 mod conversations;
