@@ -43,7 +43,8 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
                 .app
                 .broker
                 .invoke(ctx.kiosk_id, device, action, args.clone(), timeout)
-                .await;
+                .await
+                .and_then(|value| checked(device, action, value));
             audit_device_call(ctx, device, action, &result, started.elapsed()).await;
             match result {
                 Ok(value) => (
@@ -516,6 +517,28 @@ fn found(hit: crate::knowledge::index::Hit, spoken: String) -> EffectResult {
         ("article_version", hit.version.to_string()),
         ("article_title", hit.title),
     ])
+}
+
+/// A device result that does not have the fields its action promises is a device failure
+/// (`bad_result`), not a journey that goes on with holes in it.
+fn checked(
+    device: &str,
+    action: &str,
+    value: serde_json::Value,
+) -> Result<serde_json::Value, DeviceFailure> {
+    match kiosk_protocol::devices::Action::parse(device, action) {
+        Some(a) => match a.check(&value) {
+            Ok(()) => Ok(value),
+            Err(why) => {
+                tracing::warn!(%device, %action, reason = %why, "device result does not fit its action");
+                Err(DeviceFailure::Device(kiosk_protocol::DeviceError {
+                    code: "bad_result".into(),
+                    message: format!("the {device} answered {action} without the expected fields"),
+                }))
+            }
+        },
+        None => Ok(value),
+    }
 }
 
 /// Result fields never kept, not even masked.

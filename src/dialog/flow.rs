@@ -435,6 +435,23 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
                 ));
                 continue;
             };
+            if DEVICES.contains(&device.as_str())
+                && kiosk_protocol::devices::Action::parse(device, action).is_none()
+            {
+                let known: Vec<&str> = kiosk_protocol::devices::Action::ALL
+                    .iter()
+                    .map(|a| a.names())
+                    .filter(|(d, _)| d == device)
+                    .map(|(_, a)| a)
+                    .collect();
+                errors.push(err(
+                    line,
+                    format!(
+                        "`{device}` has no action `{action}` (it can: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
             Kind::Device {
                 device: device.clone(),
                 action: action.clone(),

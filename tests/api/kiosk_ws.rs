@@ -445,3 +445,35 @@ async fn duplicate_and_malformed_device_results_are_refused_and_the_call_complet
         .await;
     peer.expect_error("unknown_call_id").await;
 }
+
+#[tokio::test]
+async fn a_device_result_without_its_fields_takes_the_error_path() {
+    let app = spawn_app().await;
+    let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
+    let mut k = app.connect().await;
+    k.send(json!({"type": "hello", "kiosk_id": "K001", "token": token, "capabilities": ["text", "choices", "device:id_card"]}))
+        .await;
+    let w = k.recv().await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    let session = w["session_id"].as_str().unwrap().to_string();
+    k.recv_type("bot.say").await;
+    k.send(json!({"type": "user.text", "text": "我的银行卡丢了，快帮我挂失"}))
+        .await;
+    let invoke = k.recv_type("device.invoke").await;
+    assert_eq!(invoke["device"], "id_card");
+    // A driver bug: no ID number, no address.
+    k.send(json!({"type": "device.result", "call_id": invoke["call_id"], "ok": true, "data": {"name": "张三"}}))
+        .await;
+    let said = k.recv_type("bot.say").await;
+    assert!(
+        said["text"].as_str().unwrap().contains("没有读到"),
+        "{said}"
+    );
+    let code: Option<String> =
+        sqlx::query_scalar("SELECT code FROM device_calls WHERE session_id = $1")
+            .bind(&session)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(code.as_deref(), Some("bad_result"));
+}

@@ -8,6 +8,8 @@
 //! Text frames carry one JSON object each, internally tagged by `type`. Binary frames carry
 //! audio: PCM16 little-endian mono at 16 kHz, at most 100 ms per frame.
 
+pub mod devices;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
