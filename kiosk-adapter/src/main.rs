@@ -38,6 +38,14 @@ struct Args {
     /// Simulate every device no real driver serves (the default without --xfs4iot).
     #[arg(long)]
     simulate: bool,
+    /// Make the first call of a simulated device fail: DEVICE=CODE (e.g. id_card=no_card,
+    /// receipt_printer=paper_out, pin_pad=timeout); repeatable.
+    #[arg(long = "fail", value_name = "DEVICE=CODE")]
+    fail: Vec<String>,
+    /// Read commands from standard input while running: `fail DEVICE CODE` scripts the next
+    /// call of a simulated device to fail.
+    #[arg(long)]
+    interactive: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,7 +109,32 @@ async fn main() -> std::process::ExitCode {
         }
     }
     if xfs_url.is_none() || args.simulate || file.simulate {
-        list.push(Arc::new(SimulatedDevices::new()));
+        let sim = Arc::new(SimulatedDevices::new());
+        for f in &args.fail {
+            let Some((device, code)) = f.split_once('=') else {
+                eprintln!("kiosk-adapter: --fail takes DEVICE=CODE, not `{f}`");
+                return std::process::ExitCode::from(2);
+            };
+            sim.fail_next(device.trim(), code.trim());
+        }
+        if args.interactive {
+            let sim = sim.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                        ["fail", device, code] => {
+                            sim.fail_next(device, code);
+                            eprintln!("the next {device} call fails with {code}");
+                        }
+                        [] => {}
+                        _ => eprintln!("commands: fail DEVICE CODE"),
+                    }
+                }
+            });
+        }
+        list.push(sim);
     }
     let drivers = Arc::new(Drivers::new(list));
     if let Some(xfs) = xfs {
