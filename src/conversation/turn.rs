@@ -157,6 +157,28 @@ impl Worker {
                     turn_id: None,
                 }];
                 self.store(&lines, None, Some("closed")).await;
+                // Whoever has (or will take) the handoff should know nobody is there.
+                if let Some(h) = &self.handoff {
+                    let left = self
+                        .app
+                        .tickets
+                        .store
+                        .note(
+                            &h.ticket_id,
+                            crate::tickets::store::NewEvent {
+                                kind: "customer_left",
+                                from: None,
+                                to: None,
+                                actor: "kiosk",
+                                comment: "客户已结束自助机会话",
+                                data: serde_json::json!({"reason": reason}),
+                            },
+                        )
+                        .await;
+                    if let Err(e) = left {
+                        tracing::error!(error = %e, "customer_left not recorded on the ticket");
+                    }
+                }
                 Some("closed".into())
             }
         }

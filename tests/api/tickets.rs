@@ -508,6 +508,7 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
         })
         .await
         .unwrap();
+
     assert_eq!(
         list[0].state,
         concierge::tickets::store::TicketState::New,
@@ -519,6 +520,23 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
         .await;
     let next = kiosk.recv_type("bot.say").await;
     assert!(!next["text"].as_str().unwrap().is_empty());
+    // The customer walks away: the ticket says so (staff need not look for them).
+    kiosk
+        .send(json!({"type": "session.close", "reason": "walked_away"}))
+        .await;
+    let id = list[0].id.clone();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let events = app.state.tickets.store.events(&id).await.unwrap();
+        if events.iter().any(|e| e.kind == "customer_left") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "customer_left never recorded: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 
