@@ -52,12 +52,7 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
                     format!("设备 {device}.{action}：成功"),
                 ),
                 Err(e) => {
-                    let code = match &e {
-                        DeviceFailure::NoPeer(_) => "no_device".to_string(),
-                        DeviceFailure::Timeout(_) => "timeout".to_string(),
-                        DeviceFailure::Device(d) => d.code.chars().take(64).collect(),
-                        DeviceFailure::Disconnected => "disconnected".to_string(),
-                    };
+                    let code = failure_code(&e);
                     (
                         failed(&code, &e.to_string()),
                         format!("设备 {device}.{action}：失败（{code}）"),
@@ -541,6 +536,16 @@ fn checked(
     }
 }
 
+/// The stable code a flow's `error` slot gets for a failed device call.
+fn failure_code(e: &DeviceFailure) -> String {
+    match e {
+        DeviceFailure::NoPeer(_) => "no_device".to_string(),
+        DeviceFailure::Timeout(_) => "timeout".to_string(),
+        DeviceFailure::Device(d) => d.code.chars().take(64).collect(),
+        DeviceFailure::Disconnected => "disconnected".to_string(),
+    }
+}
+
 /// Result fields never kept, not even masked.
 const NEVER_KEPT: [&str; 3] = ["pin_block", "photo", "image"];
 
@@ -580,15 +585,7 @@ async fn audit_device_call(
                 .collect();
             (true, None, serde_json::Value::Object(kept).to_string())
         }
-        Err(e) => {
-            let code = match e {
-                DeviceFailure::NoPeer(_) => "no_device".to_string(),
-                DeviceFailure::Timeout(_) => "timeout".to_string(),
-                DeviceFailure::Device(d) => d.code.chars().take(64).collect(),
-                DeviceFailure::Disconnected => "disconnected".to_string(),
-            };
-            (false, Some(code), "{}".to_string())
-        }
+        Err(e) => (false, Some(failure_code(e)), "{}".to_string()),
     };
     let written = sqlx::query(
         "INSERT INTO device_calls (id, kiosk_id, session_id, device, action, ok, code, duration_ms, \

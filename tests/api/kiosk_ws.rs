@@ -384,22 +384,7 @@ async fn an_operator_device_call_is_run_by_the_kiosk_adapter() {
 #[tokio::test]
 async fn a_device_that_never_answers_times_out_and_its_late_result_is_refused() {
     let app = spawn_app().await;
-    let token = app.kiosk("K001", "B001", PeerRole::Devices).await;
-    let mut peer = app.connect().await;
-    peer.send(json!({"type": "hello", "kiosk_id": "K001", "token": token, "role": "devices", "capabilities": ["device:camera"]}))
-        .await;
-    peer.recv_type("welcome").await;
-    let admin = app.staff("ops", "admin").await;
-    let url = app.http("/v1/admin/kiosks/K001/devices/invoke");
-    let call = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .bearer_auth(admin)
-            .json(&json!({"device": "camera", "action": "capture", "timeout_ms": 300}))
-            .send()
-            .await
-            .unwrap()
-    });
+    let (mut peer, call) = device_peer_with_call(&app, "camera", "capture", 300).await;
     let invoke = peer.recv_type("device.invoke").await;
     assert_eq!(invoke["device"], "camera");
     assert_eq!(invoke["timeout_ms"], 300);
@@ -415,22 +400,7 @@ async fn a_device_that_never_answers_times_out_and_its_late_result_is_refused() 
 #[tokio::test]
 async fn duplicate_and_malformed_device_results_are_refused_and_the_call_completes_once() {
     let app = spawn_app().await;
-    let token = app.kiosk("K001", "B001", PeerRole::Devices).await;
-    let mut peer = app.connect().await;
-    peer.send(json!({"type": "hello", "kiosk_id": "K001", "token": token, "role": "devices", "capabilities": ["device:receipt_printer"]}))
-        .await;
-    peer.recv_type("welcome").await;
-    let admin = app.staff("ops", "admin").await;
-    let url = app.http("/v1/admin/kiosks/K001/devices/invoke");
-    let call = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .bearer_auth(admin)
-            .json(&json!({"device": "receipt_printer", "action": "print", "timeout_ms": 5000}))
-            .send()
-            .await
-            .unwrap()
-    });
+    let (mut peer, call) = device_peer_with_call(&app, "receipt_printer", "print", 5000).await;
     let invoke = peer.recv_type("device.invoke").await;
     // A result without `ok`: malformed, the call still waits for a proper one.
     peer.send(json!({"type": "device.result", "call_id": invoke["call_id"]}))
@@ -476,4 +446,35 @@ async fn a_device_result_without_its_fields_takes_the_error_path() {
             .await
             .unwrap();
     assert_eq!(code.as_deref(), Some("bad_result"));
+}
+
+/// A devices peer of K001 serving `device`, and an operator's call of `action` on it
+/// (the HTTP response arrives when the call completes or times out).
+async fn device_peer_with_call(
+    app: &crate::helpers::TestApp,
+    device: &str,
+    action: &str,
+    timeout_ms: u64,
+) -> (
+    crate::helpers::Kiosk,
+    tokio::task::JoinHandle<reqwest::Response>,
+) {
+    let token = app.kiosk("K001", "B001", PeerRole::Devices).await;
+    let mut peer = app.connect().await;
+    peer.send(json!({"type": "hello", "kiosk_id": "K001", "token": token, "role": "devices", "capabilities": [format!("device:{device}")]}))
+        .await;
+    peer.recv_type("welcome").await;
+    let admin = app.staff("ops", "admin").await;
+    let url = app.http("/v1/admin/kiosks/K001/devices/invoke");
+    let body = json!({"device": device, "action": action, "timeout_ms": timeout_ms});
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    });
+    (peer, call)
 }
