@@ -313,7 +313,10 @@ impl Chat<'_> {
                     return Some(Next::Exit(ExitCode::FAILURE));
                 }
             }
-            ServerMessage::Pong { .. } => {}
+            ServerMessage::Pong { .. }
+            | ServerMessage::BotAudio { .. }
+            | ServerMessage::BotAudioEnd { .. }
+            | ServerMessage::BotStop { .. } => {}
         }
         None
     }

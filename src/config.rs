@@ -26,6 +26,44 @@ pub struct Settings {
     pub knowledge: KnowledgeSettings,
     pub tickets: TicketSettings,
     pub outbox: OutboxSettings,
+    pub speech: SpeechSettings,
+}
+
+/// Speech: recognition (ASR), voice activity, correction and synthesis (TTS).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpeechSettings {
+    /// Where `concierge models fetch` puts model files and where `serve` looks for them.
+    pub models_dir: PathBuf,
+    /// `whisper` (embedded, local ggml model), `openai` (an OpenAI-compatible transcription
+    /// API) or `off`.
+    pub asr_backend: String,
+    /// The whisper ggml model file, relative to `models_dir` (or absolute).
+    pub whisper_model: PathBuf,
+    /// The Silero VAD ggml model file, relative to `models_dir`; without it an energy-based
+    /// detector finds speech.
+    pub vad_model: PathBuf,
+    /// Threads of one whisper inference.
+    pub threads: u32,
+    /// Whisper inferences that may run at once on this node (each on its own thread).
+    pub workers: u32,
+    /// 0 or 1: greedy decoding; more: beam search of this width.
+    pub beam_size: u32,
+    /// Decoding prompt: sets the script (Simplified) and the domain vocabulary.
+    pub initial_prompt: String,
+    /// Silence that ends an utterance, in milliseconds.
+    pub end_silence_ms: u64,
+    /// Silence that ends an utterance while the customer is saying digits.
+    pub digit_silence_ms: u64,
+    /// Speech shorter than this is a backchannel (嗯, 好) and never interrupts the bot.
+    pub barge_in_min_ms: u64,
+    /// Map near-miss words onto the domain lexicon after recognition.
+    pub correction: bool,
+    /// OpenAI-compatible transcription API (asr_backend = "openai").
+    pub openai_base_url: String,
+    pub openai_api_key: SecretString,
+    pub openai_model: String,
+    /// Synthesis.
+    pub tts: crate::speech::tts::TtsSettings,
 }
 
 /// Tickets, live handoff and the SLA watcher.

@@ -42,6 +42,7 @@ pub mod nlu;
 pub mod outbox;
 pub mod queue;
 pub mod security;
+pub mod speech;
 pub mod staff;
 pub mod startup;
 pub mod state;

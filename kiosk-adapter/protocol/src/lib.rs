@@ -121,6 +121,24 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ui: Option<Ui>,
     },
+    /// The bot's speech for a turn follows as binary frames (PCM16 LE mono at
+    /// `sample_rate`) until `bot.audio_end`. Sent only to screens announcing `speaker`.
+    #[serde(rename = "bot.audio")]
+    BotAudio {
+        turn_id: String,
+        sample_rate: u32,
+        /// The length of the whole clip.
+        duration_ms: u32,
+        /// False while the bot reads something the customer must hear in full (a risk
+        /// disclosure): speaking over it does not stop it.
+        interruptible: bool,
+    },
+    /// The last binary frame of the bot's speech for `turn_id` has been sent.
+    #[serde(rename = "bot.audio_end")]
+    BotAudioEnd { turn_id: String },
+    /// Stop playing the bot's speech for `turn_id` now: the customer started talking.
+    #[serde(rename = "bot.stop")]
+    BotStop { turn_id: String },
     /// Recognised so far (speech).
     #[serde(rename = "asr.partial")]
     AsrPartial { text: String },

@@ -1,0 +1,1 @@
+//! Model file conversion into whisper.cpp ggml files.

@@ -1,0 +1,1 @@
+//! Domain correction after ASR (pinyin similarity onto the domain lexicon).

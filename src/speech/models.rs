@@ -1,0 +1,1 @@
+//! Model files: fetch, convert, verify.

@@ -1,0 +1,1 @@
+//! Text normalisation for reading aloud.
