@@ -17,6 +17,42 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::{kiosk_ws_url, ChatArgs};
 
+enum SpeakError {
+    Io(String),
+    Gone,
+}
+
+/// Streams a WAV file as one utterance: `audio.start`, 100 ms frames (paced at ten times
+/// real time, the most a server accepts), a second of silence so the server hears the end,
+/// `audio.end`. Returns the clip's length in seconds.
+async fn speak_file<S>(tx: &mut S, path: &std::path::Path) -> Result<f64, SpeakError>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    let samples =
+        crate::speech::tools::read_wav(path).map_err(|e| SpeakError::Io(format!("{e:#}")))?;
+    let mut pcm: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| ((s * 32768.0).clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+        .collect();
+    pcm.extend(std::iter::repeat_n(0u8, 32_000));
+    let start = ClientMessage::AudioStart {
+        sample_rate: kiosk_protocol::AUDIO_SAMPLE_RATE,
+    };
+    send(tx, &start).await.map_err(|_| SpeakError::Gone)?;
+    for frame in pcm.chunks(FRAME_BYTES) {
+        tx.send(Message::Binary(frame.to_vec().into()))
+            .await
+            .map_err(|_| SpeakError::Gone)?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    send(tx, &ClientMessage::AudioEnd)
+        .await
+        .map_err(|_| SpeakError::Gone)?;
+    Ok(samples.len() as f64 / 16_000.0)
+}
+
 /// How long chat waits for replies after its input ends (piped input).
 const DRAIN_AFTER_EOF: Duration = Duration::from_millis(1500);
 
@@ -37,7 +73,17 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         .filter(|s| !s.is_empty());
     let devices = Arc::new(SimulatedDevices::new());
     let (line_tx, mut lines) = mpsc::channel::<Option<String>>(64);
+    let scripted: Vec<String> = args
+        .audio
+        .iter()
+        .map(|f| format!("/audio {}", f.display()))
+        .collect();
     tokio::spawn(async move {
+        for line in scripted {
+            if line_tx.send(Some(line)).await.is_err() {
+                return;
+            }
+        }
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = stdin.next_line().await {
             if line_tx.send(Some(line)).await.is_err() {
@@ -53,6 +99,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         choices: Vec::new(),
         eof: false,
         awaiting: None,
+        voice: None,
+        voice_clips: 0,
     };
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -85,7 +133,14 @@ struct Chat<'a> {
     eof: bool,
     /// Set while a reply is owed: input waits, so a script of lines plays turn by turn.
     awaiting: Option<tokio::time::Instant>,
+    /// The bot's voice being received: turn, sample rate, PCM16 bytes.
+    voice: Option<(String, u32, Vec<u8>)>,
+    /// Clips saved so far (numbers the files: one turn may speak twice).
+    voice_clips: usize,
 }
+
+/// Audio frames of 100 ms at 16 kHz, as a kiosk microphone sends them.
+const FRAME_BYTES: usize = 3200;
 
 /// How long chat holds input back while waiting for a reply.
 const REPLY_WAIT: Duration = Duration::from_secs(10);
@@ -101,7 +156,14 @@ impl Chat<'_> {
         lines: &mut mpsc::Receiver<Option<String>>,
     ) -> Next {
         let (mut tx, mut rx) = ws.split();
-        let mut capabilities = vec!["text".to_string(), "choices".to_string()];
+        let mut capabilities = vec![
+            "text".to_string(),
+            "choices".to_string(),
+            "audio".to_string(),
+        ];
+        if self.args.voice || !self.args.audio.is_empty() {
+            capabilities.push("speaker".into());
+        }
         capabilities.extend(SimulatedDevices::capabilities());
         let hello = ClientMessage::Hello {
             kiosk_id: self.args.kiosk.clone(),
@@ -136,6 +198,14 @@ impl Chat<'_> {
                 frame = rx.next() => {
                     let text = match frame {
                         Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Binary(b))) => {
+                            if let Some((_, _, pcm)) = self.voice.as_mut() {
+                                if pcm.len() < 64 << 20 {
+                                    pcm.extend_from_slice(&b);
+                                }
+                            }
+                            continue;
+                        }
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                             if self.eof {
                                 return Next::Exit(ExitCode::SUCCESS);
@@ -163,6 +233,20 @@ impl Chat<'_> {
                     };
                     let line = line.trim().to_string();
                     if line.is_empty() {
+                        continue;
+                    }
+                    if let Some(file) = line.strip_prefix("/audio ") {
+                        match speak_file(&mut tx, std::path::Path::new(file.trim())).await {
+                            Ok(secs) => {
+                                println!("[说话：{}（{secs:.1} 秒）]", file.trim());
+                                self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT * 3);
+                            }
+                            Err(SpeakError::Io(e)) => println!("[无法读取 {}：{e}]", file.trim()),
+                            Err(SpeakError::Gone) => {
+                                println!("[连接断开，正在重连…]");
+                                return Next::Reconnect;
+                            }
+                        }
                         continue;
                     }
                     let msg = if line == "/quit" {
@@ -243,6 +327,13 @@ impl Chat<'_> {
             }
             ServerMessage::UiShow(ui) => self.show_ui(Some(&ui)),
             ServerMessage::AsrPartial { text } => println!("[识别中] {text}"),
+            ServerMessage::BotAudio {
+                turn_id,
+                sample_rate,
+                ..
+            } => self.voice = Some((turn_id, sample_rate, Vec::new())),
+            ServerMessage::BotAudioEnd { turn_id } => self.save_voice(&turn_id),
+            ServerMessage::BotStop { .. } => println!("[播报被打断]"),
             ServerMessage::AsrFinal { text } => println!("[识别结果] {text}"),
             ServerMessage::DeviceInvoke {
                 call_id,
@@ -313,12 +404,42 @@ impl Chat<'_> {
                     return Some(Next::Exit(ExitCode::FAILURE));
                 }
             }
-            ServerMessage::Pong { .. }
-            | ServerMessage::BotAudio { .. }
-            | ServerMessage::BotAudioEnd { .. }
-            | ServerMessage::BotStop { .. } => {}
+            ServerMessage::Pong { .. } => {}
         }
         None
+    }
+
+    /// Saves the bot's voice for `turn_id` as a WAV file and says where.
+    fn save_voice(&mut self, turn_id: &str) {
+        let Some((turn, rate, pcm)) = self.voice.take() else {
+            return;
+        };
+        if turn != turn_id || pcm.is_empty() {
+            return;
+        }
+        let clip = crate::speech::tts::Pcm {
+            sample_rate: rate,
+            samples: pcm
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+        };
+        let dir = &self.args.voice_dir;
+        self.voice_clips += 1;
+        let path = dir.join(format!(
+            "{}-{:03}.wav",
+            &turn_id[..turn_id.len().min(8)],
+            self.voice_clips
+        ));
+        match std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, clip.to_wav_bytes()))
+        {
+            Ok(()) => println!(
+                "[语音回复 {:.1} 秒：{}]",
+                clip.duration_ms() as f64 / 1000.0,
+                path.display()
+            ),
+            Err(e) => println!("[语音回复无法保存到 {}：{e}]", path.display()),
+        }
     }
 
     fn show_ui(&mut self, ui: Option<&Ui>) {

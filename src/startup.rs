@@ -72,12 +72,35 @@ impl Application {
             crate::tickets::Tickets::new(db.clone(), settings.tickets.clone(), &settings.outbox)
                 .context("tickets")?,
         );
+        let content = Arc::new(content);
+        let speech = {
+            let settings = settings.speech.clone();
+            let content = content.clone();
+            tokio::task::spawn_blocking(move || {
+                let texts = crate::speech::knowledge_texts(&content);
+                crate::speech::Speech::load(&settings, &content, &texts)
+            })
+            .await
+            .context("loading speech")?
+        };
+        for note in &speech.notes {
+            tracing::warn!("{note}");
+        }
+        if let Some(tts) = speech.tts.clone() {
+            // One real synthesis, so a missing espeak-ng is said at start-up, not mid-turn.
+            tokio::spawn(async move {
+                if let Err(e) = tts.check().await {
+                    tracing::warn!(error = %e, "speech synthesis is not usable; replies stay text-only");
+                }
+            });
+        }
         let state = AppState {
+            speech: Arc::new(speech),
             tickets,
             knowledge,
             bank,
             engine: Arc::new(Engine::new(&content.dialogs)?),
-            content: Arc::new(content),
+            content,
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),
             metrics,

@@ -25,6 +25,8 @@ pub struct AppState {
     /// Tickets, staff online on this node, live handoffs.
     pub tickets: Arc<crate::tickets::Tickets>,
     pub engine: Arc<Engine>,
+    /// Speech recognition and synthesis (each part optional: text-only without models).
+    pub speech: Arc<crate::speech::Speech>,
     pub broker: Arc<DeviceBroker>,
     pub hub: Arc<Hub>,
     pub metrics: Metrics,

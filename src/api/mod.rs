@@ -11,6 +11,7 @@ pub mod kiosk_ws;
 pub mod knowledge;
 pub mod nlu;
 pub mod origin;
+pub mod pages;
 pub mod staff_ws;
 pub mod tickets;
 
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{id}/comments", post(tickets::comment))
         .route("/v1/tickets/{id}/reassign", post(tickets::reassign))
         .merge(knowledge_routes(&state))
+        .merge(pages::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

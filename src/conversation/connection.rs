@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::store::{self, SessionRecord};
-use super::turn::{Input, Worker, WorkerEnd};
+use super::turn::{Input, VoiceOut, Worker, WorkerEnd};
 use crate::devices::{Completion, DeviceBroker};
 use crate::dialog::SessionState;
 use crate::kiosks::{self, KioskAuth};
+use crate::speech::pipeline::{ListenConfig, ListenEvent, Listener, VoiceState};
 use crate::state::AppState;
 use crate::store::now_ms;
 
@@ -71,6 +72,7 @@ where
         app,
         conn_id,
         out: out_tx,
+        voice: None,
         close_with,
         limits_bucket: TokenBucket::new(0, 0),
     }
@@ -92,6 +94,26 @@ async fn write_loop<K>(
         if sink.send(Frame::Text(text)).await.is_err() {
             return;
         }
+        // The bot's voice: the clip follows its `bot.audio` as binary frames of 100 ms.
+        if let ServerMessage::BotAudio {
+            turn_id,
+            sample_rate,
+            pcm,
+            ..
+        } = msg
+        {
+            let frame_bytes = (sample_rate as usize / 10).max(1) * 2;
+            for chunk in pcm.chunks(frame_bytes) {
+                if sink.send(Frame::Binary(chunk.to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            let end = ServerMessage::BotAudioEnd { turn_id };
+            let text = serde_json::to_string(&end).expect("server messages serialize");
+            if sink.send(Frame::Text(text)).await.is_err() {
+                return;
+            }
+        }
     }
     let (code, reason) = close_with.lock().unwrap().clone();
     let _ = sink.send(Frame::Close(code, reason)).await;
@@ -102,14 +124,26 @@ struct Connection {
     app: AppState,
     conn_id: u64,
     out: mpsc::Sender<ServerMessage>,
+    /// What the bot is saying on this screen (for barge-in).
+    voice: Option<Arc<VoiceState>>,
     close_with: Arc<Mutex<(u16, String)>>,
     limits_bucket: TokenBucket,
+}
+
+/// The audio stream in progress on a screen.
+enum AudioIn {
+    /// Recognition is on: frames go to a listener.
+    Live(Listener),
+    /// Recognition is off: bytes are only counted (the customer is told to tap instead).
+    Buffered(usize),
 }
 
 /// What the hello established.
 struct Peer {
     kiosk_id: String,
     role: PeerRole,
+    /// What the peer said it can do (`speaker`, `audio`, `elder`, devices…).
+    capabilities: Vec<String>,
 }
 
 /// How the reader loop ended.
@@ -163,12 +197,17 @@ impl Connection {
                 .await;
             return self.finish(close::POLICY, "hello required");
         };
-        let Some(peer) = self
+        let Some(mut peer) = self
             .authenticate(&kiosk_id, token.or(bearer).as_deref(), role)
             .await
         else {
             return;
         };
+        peer.capabilities = capabilities
+            .iter()
+            .take(64)
+            .map(|c| c.chars().take(64).collect())
+            .collect();
         tracing::Span::current().record("kiosk_id", peer.kiosk_id.as_str());
 
         let devices = DeviceBroker::devices_in(&capabilities);
@@ -239,6 +278,7 @@ impl Connection {
             state: state.clone(),
             out: self.out.clone(),
             handoff: None,
+            voice: self.voice_out(peer),
         };
         let opening = if resumed {
             state.last_reply.clone()
@@ -316,6 +356,7 @@ impl Connection {
             Ok(KioskAuth::Ok(k)) => Some(Peer {
                 kiosk_id: k.id,
                 role,
+                capabilities: Vec::new(),
             }),
             Ok(KioskAuth::UnknownKiosk) => {
                 tracing::warn!(kiosk_id, "hello from an unknown kiosk");
@@ -414,10 +455,19 @@ impl Connection {
     {
         let limits = &self.app.settings.kiosk;
         let max_audio = (limits.max_utterance_secs as usize) * (AUDIO_SAMPLE_RATE as usize) * 2;
-        let mut audio: Option<usize> = None;
+        let mut audio: Option<AudioIn> = None;
+        let (heard_tx, mut heard_rx) = mpsc::channel::<ListenEvent>(16);
+        let mut audio_bucket = TokenBucket::new(
+            AUDIO_SAMPLE_RATE * 2 * limits.max_audio_speed,
+            AUDIO_SAMPLE_RATE * 2 * limits.max_audio_speed * 10,
+        );
         loop {
             let frame = tokio::select! {
                 f = stream.next() => f,
+                Some(event) = heard_rx.recv() => {
+                    self.heard(event, inputs).await;
+                    continue;
+                }
                 _ = kick.cancelled() => return ReaderEnd::Tell("replaced".into(), close::NORMAL),
                 _ = self.app.shutdown.cancelled() => return ReaderEnd::Tell("shutdown".into(), close::GOING_AWAY),
             };
@@ -430,7 +480,13 @@ impl Connection {
                 Some(Ok(Frame::Control)) => continue,
                 Some(Ok(f)) => f,
             };
-            if !self.limits_bucket.take() {
+            // Audio frames are limited by audio time (a multiple of real time), other
+            // messages by count.
+            let allowed = match &frame {
+                Frame::Binary(b) => audio_bucket.take_n(b.len() as u32),
+                _ => self.limits_bucket.take(),
+            };
+            if !allowed {
                 self.error(ErrorCode::RateLimited, "操作太频繁，请稍后再试。")
                     .await;
                 continue;
@@ -440,7 +496,17 @@ impl Connection {
                     if bytes.len() > limits.max_binary_frame_bytes {
                         self.error(ErrorCode::BinaryFrameTooLarge, "音频帧过大。")
                             .await;
-                    } else if let Some(total) = audio.as_mut() {
+                    } else if !bytes.len().is_multiple_of(2) && audio.is_some() {
+                        self.error(
+                            ErrorCode::InvalidAudio,
+                            "音频帧须为 PCM16（每个采样两个字节），这一帧已丢弃。",
+                        )
+                        .await;
+                    } else if let Some(AudioIn::Live(listener)) = audio.as_ref() {
+                        if let Some(samples) = crate::speech::pipeline::pcm16_to_f32(&bytes) {
+                            listener.push(samples).await;
+                        }
+                    } else if let Some(AudioIn::Buffered(total)) = audio.as_mut() {
                         *total += bytes.len();
                         if *total > max_audio {
                             audio = None;
@@ -518,7 +584,19 @@ impl Connection {
                 }
                 ClientMessage::AudioStart { sample_rate } => {
                     if sample_rate == AUDIO_SAMPLE_RATE {
-                        audio = Some(0);
+                        // A new stream ends the previous one (its last utterance is kept).
+                        audio = Some(match (&self.voice, self.app.speech.asr.is_some()) {
+                            (Some(voice), true) => AudioIn::Live(Listener::start(
+                                self.app.speech.clone(),
+                                ListenConfig::from_settings(
+                                    &self.app.speech.settings,
+                                    limits.max_utterance_secs,
+                                ),
+                                voice.clone(),
+                                heard_tx.clone(),
+                            )),
+                            _ => AudioIn::Buffered(0),
+                        });
                     } else {
                         self.error(ErrorCode::InvalidAudio, "音频须为 16 kHz 单声道 PCM16。")
                             .await;
@@ -526,7 +604,9 @@ impl Connection {
                     None
                 }
                 ClientMessage::AudioEnd => match audio.take() {
-                    Some(bytes) => Some(Input::Audio { bytes }),
+                    // The listener finishes the last utterance when its sender is dropped.
+                    Some(AudioIn::Live(_)) => None,
+                    Some(AudioIn::Buffered(bytes)) => Some(Input::Audio { bytes }),
                     None => {
                         self.error(ErrorCode::InvalidAudio, "没有进行中的语音。")
                             .await;
@@ -586,6 +666,67 @@ impl Connection {
                     self.error(ErrorCode::RateLimited, "请稍等，上一句话还在处理中。")
                         .await;
                 }
+            }
+        }
+    }
+
+    /// The screen's voice: synthesis for a `speaker`, the state barge-in reads.
+    fn voice_out(&mut self, peer: &Peer) -> Option<VoiceOut> {
+        let has = |c: &str| peer.capabilities.iter().any(|x| x == c);
+        let state = Arc::new(VoiceState::default());
+        self.voice = Some(state.clone());
+        let tts = if has("speaker") {
+            self.app.speech.tts.clone()
+        } else {
+            None
+        };
+        Some(VoiceOut {
+            tts,
+            elder: has("elder"),
+            state,
+        })
+    }
+
+    /// Something the listener heard: tell the screen, then hand it to the turn worker.
+    async fn heard(&self, event: ListenEvent, inputs: Option<&mpsc::Sender<Input>>) {
+        match event {
+            ListenEvent::Partial(text) => {
+                let _ = self.out.send(ServerMessage::AsrPartial { text }).await;
+            }
+            ListenEvent::Stop(turn_id) => {
+                let _ = self.out.send(ServerMessage::BotStop { turn_id }).await;
+            }
+            ListenEvent::Final(heard) => {
+                let _ = self
+                    .out
+                    .send(ServerMessage::AsrFinal {
+                        text: heard.text.clone(),
+                    })
+                    .await;
+                if let Some(tx) = inputs {
+                    // Waits rather than drops: an utterance is never lost.
+                    let _ = tx.send(Input::Speech(Box::new(heard))).await;
+                }
+            }
+            ListenEvent::Backchannel(heard) => {
+                if let Some(tx) = inputs {
+                    let _ = tx.send(Input::Backchannel(heard.text)).await;
+                }
+            }
+            ListenEvent::NoSpeech => {
+                self.error(
+                    ErrorCode::NoSpeech,
+                    "没有听清您说的话，请靠近话筒再说一遍，或直接点选屏幕上的按钮。",
+                )
+                .await;
+            }
+            ListenEvent::Failed(e) => {
+                tracing::warn!(error = %e, "utterance not recognised");
+                self.error(
+                    ErrorCode::AsrFailed,
+                    "语音识别暂时繁忙，请再说一遍，或直接点选屏幕上的按钮。",
+                )
+                .await;
             }
         }
     }
@@ -659,12 +800,16 @@ impl TokenBucket {
     }
 
     fn take(&mut self) -> bool {
+        self.take_n(1)
+    }
+
+    fn take_n(&mut self, n: u32) -> bool {
         let now = Instant::now();
         self.tokens =
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n as f64 {
+            self.tokens -= n as f64;
             true
         } else {
             false

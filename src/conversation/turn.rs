@@ -15,14 +15,18 @@ use crate::dialog::{BotReply, Effect, EffectResult, Engine, Outcome, SessionStat
 use crate::state::AppState;
 
 /// Something the customer (or the kiosk) did that the session must handle in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Text(String),
     Choice(String),
-    /// An utterance of this many bytes of 16 kHz PCM16 ended.
+    /// An utterance of this many bytes of 16 kHz PCM16 ended (recognition is off).
     Audio {
         bytes: usize,
     },
+    /// An utterance, recognised and corrected.
+    Speech(Box<crate::speech::Heard>),
+    /// A backchannel (嗯, 好) said over the bot: recorded, not a turn.
+    Backchannel(String),
     /// A device reported something (card inserted, paper out).
     DeviceEvent {
         device: String,
@@ -56,6 +60,18 @@ pub struct Worker {
     pub out: mpsc::Sender<ServerMessage>,
     /// The live handoff of this session, if any.
     pub handoff: Option<LiveHandoff>,
+    /// The screen's voice (synthesis when it has a speaker; barge-in state).
+    pub voice: Option<VoiceOut>,
+}
+
+/// How the bot speaks on one screen.
+#[derive(Clone)]
+pub struct VoiceOut {
+    /// `None` when the screen has no `speaker` or synthesis is off.
+    pub tts: Option<std::sync::Arc<crate::speech::tts::Tts>>,
+    /// The screen is in elder-friendly mode: the slower voice.
+    pub elder: bool,
+    pub state: std::sync::Arc<crate::speech::pipeline::VoiceState>,
 }
 
 /// A handoff ticket waiting for, or owned by, a person.
@@ -116,6 +132,31 @@ impl Worker {
         let human = self.handoff.as_ref().is_some_and(|h| h.staff.is_some());
         match input {
             Input::Text(text) if human => self.relay_to_staff(&text, "text").await,
+            Input::Speech(heard) if human => self.relay_to_staff(&heard.text, "speech").await,
+            Input::Speech(heard) => {
+                if !heard.changes.is_empty() {
+                    let note = format!("语音识别原文：{}", heard.raw_text);
+                    let lines = [NewLine {
+                        speaker: Speaker::System,
+                        kind: "asr",
+                        text: &note,
+                        turn_id: Some(turn_id),
+                    }];
+                    self.store(&lines, None, None).await;
+                }
+                self.turn(TurnInput::Text(heard.text), turn_id).await
+            }
+            Input::Backchannel(text) => {
+                let note = format!("顾客在播报时附和：{text}");
+                let lines = [NewLine {
+                    speaker: Speaker::System,
+                    kind: "asr",
+                    text: &note,
+                    turn_id: None,
+                }];
+                self.store(&lines, None, None).await;
+                None
+            }
             Input::Choice(value) if human => self.relay_to_staff(&value, "choice").await,
             Input::Ticket(e) => self.ticket_event(*e).await,
             Input::Text(text) => self.turn(TurnInput::Text(text), turn_id).await,
@@ -425,6 +466,7 @@ impl Worker {
                 ..Default::default()
             }),
             end_session: false,
+            interruptible: true,
         };
         self.bot_line(&reply).await;
     }
@@ -514,6 +556,7 @@ impl Worker {
                     speak: None,
                     ui: None,
                     end_session: false,
+                    interruptible: true,
                 })
                 .await;
             }
@@ -540,6 +583,7 @@ impl Worker {
                     speak: None,
                     ui: None,
                     end_session: false,
+                    interruptible: true,
                 })
                 .await;
             }
@@ -598,7 +642,8 @@ impl Worker {
         self.deliver(&turn_id, None, next, outcome).await.flatten()
     }
 
-    /// Sends a reply as `bot.say`.
+    /// Sends a reply as `bot.say`, then, to a screen with a speaker, its voice as
+    /// `bot.audio` (never a sensitive value: those are only on screen, never in the text).
     pub async fn say(&self, turn_id: &str, reply: &BotReply) {
         let _ = self
             .out
@@ -610,6 +655,47 @@ impl Worker {
                 ui: reply.ui.clone(),
             })
             .await;
+        let Some(voice) = &self.voice else {
+            return;
+        };
+        let Some(tts) = &voice.tts else {
+            return;
+        };
+        let spoken = reply.speak.as_deref().unwrap_or(&reply.text);
+        if spoken.trim().is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        match tts.speak(spoken, voice.elder).await {
+            Ok(pcm) => {
+                let duration_ms = pcm.duration_ms() as u32;
+                voice.state.started(
+                    turn_id,
+                    std::time::Duration::from_millis(duration_ms as u64),
+                    reply.interruptible,
+                );
+                tracing::debug!(
+                    synth_ms = started.elapsed().as_millis() as u64,
+                    duration_ms,
+                    "reply synthesised"
+                );
+                let pcm_bytes = pcm.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let _ = self
+                    .out
+                    .send(ServerMessage::BotAudio {
+                        turn_id: turn_id.to_string(),
+                        sample_rate: pcm.sample_rate,
+                        duration_ms,
+                        interruptible: reply.interruptible,
+                        pcm: pcm_bytes,
+                    })
+                    .await;
+            }
+            Err(e) => {
+                // The text is on screen; the kiosk stays usable without the voice.
+                tracing::warn!(error = %e, "reply could not be synthesised");
+            }
+        }
     }
 
     async fn error(&self, code: ErrorCode, message: &str) {

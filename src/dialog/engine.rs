@@ -47,6 +47,14 @@ pub struct BotReply {
     /// The session ends after this reply.
     #[serde(default)]
     pub end_session: bool,
+    /// False for a reply the customer must hear in full (a risk disclosure): speaking over
+    /// it does not stop the bot's voice.
+    #[serde(default = "yes")]
+    pub interruptible: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Work for the turn worker.
@@ -907,6 +915,7 @@ impl Engine {
             speak: None,
             ui: has_ui.then_some(ui),
             end_session: false,
+            interruptible: step.spec.interruptible.unwrap_or(true),
         }
     }
 
@@ -946,6 +955,7 @@ impl Engine {
                 ..Ui::default()
             }),
             end_session: spec.end_session,
+            interruptible: true,
         }
     }
 

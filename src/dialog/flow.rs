@@ -200,6 +200,10 @@ pub struct StepSpec {
     /// Slots to forget before this step runs (to ask them again).
     #[serde(default)]
     pub clear: Vec<String>,
+    /// `false` on a `say` the customer must hear in full (a risk disclosure): talking over
+    /// the bot does not cut it off.
+    #[serde(default)]
+    pub interruptible: Option<bool>,
 }
 
 /// Slots that are shown on screen only, never in spoken or transcribed text.
@@ -405,6 +409,12 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
                 ),
             ));
             continue;
+        }
+        if s.interruptible.is_some() && s.say.is_none() && s.ask.is_none() && s.confirm.is_none() {
+            errors.push(err(
+                line,
+                "`interruptible` belongs on a step that speaks (say, ask, confirm)".to_string(),
+            ));
         }
         let kind = if let Some(t) = &s.say {
             Kind::Say(t.clone())

@@ -344,3 +344,23 @@ pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::proc
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// The fetched speech models (`CONCIERGE_MODELS_DIR`, set by scripts/test after
+/// `concierge models fetch`). Without them a test is skipped with a printed reason, unless
+/// `CONCIERGE_REQUIRE_MODELS=1` (set by scripts/test when the fetch worked): then it fails.
+pub fn models_dir(test: &str) -> Option<PathBuf> {
+    let manifest = concierge::speech::models::MANIFEST;
+    let dir = std::env::var_os("CONCIERGE_MODELS_DIR").map(PathBuf::from);
+    if let Some(d) = dir.as_ref().filter(|d| d.join(manifest).is_file()) {
+        return Some(d.clone());
+    }
+    let why = match &dir {
+        Some(d) => format!("no {manifest} in {}", d.display()),
+        None => "CONCIERGE_MODELS_DIR is not set".to_string(),
+    };
+    if std::env::var("CONCIERGE_REQUIRE_MODELS").as_deref() == Ok("1") {
+        panic!("{test}: model files required (CONCIERGE_REQUIRE_MODELS=1) but {why}");
+    }
+    eprintln!("skipped {test}: {why} (run scripts/test, which fetches them)");
+    None
+}

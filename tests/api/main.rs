@@ -7,14 +7,18 @@ mod helpers;
 
 mod adapter;
 mod banking;
+mod browser;
 mod cli;
 mod conversations;
 mod floor;
 mod http;
 mod kiosk_ws;
 mod knowledge;
+mod models;
 mod nlu;
 mod outbox;
 mod sessions;
+mod speech;
 mod storage;
 mod tickets;
+mod tts;

@@ -132,6 +132,10 @@ pub enum ServerMessage {
         /// False while the bot reads something the customer must hear in full (a risk
         /// disclosure): speaking over it does not stop it.
         interruptible: bool,
+        /// The clip itself (PCM16 LE): never part of the JSON; the server's writer sends it
+        /// as binary frames of at most 100 ms right after this message, then `bot.audio_end`.
+        #[serde(skip)]
+        pcm: Vec<u8>,
     },
     /// The last binary frame of the bot's speech for `turn_id` has been sent.
     #[serde(rename = "bot.audio_end")]
@@ -282,6 +286,10 @@ pub enum ErrorCode {
     AudioTooLong,
     /// Speech recognition is not available on this server; use text or choices.
     AsrUnavailable,
+    /// An audio stream ended without speech the server could recognise.
+    NoSpeech,
+    /// Recognition of an utterance failed (busy or engine error); say it again or tap.
+    AsrFailed,
     /// Too many messages in too short a time.
     RateLimited,
     /// Something failed inside the server; the turn was not completed.
@@ -306,6 +314,8 @@ impl ErrorCode {
             ErrorCode::InvalidAudio => "invalid_audio",
             ErrorCode::AudioTooLong => "audio_too_long",
             ErrorCode::AsrUnavailable => "asr_unavailable",
+            ErrorCode::NoSpeech => "no_speech",
+            ErrorCode::AsrFailed => "asr_failed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
@@ -434,6 +444,8 @@ mod tests {
             InvalidAudio,
             AudioTooLong,
             AsrUnavailable,
+            NoSpeech,
+            AsrFailed,
             RateLimited,
             Internal,
         ] {
