@@ -84,6 +84,13 @@ impl Content {
         let articles = load_articles(&data.knowledge_dir, &mut errors);
         check_knowledge_documents(&data.knowledge_dir, &articles, &mut errors);
         let voices = load_voices(&data.voices_dir, &mut errors);
+        // The operators' extra words for the speech corrector (optional file).
+        let lexicon = data.dialogs_dir.join(crate::speech::correct::LEXICON_FILE);
+        if lexicon.is_file() {
+            if let Err(mut e) = crate::speech::correct::load_lexicon(&lexicon) {
+                errors.append(&mut e);
+            }
+        }
         match dialogs {
             Some(dialogs) if errors.is_empty() => Ok(Content {
                 dialogs,

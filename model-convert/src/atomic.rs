@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::{ConvertError, Result};
 
 /// Runs `write` on a buffered temporary file next to `path`, then renames it to `path`.
-/// On any error the temporary file is removed and `path` is left as it was.
+/// On any error the temporary file is removed and `path` is left as it was. I/O errors of
+/// `write` are reported against `path`, the file the caller asked for.
 pub fn write_atomically<T>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
@@ -17,7 +18,13 @@ pub fn write_atomically<T>(
     let result = (|| {
         let file = File::create(&tmp).map_err(ConvertError::io(&tmp))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        let value = write(&mut w)?;
+        let value = write(&mut w).map_err(|e| match e {
+            ConvertError::Io { error, .. } => ConvertError::Io {
+                path: path.to_path_buf(),
+                error,
+            },
+            e => e,
+        })?;
         w.flush().map_err(ConvertError::io(&tmp))?;
         let file = w
             .into_inner()

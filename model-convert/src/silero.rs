@@ -211,15 +211,7 @@ pub fn write_silero<W: Write>(st: &[u8], version: &str, w: &mut W) -> Result<usi
 /// Converts the safetensors bytes `st` into the VAD ggml file `out` (atomically);
 /// returns the number of tensors.
 pub fn convert_silero(st: &[u8], version: &str, out: &Path) -> Result<usize> {
-    atomic::write_atomically(out, |w| {
-        write_silero(st, version, w).map_err(|e| match e {
-            ConvertError::Io { error, .. } => ConvertError::Io {
-                path: out.to_path_buf(),
-                error,
-            },
-            e => e,
-        })
-    })
+    atomic::write_atomically(out, |w| write_silero(st, version, w))
 }
 
 #[cfg(test)]

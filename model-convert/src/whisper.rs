@@ -202,6 +202,30 @@ impl Planner<'_> {
         })
     }
 
+    /// The self-attention of block `d` (our name) from layer `s` (CTranslate2's name).
+    fn self_attention(&mut self, d: &str, s: &str) -> Result<()> {
+        self.split_qkv(
+            &format!("{d}.attn"),
+            &format!("{s}/self_attention/linear_0"),
+            &["query", "key", "value"],
+        )?;
+        self.lin(
+            &format!("{d}.attn.out"),
+            &format!("{s}/self_attention/linear_1"),
+        )?;
+        self.ln(
+            &format!("{d}.attn_ln"),
+            &format!("{s}/self_attention/layer_norm"),
+        )
+    }
+
+    /// The feed-forward part of block `d` from layer `s`.
+    fn mlp(&mut self, d: &str, s: &str) -> Result<()> {
+        self.lin(&format!("{d}.mlp.0"), &format!("{s}/ffn/linear_0"))?;
+        self.lin(&format!("{d}.mlp.2"), &format!("{s}/ffn/linear_1"))?;
+        self.ln(&format!("{d}.mlp_ln"), &format!("{s}/ffn/layer_norm"))
+    }
+
     fn split_qkv(&mut self, dst: &str, src: &str, parts: &[&str]) -> Result<()> {
         let wname = format!("{src}/weight");
         let bname = format!("{src}/bias");
@@ -322,22 +346,8 @@ pub fn plan(model: &Model) -> Result<(Hparams, Vec<PlannedTensor>)> {
     }
     for i in 0..n_audio_layer {
         let (s, d) = (format!("encoder/layer_{i}"), format!("encoder.blocks.{i}"));
-        p.split_qkv(
-            &format!("{d}.attn"),
-            &format!("{s}/self_attention/linear_0"),
-            &["query", "key", "value"],
-        )?;
-        p.lin(
-            &format!("{d}.attn.out"),
-            &format!("{s}/self_attention/linear_1"),
-        )?;
-        p.ln(
-            &format!("{d}.attn_ln"),
-            &format!("{s}/self_attention/layer_norm"),
-        )?;
-        p.lin(&format!("{d}.mlp.0"), &format!("{s}/ffn/linear_0"))?;
-        p.lin(&format!("{d}.mlp.2"), &format!("{s}/ffn/linear_1"))?;
-        p.ln(&format!("{d}.mlp_ln"), &format!("{s}/ffn/layer_norm"))?;
+        p.self_attention(&d, &s)?;
+        p.mlp(&d, &s)?;
     }
     p.ln("encoder.ln_post", "encoder/layer_norm")?;
 
@@ -351,19 +361,7 @@ pub fn plan(model: &Model) -> Result<(Hparams, Vec<PlannedTensor>)> {
     )?;
     for i in 0..n_text_layer {
         let (s, d) = (format!("decoder/layer_{i}"), format!("decoder.blocks.{i}"));
-        p.split_qkv(
-            &format!("{d}.attn"),
-            &format!("{s}/self_attention/linear_0"),
-            &["query", "key", "value"],
-        )?;
-        p.lin(
-            &format!("{d}.attn.out"),
-            &format!("{s}/self_attention/linear_1"),
-        )?;
-        p.ln(
-            &format!("{d}.attn_ln"),
-            &format!("{s}/self_attention/layer_norm"),
-        )?;
+        p.self_attention(&d, &s)?;
         p.lin(
             &format!("{d}.cross_attn.query"),
             &format!("{s}/attention/linear_0"),
@@ -381,9 +379,7 @@ pub fn plan(model: &Model) -> Result<(Hparams, Vec<PlannedTensor>)> {
             &format!("{d}.cross_attn_ln"),
             &format!("{s}/attention/layer_norm"),
         )?;
-        p.lin(&format!("{d}.mlp.0"), &format!("{s}/ffn/linear_0"))?;
-        p.lin(&format!("{d}.mlp.2"), &format!("{s}/ffn/linear_1"))?;
-        p.ln(&format!("{d}.mlp_ln"), &format!("{s}/ffn/layer_norm"))?;
+        p.mlp(&d, &s)?;
     }
     p.ln("decoder.ln", "decoder/layer_norm")?;
     Ok((hp, p.out))
@@ -559,15 +555,7 @@ pub fn convert_whisper(
     format: WhisperFormat,
     out: &Path,
 ) -> Result<WhisperSummary> {
-    atomic::write_atomically(out, |w| {
-        write_whisper(model, vocabulary, format, w).map_err(|e| match e {
-            ConvertError::Io { error, .. } => ConvertError::Io {
-                path: out.to_path_buf(),
-                error,
-            },
-            e => e,
-        })
-    })
+    atomic::write_atomically(out, |w| write_whisper(model, vocabulary, format, w))
 }
 
 #[cfg(test)]

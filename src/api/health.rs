@@ -26,6 +26,13 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             "articles": app.knowledge.index().len(),
             "voices": app.content.voices.len(),
         },
+        // Speech is optional: a node without it serves text and taps (never "not ready").
+        "speech": {
+            "recognition": app.speech.asr.as_ref().map(|a| a.name()),
+            "vad": if app.speech.silero.is_some() { "silero" } else { "energy" },
+            "synthesis": app.speech.tts.is_some(),
+            "notes": app.speech.notes,
+        },
         "shutting_down": shutting_down,
     }));
     let status = if ready {

@@ -7,9 +7,7 @@
 //! executor. Short utterances are made fast by shrinking the encoder window (`audio_ctx`)
 //! to the audio plus a margin instead of whisper's fixed 30 s (see [`audio_ctx_for`]).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +16,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::oneshot;
 
 use super::vad::SAMPLE_RATE;
+pub use super::BoxFuture;
 use crate::config::SpeechSettings;
 
 /// The longest audio one request may carry (whisper's window).
@@ -49,9 +48,6 @@ pub enum AsrError {
     #[error("transcription service: {0}")]
     Service(String),
 }
-
-/// A boxed future, so the port stays object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Recognises 16 kHz mono audio.
 pub trait Recognizer: Send + Sync {
@@ -276,6 +272,7 @@ pub struct OpenAiAsr {
 
 impl OpenAiAsr {
     pub fn new(s: &SpeechSettings) -> OpenAiAsr {
+        install_tls_provider();
         let config = async_openai::config::OpenAIConfig::new()
             .with_api_base(s.openai_base_url.trim_end_matches('/'))
             .with_api_key(s.openai_api_key.expose_secret());
@@ -286,6 +283,12 @@ impl OpenAiAsr {
             timeout: Duration::from_secs(15),
         }
     }
+}
+
+/// Makes ring the process's TLS crypto provider (async-openai's HTTP client asks for the
+/// process default). Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// 16 kHz mono PCM16 WAV bytes of `samples`.

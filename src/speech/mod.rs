@@ -13,8 +13,13 @@ pub mod tools;
 pub mod tts;
 pub mod vad;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A boxed, sendable future: what the speech ports' methods return (object-safe traits).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 use crate::config::SpeechSettings;
 use crate::content::Content;

@@ -12,11 +12,10 @@
 //! including espeak-ng's streaming WAV header whose sizes are placeholders.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,9 +230,6 @@ impl Pcm {
 
 // ---------------------------------------------------------------------------------------
 // Backends.
-
-/// A boxed, sendable future: what [`TtsBackend`] methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One synthesis engine. Object-safe: [`Tts`] holds them as `Arc<dyn TtsBackend>`.
 pub trait TtsBackend: Send + Sync + std::fmt::Debug {

@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{project_root, spawn_app, TestApp};
 
-/// How long a page may take to show what we wait for.
-const PATIENCE: Duration = Duration::from_secs(15);
+/// How long a page may take to show what we wait for (generous: the whole suite may be
+/// running beside these tests on two cores; a passing wait returns as soon as it can).
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A headless Chromium behind its own chromedriver; both end when this is dropped.
 struct Browser {
@@ -112,7 +113,7 @@ async fn browser(width: u32, height: u32) -> Option<Browser> {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            started.elapsed() < Duration::from_secs(30),
             "chromedriver did not start on port {port}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -263,13 +264,43 @@ impl Browser {
             vec![json!(scope), json!(label)],
         )
         .await;
-        self.client
-            .find(Locator::Css("[data-wd='tap']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click_marked(&format!("a button {label} in {scope}"), || async {
+            self.until(
+                &format!("a button {label} in {scope}"),
+                "const root = document.querySelector(arguments[0]);
+                 if (!root) return null;
+                 const b = Array.from(root.querySelectorAll('button')).find(b =>
+                     b.textContent.trim() === arguments[1] && !b.disabled && b.offsetParent !== null);
+                 if (!b) return null;
+                 document.querySelectorAll('[data-wd]').forEach(x => x.removeAttribute('data-wd'));
+                 b.setAttribute('data-wd', 'tap');
+                 return true;",
+                vec![json!(scope), json!(label)],
+            )
+            .await;
+        })
+        .await;
+    }
+
+    /// Clicks the element marked `data-wd='tap'`; when the page redraws it in between (a
+    /// reply arrived), marks it again with `remark` and retries.
+    async fn click_marked<F, Fut>(&self, what: &str, remark: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let started = Instant::now();
+        loop {
+            let clicked = match self.client.find(Locator::Css("[data-wd='tap']")).await {
+                Ok(el) => el.click().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) if started.elapsed() > PATIENCE => panic!("could not click {what}: {e}"),
+                Err(_) => remark().await,
+            }
+        }
     }
 
     /// Types into the field `selector` (replacing what is there).
@@ -303,21 +334,20 @@ impl Browser {
     }
 
     async fn click(&self, selector: &str) {
-        self.until(
-            &format!("{selector} to be clickable"),
-            "const el = document.querySelector(arguments[0]);
-             if (!el || el.offsetParent === null || el.disabled) return null;
-             el.scrollIntoView({block: 'center'}); return true;",
-            vec![json!(selector)],
-        )
-        .await;
-        self.client
-            .find(Locator::Css(selector))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let mark = || async {
+            self.until(
+                &format!("{selector} to be clickable"),
+                "const el = document.querySelector(arguments[0]);
+                 if (!el || el.offsetParent === null || el.disabled) return null;
+                 document.querySelectorAll('[data-wd]').forEach(x => x.removeAttribute('data-wd'));
+                 el.setAttribute('data-wd', 'tap');
+                 el.scrollIntoView({block: 'center'}); return true;",
+                vec![json!(selector)],
+            )
+            .await;
+        };
+        mark().await;
+        self.click_marked(selector, mark).await;
     }
 
     async fn screenshot(&self, name: &str) {
@@ -569,6 +599,10 @@ async fn a_teller_takes_over_a_kiosk_conversation_from_the_console() {
         )
         .await;
 
+    // Calling the next queue number (nobody waits yet).
+    console.click("#call-next").await;
+    console.wait_text("#toast", "没有人在等候").await;
+
     // An internal comment lands in the history.
     console.fill("#comment-text", "客户已到3号窗口办理").await;
     console.click("#case .comment-form button").await;
@@ -580,6 +614,11 @@ async fn a_teller_takes_over_a_kiosk_conversation_from_the_console() {
     console.tap("#case", "交还小安").await;
     kiosk.wait_text("#handoff", "服务已结束").await;
     kiosk.screenshot("kiosk-handoff-ended").await;
+    // And resolves the ticket.
+    console.fill("#move-to", "resolved").await;
+    console.fill("#move-comment", "已到柜台办理").await;
+    console.tap("#case", "更新状态").await;
+    console.wait_text("#case .case-sub", "已解决").await;
     console.screenshot("console").await;
     kiosk.close().await;
     console.close().await;
@@ -663,6 +702,12 @@ async fn an_article_written_and_approved_in_the_studio_answers_at_the_kiosk() {
         .await;
     b.click("#tab-golden").await;
     b.wait_text("#golden", "通过").await;
+    // Retire it, then bring it back by rolling back to version 1.
+    b.click("#tab-history").await;
+    b.tap("#history", "下线").await;
+    b.wait_text("#ed-status", "已下线").await;
+    b.tap("#history", "回滚到此版").await;
+    b.wait_text("#ed-status", "已回滚").await;
 
     // The kiosk answers with it at once.
     b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
@@ -758,7 +803,7 @@ async fn markup_in_an_article_is_shown_as_text_at_the_kiosk_and_in_the_studio() 
 
 #[tokio::test]
 async fn a_refused_microphone_falls_back_to_touch() {
-    let Some(b) = browser(1080, 1920).await else {
+    let Some(b) = browser(1920, 1080).await else {
         return;
     };
     let app = spawn_app().await;
@@ -774,6 +819,7 @@ async fn a_refused_microphone_falls_back_to_touch() {
     .await;
     b.click("#btn-mic").await;
     b.wait_text("#notice", "触屏").await;
+    b.screenshot("kiosk-landscape-mic-refused").await;
     let disabled = b
         .js(
             "return document.querySelector('#btn-mic').disabled;",
@@ -942,6 +988,21 @@ async fn a_conflicting_save_in_the_studio_keeps_what_the_editor_wrote() {
         .js("return document.querySelector('#ed-body').value;", vec![])
         .await;
     assert!(kept.as_str().unwrap().contains("王编辑的修改"), "{kept}");
+    // The review tab shows what the colleague's version changes against the live one.
+    b.click("#tab-review").await;
+    b.wait_text("#review", "与线上 v1 的差异").await;
+    b.wait_text("#review .diff", "同事的修改").await;
+    b.screenshot("studio-review-diff").await;
+    // The synonym dictionary round-trips through its editor.
+    b.click("#tab-synonyms").await;
+    b.until(
+        "the synonyms to load",
+        "return document.querySelector('#syn-text').value.includes('挂失');",
+        vec![],
+    )
+    .await;
+    b.click("#btn-syn-save").await;
+    b.wait_text("#syn-status", "已保存").await;
     b.close().await;
     app.stop().await;
 }

@@ -447,3 +447,42 @@ fn transcribe_prints_one_json_object_per_file() {
     assert!(lines[1]["error"].as_str().is_some(), "{stdout}");
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn chat_says_a_wav_file_and_saves_the_spoken_reply() {
+    let Some(models) = models_dir("chat_says_a_wav_file_and_saves_the_spoken_reply") else {
+        return;
+    };
+    let app = hearing_app(&models).await;
+    let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = app.http("");
+    let (session_file, voice_dir) = (dir.path().join("chat.session"), dir.path().join("voice"));
+    let vd = voice_dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        concierge()
+            .args(["chat", "--url", &url, "--kiosk", "K001", "--token", &token])
+            .arg("--session-file")
+            .arg(&session_file)
+            .arg("--voice-dir")
+            .arg(&vd)
+            .arg("--audio")
+            .arg(fixture("p_2.16k.wav"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[识别结果] 我要取号"), "{stdout}");
+    assert!(stdout.contains("小安：好的，帮您取号"), "{stdout}");
+    assert!(stdout.contains("[语音回复"), "{stdout}");
+    let clips: Vec<_> = std::fs::read_dir(&voice_dir).unwrap().collect();
+    assert!(clips.len() >= 2, "the opening and the reply are saved");
+    for clip in clips {
+        let bytes = std::fs::read(clip.unwrap().path()).unwrap();
+        let pcm = concierge::speech::tts::Pcm::from_wav_bytes(&bytes).unwrap();
+        assert!(pcm.duration_ms() > 500 && pcm.rms() > 100.0, "a real voice");
+    }
+}

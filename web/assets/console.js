@@ -49,6 +49,7 @@ const isHandoff = (t) => t.kind === 'handoff' || t.kind === 'handoff_remote';
 
 function connectLive() {
   if (stopped || !auth.token()) return;
+  if (ws && (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN)) return;
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/staff/ws?token=${encodeURIComponent(auth.token())}`;
   const sock = new WebSocket(url);
   ws = sock;
@@ -349,10 +350,11 @@ $('#btn-logout').addEventListener('click', async () => {
 });
 
 function start(user) {
+  // Also called after logging in again (an expired token): keep the open ticket and typing.
   stopped = false;
   $('#who').textContent = `${user.name}`;
   if (user.branch) $('#branch').value = user.branch;
-  connectLive();
+  if (!ws) connectLive();
   loadBoard();
   loadAppointments();
 }

@@ -180,6 +180,7 @@ function scheduleReconnect() {
 
 function reconnectNow() {
   // Used when the capabilities change (elder mode): resume the same session on a new socket.
+  if (state.capturing) endUtterance(false); // an utterance never spans two sockets
   const old = state.ws;
   state.ws = null;
   if (old) old.close(1000, 'capabilities changed');
@@ -317,6 +318,7 @@ function onError(m) {
       endUtterance(false);
       stopHandsFree();
       el.mic.disabled = true;
+      el.handsfree.disabled = true;
       notice('语音识别暂不可用，请点选或输入', 0);
       break;
     case 'unauthorized':
@@ -483,6 +485,7 @@ function renderUi(ui, text) {
     el.device.dataset.device = device.kind;
     show(el.device, true);
     avatar.gesture('point', 4000);
+    setStatus('请按屏幕提示操作', 'thinking');
   }
   const fields = ui.fields || [];
   if (ui.sensitive && fields.length) {
@@ -625,6 +628,7 @@ function resetModes() {
 function voiceRefused(err) {
   state.voiceOff = true;
   el.mic.disabled = true;
+  el.handsfree.disabled = true;
   stopHandsFree();
   const denied = err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
   notice(denied ? '没有获得麦克风权限，已切换为触屏操作，请点选或输入。' : '麦克风无法使用，已切换为触屏操作，请点选或输入。', 0);
@@ -744,12 +748,14 @@ el.keypadToggle.addEventListener('click', () => {
 });
 el.elder.addEventListener('click', () => {
   const on = document.body.classList.toggle('elder');
+  stickToBottom();
   el.elder.setAttribute('aria-pressed', String(on));
   notice(on ? '已开启长辈模式：字更大，说话更慢。' : '已关闭长辈模式。', 4000);
   reconnectNow(); // the server picks the slower voice from the `elder` capability
 });
 el.contrast.addEventListener('click', () => {
   const on = document.body.classList.toggle('contrast');
+  stickToBottom();
   el.contrast.setAttribute('aria-pressed', String(on));
 });
 el.end.addEventListener('click', () => {
@@ -762,9 +768,12 @@ window.addEventListener('online', () => {
   }
 });
 window.addEventListener('pagehide', hideSensitive);
-window.addEventListener('resize', () => {
+// Keep the newest caption in view when the layout changes (rotation, elder mode, a panel).
+const stickToBottom = () => requestAnimationFrame(() => {
   el.captions.scrollTop = el.captions.scrollHeight;
 });
+window.addEventListener('resize', stickToBottom);
+if (window.ResizeObserver) new ResizeObserver(stickToBottom).observe(el.captions);
 
 function tick() {
   const d = new Date();
@@ -780,6 +789,7 @@ setInterval(tick, 10000);
 if (!Voice.canCapture()) {
   state.voiceOff = true;
   el.mic.disabled = true;
+  el.handsfree.disabled = true;
 }
 state.identity = readIdentity();
 if (state.identity) connect();

@@ -249,6 +249,7 @@ async function renderReview() {
   parts.push(h('div.review-preview.md', h('h2', head.title), renderMarkdown(head.body)));
   if ((head.questions || []).length) parts.push(h('div.qs', h('strong', '问法：'), head.questions.join(' / ')));
   replace(root, parts);
+  if (head.state !== 'in_review') append_hint(root, '只有“待审核”的版本可以审核：请先在编辑页提交审核。');
   const can = head.state === 'in_review' && auth.has('content_reviewer') && head.author !== (auth.user() || {}).name;
   $('#btn-approve').disabled = !can;
   $('#btn-reject').disabled = !can;
@@ -312,8 +313,8 @@ async function renderHistory() {
 async function rollback(version) {
   try {
     await post(`/v1/knowledge/articles/${current.id}/rollback`, { version, comment: '' });
-    status(`已回滚，线上为 v${version}`, 'ok');
     await openArticle(current.id);
+    status(`已回滚，线上为 v${version}`, 'ok');
     renderHistory();
     loadList();
   } catch (e) {
@@ -324,8 +325,8 @@ async function rollback(version) {
 async function retire() {
   try {
     await post(`/v1/knowledge/articles/${current.id}/retire`, {});
-    status('已下线', 'ok');
     await openArticle(current.id);
+    status('已下线', 'ok');
     renderHistory();
     loadList();
   } catch (e) {
@@ -420,15 +421,20 @@ $('#filter-state').addEventListener('change', loadList);
 $('#filter-text').addEventListener('input', renderList);
 $('#btn-logout').addEventListener('click', async () => {
   await logout();
+  started = false;
   current = null;
   $('#who').textContent = '';
   needLogin('');
 });
 
+let started = false;
+
 function start(user) {
+  // Also called after logging in again (an expired token): keep what is on screen.
   $('#who').textContent = `${user.name}（${(user.roles || []).map((r) => ({ content_editor: '编辑', content_reviewer: '审核', admin: '管理员', teller: '柜员', remote_expert: '专家' })[r] || r).join('、')}）`;
   loadList();
-  if (!current) newArticle();
+  if (!started) newArticle();
+  started = true;
 }
 
 setupLogin('内容工作室', '知识文章 · 审核发布 · 命中测试', start);
