@@ -97,6 +97,7 @@ impl ListenConfig {
     pub fn from_settings(s: &crate::config::SpeechSettings, max_utterance_secs: u64) -> Self {
         ListenConfig {
             segmenter: SegmenterConfig {
+                lull_ms: s.end_silence_ms / 2,
                 end_silence_ms: s.end_silence_ms,
                 hold_ms: s.digit_silence_ms.max(s.end_silence_ms),
                 max_ms: max_utterance_secs.clamp(1, 30) * 1000,
@@ -130,6 +131,7 @@ impl Listener {
             events,
             job: None,
             pause_result: None,
+            early: None,
             stopped: false,
             partial_at_ms: 0,
             finals: 0,
@@ -219,6 +221,8 @@ struct Task {
     /// The recognition made at the last pause (digits: waiting for more), with the speech
     /// it covered.
     pause_result: Option<(usize, Heard)>,
+    /// A recognition made during a lull, waiting for the pause to be confirmed.
+    early: Option<(usize, Heard)>,
     /// `bot.stop` already sent for the utterance in progress.
     stopped: bool,
     partial_at_ms: u64,
@@ -292,12 +296,25 @@ impl Task {
                 self.stopped = false;
                 self.partial_at_ms = 0;
                 self.pause_result = None;
+                self.early = None;
             }
-            VadEvent::Pause => {
+            VadEvent::Lull => {
+                // Recognise now, speculatively: if the pause is confirmed the text is ready
+                // (or nearly) when it is; if speech goes on, it was a partial.
                 if self.job.is_none() {
                     self.start_pause_job();
                 }
-                // else: when the job in flight ends, on_job starts the pause recognition.
+            }
+            VadEvent::Pause => {
+                let end = self.seg.speech_end();
+                match self.early.take() {
+                    Some((covered, heard)) if covered == end => {
+                        self.on_pause_result(end, heard).await;
+                    }
+                    _ if self.job.is_none() => self.start_pause_job(),
+                    // else: when the job in flight ends, on_job takes it from there.
+                    _ => {}
+                }
             }
             VadEvent::End(u) => {
                 // The hold after digits ran out, or the utterance hit the maximum length.
@@ -342,9 +359,14 @@ impl Task {
         match kind {
             JobKind::Partial { len } => {
                 let paused = self.seg.paused();
-                if paused && len >= self.seg.speech_end() {
+                let end = self.seg.speech_end();
+                if self.seg.in_speech() && len >= end && self.seg.silent() {
                     // The partial already covers all the speech: it is the pause result.
-                    self.on_pause_result(self.seg.speech_end(), heard).await;
+                    if paused {
+                        self.on_pause_result(end, heard).await;
+                    } else {
+                        self.early = Some((end, heard));
+                    }
                     return;
                 }
                 if !heard.text.is_empty() && self.seg.in_speech() {
@@ -362,7 +384,12 @@ impl Task {
                     }
                     return;
                 }
-                self.on_pause_result(speech_end, heard).await;
+                if self.seg.paused() {
+                    self.on_pause_result(speech_end, heard).await;
+                } else {
+                    // Still a lull: keep it until the pause is confirmed (or speech resumes).
+                    self.early = Some((speech_end, heard));
+                }
             }
         }
     }
@@ -380,7 +407,7 @@ impl Task {
     }
 
     fn maybe_partial(&mut self) {
-        if self.job.is_some() || !self.seg.in_speech() || self.seg.paused() {
+        if self.job.is_some() || !self.seg.in_speech() || self.seg.silent() {
             return;
         }
         let voiced = self.seg.voiced_ms();
@@ -541,6 +568,22 @@ mod tests {
         let events = listen(speech, config(30_000), Default::default(), audio).await;
         assert_eq!(finals(&events), vec!["我要挂失"]);
         assert_eq!(asr.calls.load(Ordering::SeqCst), 1, "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lull_is_recognised_early_and_becomes_a_partial_when_speech_goes_on() {
+        let (speech, asr) = speech(vec!["我要", "我要挂失"]);
+        let mut audio = tone(1000);
+        audio.extend(quiet(400)); // a lull (300 ms), not a pause (600 ms)
+        audio.extend(tone(1000));
+        audio.extend(quiet(1500));
+        let events = listen(speech, config(30_000), Default::default(), audio).await;
+        assert!(
+            events.contains(&ListenEvent::Partial("我要".into())),
+            "{events:?}"
+        );
+        assert_eq!(finals(&events), vec!["我要挂失"]);
+        assert_eq!(asr.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -75,6 +75,9 @@ impl SpeechDetector for EnergyDetector {
 pub enum VadEvent {
     /// Someone started speaking (after [`SegmenterConfig::start_ms`] of speech).
     SpeechStart,
+    /// The speaker has been silent for `lull_ms`: the utterance may be about to end. A
+    /// caller may start recognising now, so the text is ready when the pause is confirmed.
+    Lull,
     /// The speaker has been silent for `end_silence_ms`: the utterance may be over. The
     /// caller decides: [`Segmenter::end_now`], or wait (the utterance then ends on its own
     /// after `hold_ms`, or goes on if speech resumes).
@@ -103,6 +106,8 @@ impl Utterance {
 pub struct SegmenterConfig {
     /// Speech needed before an utterance starts.
     pub start_ms: u64,
+    /// Silence after which a [`VadEvent::Lull`] is reported.
+    pub lull_ms: u64,
     /// Silence after which a [`VadEvent::Pause`] is reported.
     pub end_silence_ms: u64,
     /// Silence after which the utterance ends without being asked.
@@ -119,6 +124,7 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         SegmenterConfig {
             start_ms: 96,
+            lull_ms: 300,
             end_silence_ms: 600,
             hold_ms: 1200,
             pre_roll_ms: 320,
@@ -133,6 +139,7 @@ struct Current {
     samples: Vec<f32>,
     voiced_ms: u64,
     silence_ms: u64,
+    lulled: bool,
     paused: bool,
     /// Samples up to the end of the last speech frame.
     speech_end: usize,
@@ -187,6 +194,11 @@ impl Segmenter {
         self.current.as_ref().is_some_and(|c| c.paused)
     }
 
+    /// Whether the utterance in progress is in a lull or a pause (no speech for `lull_ms`).
+    pub fn silent(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.lulled || c.paused)
+    }
+
     /// Samples of the utterance in progress up to its last speech frame.
     pub fn speech_end(&self) -> usize {
         self.current.as_ref().map_or(0, |c| c.speech_end)
@@ -231,6 +243,7 @@ impl Segmenter {
                         samples: self.pre_roll.drain(..).collect(),
                         voiced_ms: self.run_ms,
                         silence_ms: 0,
+                        lulled: false,
                         paused: false,
                         speech_end: 0,
                     });
@@ -252,6 +265,7 @@ impl Segmenter {
                             samples: frame.to_vec(),
                             voiced_ms: FRAME_MS,
                             silence_ms: 0,
+                            lulled: false,
                             paused: false,
                             speech_end: frame.len(),
                         });
@@ -263,6 +277,7 @@ impl Segmenter {
                 if speech {
                     cur.voiced_ms += FRAME_MS;
                     cur.silence_ms = 0;
+                    cur.lulled = false;
                     cur.paused = false;
                     cur.speech_end = cur.samples.len();
                 } else {
@@ -273,6 +288,9 @@ impl Segmenter {
                 } else if cur.silence_ms >= c.end_silence_ms && !cur.paused {
                     cur.paused = true;
                     events.push(VadEvent::Pause);
+                } else if cur.silence_ms >= c.lull_ms && !cur.lulled && !cur.paused {
+                    cur.lulled = true;
+                    events.push(VadEvent::Lull);
                 }
             }
         }
@@ -397,8 +415,9 @@ mod tests {
         audio.extend(silence(2000));
         let events = run(&mut seg, &audio);
         assert_eq!(events[0], VadEvent::SpeechStart);
-        assert_eq!(events[1], VadEvent::Pause);
-        let VadEvent::End(u) = &events[2] else {
+        assert_eq!(events[1], VadEvent::Lull);
+        assert_eq!(events[2], VadEvent::Pause);
+        let VadEvent::End(u) = &events[3] else {
             panic!("{events:?}")
         };
         assert!(!u.cut);
@@ -409,7 +428,7 @@ mod tests {
             "{}",
             u.duration_ms()
         );
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
     }
 
     #[test]
@@ -429,7 +448,7 @@ mod tests {
         audio.extend(silence(400));
         audio.extend(tone(800, 0.3));
         let events = run(&mut seg, &audio);
-        assert_eq!(events, vec![VadEvent::SpeechStart]);
+        assert_eq!(events, vec![VadEvent::SpeechStart, VadEvent::Lull]);
         let u = seg.end_now().expect("in speech");
         assert!(u.voiced_ms >= 1500);
     }

@@ -808,8 +808,14 @@ async fn a_refused_microphone_falls_back_to_touch() {
     };
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
-        .await;
+    // Without an identity the page asks for one (a wrong token first).
+    b.goto(&app.http("/kiosk")).await;
+    b.type_into("#setup-id", "K001").await;
+    b.type_into("#setup-token", "ck_wrong").await;
+    b.tap("#overlay", "保存并连接").await;
+    b.wait_text("#overlay", "令牌无效").await;
+    b.type_into("#setup-token", &token).await;
+    b.tap("#overlay", "保存并连接").await;
     b.wait_text("#choices", "取号排队").await;
     // The customer (or the kiosk's policy) refuses the microphone.
     b.js(

@@ -180,7 +180,7 @@ async fn voice_activity_is_found_in_a_fixture_padded_with_silence_and_hum() {
             match e {
                 VadEvent::SpeechStart => start_at = Some(pos),
                 VadEvent::End(u) => found.push(u),
-                VadEvent::Pause => {}
+                VadEvent::Lull | VadEvent::Pause => {}
             }
         }
         pos += chunk.len();
