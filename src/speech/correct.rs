@@ -484,9 +484,12 @@ impl Corrector {
         }
         let (id, (cost, _)) = best.filter(|_| !tied)?;
         let term = &self.terms[id as usize];
-        // A common word of the text is never replaced whole (转接 is no near miss of 专家).
+        // A common word of the text is never replaced whole (转接 is no near miss of 专家),
+        // unless the window is a long exact homophone of the term: 大汤精力 sounds
+        // exactly like 大堂经理, and four syllables heard right are no coincidence.
+        let exact_homophone = cost == 0 && len >= 4;
         let changed = |k: usize| chars[k] != term.chars[k];
-        let replaces_a_word = (0..len).filter(|&k| changed(k)).any(|k| {
+        let replaces_a_word = !exact_homophone && (0..len).filter(|&k| changed(k)).any(|k| {
             guard.word_of[start + k].is_some_and(|(ws, we)| {
                 ws >= start && we <= start + len && (ws..we).all(|i| changed(i - start))
             })
