@@ -489,11 +489,12 @@ impl Corrector {
         // exactly like 大堂经理, and four syllables heard right are no coincidence.
         let exact_homophone = cost == 0 && len >= 4;
         let changed = |k: usize| chars[k] != term.chars[k];
-        let replaces_a_word = !exact_homophone && (0..len).filter(|&k| changed(k)).any(|k| {
-            guard.word_of[start + k].is_some_and(|(ws, we)| {
-                ws >= start && we <= start + len && (ws..we).all(|i| changed(i - start))
-            })
-        });
+        let replaces_a_word = !exact_homophone
+            && (0..len).filter(|&k| changed(k)).any(|k| {
+                guard.word_of[start + k].is_some_and(|(ws, we)| {
+                    ws >= start && we <= start + len && (ws..we).all(|i| changed(i - start))
+                })
+            });
         if replaces_a_word {
             return None;
         }

@@ -19,7 +19,7 @@ use kiosk_adapter::sim::SimulatedDevices;
 use kiosk_protocol::PeerRole;
 use serde_json::{json, Value};
 
-use crate::helpers::{project_root, spawn_app, TestApp};
+use crate::helpers::{models_dir, project_root, spawn_app, spawn_app_with, Engine, TestApp};
 
 /// How long a page may take to show what we wait for (generous: the whole suite may be
 /// running beside these tests on two cores; a passing wait returns as soon as it can).
@@ -69,6 +69,11 @@ fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 
 /// A browser with a `width`×`height` window, or `None` when browser tests are skipped.
 async fn browser(width: u32, height: u32) -> Option<Browser> {
+    browser_with(width, height, &[]).await
+}
+
+/// As [`browser`], with extra Chromium flags.
+async fn browser_with(width: u32, height: u32, extra: &[String]) -> Option<Browser> {
     if std::env::var("CONCIERGE_SKIP_BROWSER").is_ok_and(|v| v == "1") {
         println!("skipping browser test: CONCIERGE_SKIP_BROWSER=1");
         return None;
@@ -134,7 +139,10 @@ async fn browser(width: u32, height: u32) -> Option<Browser> {
         "--lang=zh-CN".into(),
         format!("--user-data-dir={}", profile.path().display()),
         format!("--window-size={width},{height}"),
-    ];
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .collect::<Vec<String>>();
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert(
@@ -1068,6 +1076,68 @@ async fn the_kiosk_reconnects_after_a_server_restart_and_resumes_its_session() {
         vec![],
     )
     .await;
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_speaks_into_the_kiosk_microphone_and_is_understood() {
+    let Some(models) = models_dir("a_customer_speaks_into_the_kiosk_microphone") else {
+        return;
+    };
+    // Chromium's fake microphone plays a fixture: 0.5 s of silence, 我要取号, 2.5 s of silence.
+    let clip = concierge::speech::tools::read_wav(
+        &project_root().join("tests/fixtures/audio/p_2.16k.wav"),
+    )
+    .unwrap();
+    let mut samples = vec![0i16; 8_000];
+    samples.extend(clip.iter().map(|s| (s * 32767.0) as i16));
+    samples.extend(vec![0i16; 40_000]);
+    let wav = concierge::speech::tts::Pcm {
+        sample_rate: 16_000,
+        samples,
+    }
+    .to_wav_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mic.wav");
+    std::fs::write(&file, wav).unwrap();
+    let flag = format!(
+        "--use-file-for-fake-audio-capture={}%noloop",
+        file.display()
+    );
+    let Some(b) = browser_with(1080, 1920, &[flag]).await else {
+        return;
+    };
+    let app = spawn_app_with(Engine::Sqlite, move |s| {
+        s.speech.asr_backend = "whisper".into();
+        s.speech.models_dir = models;
+    })
+    .await;
+    let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
+    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
+        .await;
+    b.wait_text("#choices", "取号排队").await;
+    // Hold the mic while the clip plays (3.3 s of audio: 33 frames of 100 ms), then let go.
+    b.js(
+        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true, pointerId: 9}));",
+        vec![],
+    )
+    .await;
+    b.until(
+        "the clip to be streamed",
+        "return Number(document.querySelector('#btn-mic').dataset.frames || 0) >= 33;",
+        vec![],
+    )
+    .await;
+    b.js(
+        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerup', {bubbles: true, pointerId: 9}));",
+        vec![],
+    )
+    .await;
+    // What the microphone heard is shown, understood, and answered.
+    b.wait_text("#captions", "我要取号").await;
+    b.wait_text("#captions", "帮您取号").await;
+    b.screenshot("kiosk-portrait-voice").await;
     b.close().await;
     app.stop().await;
 }
