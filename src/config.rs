@@ -48,6 +48,8 @@ pub struct SpeechSettings {
     pub workers: u32,
     /// 0 or 1: greedy decoding; more: beam search of this width.
     pub beam_size: u32,
+    /// Fit whisper's encoder window to the utterance (fast) instead of its fixed 30 s.
+    pub fit_audio_ctx: bool,
     /// Decoding prompt: sets the script (Simplified) and the domain vocabulary.
     pub initial_prompt: String,
     /// Silence that ends an utterance, in milliseconds.

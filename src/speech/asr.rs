@@ -7,7 +7,7 @@
 //! executor. Short utterances are made fast by shrinking the encoder window (`audio_ctx`)
 //! to the audio plus a margin instead of whisper's fixed 30 s (see [`audio_ctx_for`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,22 +72,13 @@ pub struct WhisperOptions {
 impl WhisperOptions {
     pub fn from_settings(s: &SpeechSettings) -> WhisperOptions {
         WhisperOptions {
-            model: resolve(&s.models_dir, &s.whisper_model),
+            model: super::models::resolve(&s.models_dir, &s.whisper_model),
             threads: s.threads.clamp(1, 64),
             workers: s.workers.clamp(1, 16),
             beam_size: s.beam_size.min(8),
             initial_prompt: s.initial_prompt.clone(),
-            fit_audio_ctx: true,
+            fit_audio_ctx: s.fit_audio_ctx,
         }
-    }
-}
-
-/// A model path relative to the models folder (absolute paths stay as they are).
-pub fn resolve(models_dir: &Path, file: &Path) -> PathBuf {
-    if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        models_dir.join(file)
     }
 }
 

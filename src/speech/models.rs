@@ -788,7 +788,8 @@ impl ModelsStatus {
     }
 }
 
-fn resolve(models_dir: &Path, p: &Path) -> PathBuf {
+/// A model path relative to the models folder (absolute paths stay as they are).
+pub fn resolve(models_dir: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {

@@ -129,20 +129,12 @@ async fn load(settings: &Settings, flags: &AsrFlags) -> anyhow::Result<Arc<Speec
         s.beam_size = b;
     }
     s.correction = !flags.no_correct;
+    s.fit_audio_ctx = !flags.full_window;
     s.tts.backend = "off".into();
-    let full_window = flags.full_window;
     let content = crate::startup::load_content(settings)?;
     let speech = tokio::task::spawn_blocking(move || {
         let texts = super::knowledge_texts(&content);
-        let mut speech = Speech::load(&s, &content, &texts);
-        if full_window && s.asr_backend == "whisper" {
-            let mut o = super::asr::WhisperOptions::from_settings(&s);
-            o.fit_audio_ctx = false;
-            speech.asr = super::asr::WhisperAsr::load(o)
-                .ok()
-                .map(|a| Arc::new(a) as Arc<dyn super::asr::Recognizer>);
-        }
-        speech
+        Speech::load(&s, &content, &texts)
     })
     .await?;
     if speech.asr.is_none() {
