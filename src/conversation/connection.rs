@@ -480,10 +480,13 @@ impl Connection {
                 Some(Ok(Frame::Control)) => continue,
                 Some(Ok(f)) => f,
             };
-            // Audio frames are limited by audio time (a multiple of real time), other
+            // Audio frames are limited by audio time (a multiple of real time; a frame
+            // counts as at least 10 ms, so a flood of tiny frames is refused too), other
             // messages by count.
             let allowed = match &frame {
-                Frame::Binary(b) => audio_bucket.take_n(b.len() as u32),
+                Frame::Binary(b) => {
+                    audio_bucket.take_n(b.len().clamp(320, u32::MAX as usize) as u32)
+                }
                 _ => self.limits_bucket.take(),
             };
             if !allowed {

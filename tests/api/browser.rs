@@ -257,6 +257,31 @@ impl Browser {
     }
 
     /// Waits for a visible, enabled button whose text is `label` (within `scope`) and clicks it.
+    /// Opens the kiosk page of K001 with its token and waits for the opening's choices.
+    async fn open_kiosk(&self, app: &TestApp, token: &str) {
+        self.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
+            .await;
+        self.wait_text("#choices", "取号排队").await;
+    }
+
+    /// Holds the kiosk's mic button until `frames` audio frames of 100 ms have gone out,
+    /// then lets go (push-to-talk).
+    async fn hold_mic(&self, frames: u32) {
+        let press = |kind: &str| {
+            format!(
+                "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('{kind}', {{bubbles: true, pointerId: 7}}));"
+            )
+        };
+        self.js(&press("pointerdown"), vec![]).await;
+        self.until(
+            "audio frames to be sent",
+            &format!("return Number(document.querySelector('#btn-mic').dataset.frames || 0) >= {frames};"),
+            vec![],
+        )
+        .await;
+        self.js(&press("pointerup"), vec![]).await;
+    }
+
     async fn tap(&self, scope: &str, label: &str) {
         self.until(
             &format!("a button {label} in {scope}"),
@@ -860,9 +885,7 @@ async fn the_kiosk_speaks_with_moving_lips_and_streams_held_speech() {
     };
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
-        .await;
-    b.wait_text("#choices", "取号排队").await;
+    b.open_kiosk(&app, &token).await;
     // The greeting is spoken (`speaker` capability: the server's TTS streams PCM frames) and
     // the loudness of what plays moves the mouth.
     b.until(
@@ -877,24 +900,8 @@ async fn the_kiosk_speaks_with_moving_lips_and_streams_held_speech() {
         vec![],
     )
     .await;
-    // Hold the mic (Chromium's fake microphone plays a beep) until a few 100 ms frames
-    // have gone out, then let go.
-    b.js(
-        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true, pointerId: 7}));",
-        vec![],
-    )
-    .await;
-    b.until(
-        "audio frames to be sent",
-        "return Number(document.querySelector('#btn-mic').dataset.frames || 0) >= 5;",
-        vec![],
-    )
-    .await;
-    b.js(
-        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerup', {bubbles: true, pointerId: 7}));",
-        vec![],
-    )
-    .await;
+    // Hold the mic (Chromium's fake microphone plays a beep) for a few 100 ms frames.
+    b.hold_mic(5).await;
     // The test server has no speech recognition: the kiosk says so and keeps touch.
     b.wait_text("#notice", "语音识别暂不可用，请点选或输入")
         .await;
@@ -916,9 +923,7 @@ async fn a_second_window_of_the_same_kiosk_pauses_the_first() {
     };
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
-        .await;
-    b.wait_text("#choices", "取号排队").await;
+    b.open_kiosk(&app, &token).await;
     let first = b.client.window().await.unwrap();
     // Same browser profile: the second tab finds the kiosk and its session, and resumes it.
     let second = b.client.new_window(true).await.unwrap();
@@ -1030,9 +1035,7 @@ async fn the_kiosk_reconnects_after_a_server_restart_and_resumes_its_session() {
     let app = crate::helpers::spawn_on(&db, &project_root(), |_| {}).await;
     let port = app.port;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
-        .await;
-    b.wait_text("#choices", "取号排队").await;
+    b.open_kiosk(&app, &token).await;
     let session = b
         .js(
             "return localStorage.getItem('concierge.session.K001');",
@@ -1114,26 +1117,9 @@ async fn a_customer_speaks_into_the_kiosk_microphone_and_is_understood() {
     })
     .await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    b.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
-        .await;
-    b.wait_text("#choices", "取号排队").await;
+    b.open_kiosk(&app, &token).await;
     // Hold the mic while the clip plays (3.3 s of audio: 33 frames of 100 ms), then let go.
-    b.js(
-        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true, pointerId: 9}));",
-        vec![],
-    )
-    .await;
-    b.until(
-        "the clip to be streamed",
-        "return Number(document.querySelector('#btn-mic').dataset.frames || 0) >= 33;",
-        vec![],
-    )
-    .await;
-    b.js(
-        "document.querySelector('#btn-mic').dispatchEvent(new PointerEvent('pointerup', {bubbles: true, pointerId: 9}));",
-        vec![],
-    )
-    .await;
+    b.hold_mic(33).await;
     // What the microphone heard is shown, understood, and answered.
     b.wait_text("#captions", "我要取号").await;
     b.wait_text("#captions", "帮您取号").await;

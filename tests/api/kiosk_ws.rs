@@ -478,3 +478,17 @@ async fn device_peer_with_call(
     });
     (peer, call)
 }
+
+#[tokio::test]
+async fn a_flood_of_tiny_audio_frames_is_rate_limited_by_audio_time() {
+    // Real time (speed 1): a burst of 10 s of audio; each frame counts as at least 10 ms.
+    let app = spawn_app_with(Engine::Sqlite, |s| s.kiosk.max_audio_speed = 1).await;
+    let (mut k, _, _) = app.new_session("K001").await;
+    k.recv_type("bot.say").await;
+    k.send(json!({"type": "audio.start", "sample_rate": 16000}))
+        .await;
+    for _ in 0..1500 {
+        k.send_binary(vec![0u8; 2]).await;
+    }
+    k.expect_error("rate_limited").await;
+}
