@@ -208,12 +208,16 @@ fn describe(state: &models::FileState) -> String {
 /// model itself thinks there was no speech, or when it is one of the known stock phrases
 /// from its training subtitles.
 pub fn hallucination_filter(text: &str, no_speech_prob: f32) -> String {
+    // Whole stock phrases only: a customer may well say 订阅 (短信订阅) or 谢谢.
     const STOCK: &[&str] = &[
         "谢谢观看",
-        "谢谢大家",
+        "谢谢收看",
+        "谢谢大家收看",
         "请不吝点赞",
-        "订阅",
-        "字幕",
+        "点赞订阅",
+        "订阅转发",
+        "字幕由",
+        "字幕组",
         "明镜与点点栏目",
         "以下是普通话的句子",
         "大堂机器人说的话",
@@ -238,5 +242,11 @@ mod tests {
         assert_eq!(hallucination_filter("谢谢观看！", 0.1), "");
         assert_eq!(hallucination_filter("我要挂失", 0.95), "");
         assert_eq!(hallucination_filter(" 我要挂失 ", 0.2), "我要挂失");
+        // Words of those phrases are still a customer's words.
+        assert_eq!(
+            hallucination_filter("我要开通短信订阅", 0.1),
+            "我要开通短信订阅"
+        );
+        assert_eq!(hallucination_filter("谢谢大家", 0.1), "谢谢大家");
     }
 }
