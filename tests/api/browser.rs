@@ -764,15 +764,26 @@ async fn markup_in_an_article_is_shown_as_text_at_the_kiosk_and_in_the_studio() 
     };
     let app = spawn_app().await;
     let editor = app.staff("wang", "content_editor").await;
-    let reviewer = app.staff("li", "content_reviewer").await;
+    // An admin approves: 40 KB of new text shifts the ranking enough for the golden gate to
+    // object, and an admin may override it with a reason (recorded).
+    let reviewer = app.staff("li", "admin").await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    let body = "保管箱业务说明。<script>window.__pwned=1</script>\n\n<img src=x onerror=\"window.__pwned=2\"> 请到三楼办理。";
+    // Markup, an unbroken 400-character string, and a very long body (about 40 KB).
+    let mut body = String::from(
+        "保管箱业务说明。<script>window.__pwned=1</script>\n\n<img src=x onerror=\"window.__pwned=2\"> 请到三楼办理。\n\n",
+    );
+    body.push_str(&"A".repeat(400));
+    for i in 1..=500 {
+        body.push_str(&format!(
+            "\n\n第{i}条：租用保管箱须本人携带有效身份证件办理，租期内请妥善保管钥匙。"
+        ));
+    }
     let (s, r) = app
         .post_json(
             "/v1/knowledge/articles",
             &editor,
             json!({"id": "safe-box", "title": "保险箱租用在哪里办", "audience": "customer",
-                   "questions": ["保险箱在哪里租", "保险箱租用"], "body": body}),
+                   "questions": ["保险箱在哪里租", "保险箱租用"], "body": &body}),
         )
         .await;
     assert_eq!(s, 201, "{r}");
@@ -788,7 +799,7 @@ async fn markup_in_an_article_is_shown_as_text_at_the_kiosk_and_in_the_studio() 
         .post_json(
             "/v1/knowledge/articles/safe-box/versions/1/approve",
             &reviewer,
-            json!({"comment": "ok"}),
+            json!({"comment": "ok", "override_reason": "test: a very long body"}),
         )
         .await;
     assert_eq!(s, 200, "{r}");
@@ -809,6 +820,26 @@ async fn markup_in_an_article_is_shown_as_text_at_the_kiosk_and_in_the_studio() 
         .await;
     assert_eq!(probe["pwned"], "undefined", "{probe}");
     assert_eq!(probe["imgs"], 0, "{probe}");
+    // The long body scrolls inside its panel: nothing runs off the screen sideways and the
+    // text box stays on screen.
+    b.wait_text("#article", "第500条").await;
+    let layout = b
+        .js(
+            "const a = document.querySelector('#article'); const t = document.querySelector('#text-input').getBoundingClientRect();\
+             return {wide: document.documentElement.scrollWidth > window.innerWidth, \
+                     tall: document.documentElement.scrollHeight > window.innerHeight + 1, \
+                     article_wide: a.scrollWidth > a.clientWidth + 1, \
+                     input_visible: t.bottom <= window.innerHeight && t.top >= 0};",
+            vec![],
+        )
+        .await;
+    assert_eq!(layout["wide"], false, "{layout}");
+    assert_eq!(
+        layout["tall"], false,
+        "the page itself never scrolls: {layout}"
+    );
+    assert_eq!(layout["article_wide"], false, "long words wrap: {layout}");
+    assert_eq!(layout["input_visible"], true, "{layout}");
     b.screenshot("kiosk-article-markup-as-text").await;
 
     b.goto(&app.http("/studio")).await;
