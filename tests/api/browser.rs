@@ -257,6 +257,17 @@ impl Browser {
     }
 
     /// Waits for a visible, enabled button whose text is `label` (within `scope`) and clicks it.
+    /// Taps 取号排队 and waits for the reply: touch works whatever happened to the voice.
+    async fn touch_still_works(&self) {
+        self.tap("#choices", "取号排队").await;
+        self.until(
+            "a reply after the tap",
+            "return document.querySelectorAll('#captions .line.bot').length >= 2;",
+            vec![],
+        )
+        .await;
+    }
+
     /// Opens the kiosk page of K001 with its token and waits for the opening's choices.
     async fn open_kiosk(&self, app: &TestApp, token: &str) {
         self.goto(&app.http(&format!("/kiosk?kiosk=K001&token={token}")))
@@ -898,13 +909,7 @@ async fn a_refused_microphone_falls_back_to_touch() {
         .await;
     assert_eq!(disabled, true);
     // Touch still works.
-    b.tap("#choices", "取号排队").await;
-    b.until(
-        "a reply after the tap",
-        "return document.querySelectorAll('#captions .line.bot').length >= 2;",
-        vec![],
-    )
-    .await;
+    b.touch_still_works().await;
     b.close().await;
     app.stop().await;
 }
@@ -936,13 +941,7 @@ async fn the_kiosk_speaks_with_moving_lips_and_streams_held_speech() {
     // The test server has no speech recognition: the kiosk says so and keeps touch.
     b.wait_text("#notice", "语音识别暂不可用，请点选或输入")
         .await;
-    b.tap("#choices", "取号排队").await;
-    b.until(
-        "a reply after the tap",
-        "return document.querySelectorAll('#captions .line.bot').length >= 2;",
-        vec![],
-    )
-    .await;
+    b.touch_still_works().await;
     b.close().await;
     app.stop().await;
 }

@@ -46,35 +46,30 @@ fn the_converted_models_are_byte_for_byte_the_python_reference_s() {
     }
 }
 
-#[test]
-fn verify_passes_and_a_second_fetch_does_nothing() {
-    let Some(dir) = models_dir("verify_passes_and_a_second_fetch_does_nothing") else {
-        return;
-    };
+/// Runs `concierge models COMMAND --dir DIR`, expects success, returns its output.
+fn models_ok(command: &str, dir: &Path) -> String {
     let out = concierge()
-        .args(["models", "verify", "--dir"])
-        .arg(&dir)
+        .args(["models", command, "--dir"])
+        .arg(dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ok: 3 file(s) verified"), "{stdout}");
+    stdout
+}
 
-    let out = concierge()
-        .args(["models", "fetch", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+#[test]
+fn verify_passes_and_a_second_fetch_does_nothing() {
+    let Some(dir) = models_dir("verify_passes_and_a_second_fetch_does_nothing") else {
+        return;
+    };
+    let stdout = models_ok("verify", &dir);
+    assert!(stdout.contains("ok: 3 file(s) verified"), "{stdout}");
+    let stdout = models_ok("fetch", &dir);
     assert!(stdout.contains("nothing to do"), "{stdout}");
 }
 
