@@ -404,13 +404,21 @@ impl Browser {
 
     /// Staff login on /console or /studio.
     async fn login(&self, name: &str) {
+        // The form may come up a moment after what asked for it (a logout first tells the
+        // server): type only once it is there, or the form would cover the next click.
+        self.until(
+            "the login form",
+            "const f = document.querySelector('#login'); return !!f && !f.hidden && f.getClientRects().length > 0;",
+            vec![],
+        )
+        .await;
         self.type_into("#login-name", name).await;
         self.type_into("#login-password", "correct horse battery")
             .await;
         self.click("#login-submit").await;
         self.until(
             "the login to finish",
-            "const f = document.querySelector('#login'); return !f || f.hidden || f.offsetParent === null;",
+            "const f = document.querySelector('#login'); return !f || f.hidden || f.getClientRects().length === 0;",
             vec![],
         )
         .await;
