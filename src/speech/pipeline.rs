@@ -233,6 +233,12 @@ impl Task {
     async fn run(mut self, mut frames: mpsc::Receiver<Vec<f32>>) {
         loop {
             tokio::select! {
+                // A finished recognition is handled before more audio: its text is due now.
+                biased;
+                r = async { self.job.as_mut().expect("guarded").1.as_mut().await }, if self.job.is_some() => {
+                    let (kind, _) = self.job.take().expect("guarded");
+                    self.on_job(kind, r).await;
+                }
                 f = frames.recv() => match f {
                     Some(samples) => {
                         let events = self.seg.push(&samples);
@@ -244,10 +250,6 @@ impl Task {
                     }
                     None => break,
                 },
-                r = async { self.job.as_mut().expect("guarded").1.as_mut().await }, if self.job.is_some() => {
-                    let (kind, _) = self.job.take().expect("guarded");
-                    self.on_job(kind, r).await;
-                }
             }
         }
         // The stream ended (`audio.end`, or the connection went): finish what was said.
@@ -372,22 +374,30 @@ impl Task {
                 if !heard.text.is_empty() && self.seg.in_speech() {
                     self.send(ListenEvent::Partial(heard.text)).await;
                 }
-                if paused {
+                if self.seg.silent() {
                     self.start_pause_job();
                 }
             }
             JobKind::Pause { speech_end } => {
                 if !self.seg.in_speech() || self.seg.speech_end() != speech_end {
-                    // Speech resumed meanwhile: it was a partial after all.
+                    // Speech resumed meanwhile: it was a partial after all. If the speaker has
+                    // since fallen silent again, recognise what they have said by now.
                     if self.seg.in_speech() && !heard.text.is_empty() {
                         self.send(ListenEvent::Partial(heard.text)).await;
+                    }
+                    if self.seg.silent() {
+                        self.start_pause_job();
                     }
                     return;
                 }
                 if self.seg.paused() {
                     self.on_pause_result(speech_end, heard).await;
                 } else {
-                    // Still a lull: keep it until the pause is confirmed (or speech resumes).
+                    // Still a lull: show it as what was heard so far, and keep it until the
+                    // pause is confirmed (or speech resumes).
+                    if !heard.text.is_empty() {
+                        self.send(ListenEvent::Partial(heard.text.clone())).await;
+                    }
                     self.early = Some((speech_end, heard));
                 }
             }
@@ -653,8 +663,12 @@ mod tests {
         let mut audio = tone(300);
         audio.extend(quiet(1000));
         let events = listen(s, config(30_000), voice.clone(), audio).await;
+        let heard: Vec<_> = events
+            .iter()
+            .filter(|e| !matches!(e, ListenEvent::Partial(_)))
+            .collect();
         assert!(
-            matches!(&events[..], [ListenEvent::Backchannel(h)] if h.text == "嗯"),
+            matches!(&heard[..], [ListenEvent::Backchannel(h)] if h.text == "嗯"),
             "{events:?}"
         );
         assert!(voice.speaking(), "the bot goes on");
