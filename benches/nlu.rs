@@ -12,8 +12,12 @@ type Now = chrono::DateTime<chrono::FixedOffset>;
 /// The trained understanding, the held-out utterances and a fixed reference time.
 fn setup() -> (Nlu, Vec<(String, String)>, Now) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data = DialogData::load(&root.join("dialogs")).expect("dialogs load");
-    let nlu = Nlu::new(&data).expect("classifier trains");
+    let data = DialogData::load(
+        &root.join("dialogs"),
+        &concierge::actions::Registry::standard(),
+    )
+    .expect("dialogs load");
+    let nlu = Nlu::new(&data.nlu).expect("classifier trains");
     let set = read_labelled(&root.join("tests/nlu/heldout.yaml")).expect("held-out set");
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T09:30:00+08:00").unwrap();
     (nlu, set, now)

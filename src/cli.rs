@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use kiosk_protocol::PeerRole;
 
+use crate::access::{kiosks, staff};
 use crate::config::{Overrides, Settings};
 use crate::startup::{self, Application};
 use crate::telemetry::{self, LogFormat};
-use crate::{kiosks, staff};
 
 /// Concierge — the conversational assistant of a bank branch lobby.
 ///
@@ -67,13 +67,13 @@ enum Command {
     /// type a number to tap a choice; device requests are answered by simulated devices.
     /// Commands: /quit ends the session, /new starts a new one, /fail DEVICE CODE makes the
     /// next call of a device fail.
-    Chat(ChatArgs),
+    Chat(crate::client::chat::ChatArgs),
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Recognise WAV files (16 kHz mono PCM16) as the kiosk would: one JSON object per line
     /// (`file`, `text` after correction, `raw_text`, `audio_s`, `processing_s`).
-    Transcribe(crate::speech::tools::TranscribeArgs),
+    Transcribe(crate::ops::asr::TranscribeArgs),
     /// Understand utterances offline: prints one JSON object per line (intent, ranking,
     /// slots, risk), one per input text. Trains the classifier once, so `--file` with
     /// thousands of lines costs one start-up.
@@ -305,44 +305,17 @@ enum UserCommand {
     },
 }
 
-#[derive(Args)]
-pub struct ChatArgs {
-    /// The Concierge server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// This terminal's kiosk id.
-    #[arg(long, env = "CONCIERGE_KIOSK")]
-    pub kiosk: String,
-    /// The kiosk's token (from `concierge kiosk register`).
-    #[arg(long, env = "CONCIERGE_KIOSK_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// Where the session id is kept so a restarted chat resumes its session.
-    #[arg(long, value_name = "FILE")]
-    pub session_file: Option<PathBuf>,
-    /// Say this WAV file (16 kHz mono PCM16) as a customer turn, before reading the
-    /// terminal; repeat for several turns. `/audio FILE` does the same at the prompt.
-    #[arg(long, value_name = "FILE")]
-    pub audio: Vec<PathBuf>,
-    /// Ask for the bot's voice and save each reply as a WAV file in `--voice-dir` (on with
-    /// `--audio`).
-    #[arg(long)]
-    pub voice: bool,
-    /// Where the bot's spoken replies are saved.
-    #[arg(long, value_name = "DIR", default_value = "data/chat-voice")]
-    pub voice_dir: PathBuf,
-}
-
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Open N kiosk sessions that each send one turn per second; print turns/s, latency
     /// percentiles and errors.
-    Kiosks(crate::bench::BenchArgs),
+    Kiosks(crate::client::bench::BenchArgs),
     /// Generate N knowledge articles, then time a full rebuild, searches, and publish →
     /// searchable on this node and on a second node following the same database.
     Knowledge(crate::knowledge::bench::KnowledgeBenchArgs),
     /// Recognise clips and print, per clip, audio seconds, processing seconds, real-time
     /// factor and character error rate against their expected texts.
-    Asr(crate::speech::tools::AsrBenchArgs),
+    Asr(crate::ops::asr::AsrBenchArgs),
 }
 
 /// Parses the command line and runs the command; the exit code tells success.
@@ -366,8 +339,8 @@ pub fn main() -> ExitCode {
 
 /// Loads `dialogs/` and trains the understanding.
 fn build_nlu(settings: &Settings) -> anyhow::Result<crate::nlu::Nlu> {
-    let content = startup::load_content(settings)?;
-    crate::nlu::Nlu::new(&content.dialogs)
+    let content = crate::validate::load_content(settings)?;
+    crate::nlu::Nlu::new(&content.dialogs.nlu)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -406,23 +379,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let rules = crate::tickets::rules::Rules::load(&settings.tickets.rules_file);
-            match (crate::content::Content::load(&settings.data), rules) {
-                (Ok(c), Ok(r)) => {
+            match crate::validate::check_all(&settings, &crate::actions::Registry::standard()) {
+                Ok(crate::validate::Checked {
+                    content: c,
+                    rules: r,
+                    branch: b,
+                }) => {
                     println!(
-                        "ok: configuration valid; {} intents, {} responses, {} articles, {} voices, {} ticket types in {} queues",
-                        c.dialogs.intents.len(),
+                        "ok: configuration valid; {} intents, {} responses, {} articles, {} voices, {} ticket types in {} queues, {} queue lines",
+                        c.dialogs.nlu.intents.len(),
                         c.dialogs.responses.len(),
                         c.articles.len(),
                         c.voices.len(),
                         r.types.len(),
-                        r.queues.len()
+                        r.queues.len(),
+                        b.lines.len()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                (content, rules) => {
-                    let mut errors = content.err().unwrap_or_default();
-                    errors.extend(rules.err().unwrap_or_default());
+                Err(errors) => {
                     for e in &errors {
                         eprintln!("{e}");
                     }
@@ -485,7 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("read the password from stdin")?;
                 (s.trim_end_matches(['\r', '\n']).to_string(), false)
             } else {
-                (crate::security::tokens::generate_password(), true)
+                (crate::access::tokens::generate_password(), true)
             };
             let user = staff::add_user(&db, name, roles, &password).await?;
             if let Some(b) = branch {
@@ -494,7 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "user {} created with roles {}{}",
                 user.name,
-                crate::security::Role::join(&user.roles),
+                crate::access::Role::join(&user.roles),
                 branch
                     .as_deref()
                     .map(|b| format!(", branch {b}"))
@@ -506,7 +481,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Chat(args) => crate::chat::run(args).await,
+        Command::Chat(args) => crate::client::chat::run(args).await,
         Command::Nlu {
             ref texts,
             ref file,
@@ -517,7 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = match now {
                 Some(t) => chrono::DateTime::parse_from_rfc3339(t)
                     .with_context(|| format!("--now `{t}` is not an RFC 3339 time"))?,
-                None => crate::clock::now_local(),
+                None => crate::domain::clock::now_local(),
             };
             let mut inputs: Vec<String> = texts.clone();
             if let Some(path) = file {
@@ -548,7 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(SandboxCommand::Seed { ref file }) => {
             let settings = Settings::load(&overrides(None))?;
             let db = startup::open_database(&settings).await?;
-            let (customers, cards) = crate::banking::sandbox::SandboxBank::new(db)
+            let (customers, cards) = crate::ports::banking::sandbox::SandboxBank::new(db)
                 .seed(file)
                 .await?;
             println!(
@@ -562,17 +537,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = startup::open_database(&settings).await?;
             match cmd {
                 OutboxCommand::Status => {
-                    for (state, n) in crate::outbox::counts(&db).await? {
+                    for (state, n) in crate::ports::outbox::counts(&db).await? {
                         println!("{state}: {n}");
                     }
                 }
                 OutboxCommand::Replay { event, all } => {
                     let filter = match (event, all) {
-                        (Some(id), _) => crate::outbox::Replay::Event(id.clone()),
-                        (None, true) => crate::outbox::Replay::All,
-                        (None, false) => crate::outbox::Replay::Dead,
+                        (Some(id), _) => crate::ports::outbox::Replay::Event(id.clone()),
+                        (None, true) => crate::ports::outbox::Replay::All,
+                        (None, false) => crate::ports::outbox::Replay::Dead,
                     };
-                    let n = crate::outbox::replay(&db, filter).await?;
+                    let n = crate::ports::outbox::replay(&db, filter).await?;
                     println!("{n} deliver(ies) queued again; a running server sends them");
                 }
             }
@@ -611,7 +586,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(path) = eval {
                 let set = crate::nlu::read_labelled(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                let e = nlu.evaluate(&set, crate::clock::now_local());
+                let e = nlu.evaluate(&set, crate::domain::clock::now_local());
                 println!(
                     "{}: accuracy {}/{} = {:.1} %; sure (confidence ≥ {}) on {} of which {} right ({:.1} %); ECE {:.3}",
                     path.display(),
@@ -642,11 +617,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Transcribe(args) => {
             let settings = Settings::load(&overrides(None))?;
-            crate::speech::tools::transcribe(&settings, &args).await
+            crate::ops::asr::transcribe(&settings, &args).await
         }
         Command::Bench(BenchCommand::Asr(args)) => {
             let settings = Settings::load(&overrides(None))?;
-            crate::speech::tools::bench(&settings, &args).await
+            crate::ops::asr::bench(&settings, &args).await
         }
         Command::Bench(BenchCommand::Knowledge(args)) => {
             let settings = Settings::load(&overrides(None))?;
@@ -654,7 +629,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Kiosks(args)) => {
             startup::raise_fd_limit();
-            crate::bench::run(args).await
+            crate::client::bench::run(args).await
         }
     }
 }
@@ -665,24 +640,6 @@ fn app_addr(app: &Application) -> String {
     match listen.rsplit_once(':') {
         Some((host, _)) => format!("{host}:{}", app.port()),
         None => listen.clone(),
-    }
-}
-
-/// Turns `http://host:port` (or `ws://…`, with or without the path) into the kiosk
-/// WebSocket URL.
-pub fn kiosk_ws_url(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    let url = if let Some(rest) = url.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        url.to_string()
-    };
-    if url.ends_with("/v1/kiosk/ws") {
-        url
-    } else {
-        format!("{url}/v1/kiosk/ws")
     }
 }
 
@@ -740,7 +697,7 @@ async fn knowledge_command(settings: Settings, cmd: &KnowledgeCommand) -> anyhow
                 text: query,
                 audience,
                 branch: branch.as_deref(),
-                day: crate::clock::now_local().date_naive(),
+                day: crate::domain::clock::now_local().date_naive(),
                 limit: *limit,
                 explain: false,
             })?;
@@ -933,18 +890,5 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn server_urls_become_the_kiosk_websocket() {
-        assert_eq!(
-            kiosk_ws_url("http://127.0.0.1:8080"),
-            "ws://127.0.0.1:8080/v1/kiosk/ws"
-        );
-        assert_eq!(
-            kiosk_ws_url("https://a.example/"),
-            "wss://a.example/v1/kiosk/ws"
-        );
-        assert_eq!(kiosk_ws_url("ws://h:1/v1/kiosk/ws"), "ws://h:1/v1/kiosk/ws");
     }
 }

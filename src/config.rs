@@ -65,7 +65,7 @@ pub struct SpeechSettings {
     pub openai_api_key: SecretString,
     pub openai_model: String,
     /// Synthesis.
-    pub tts: crate::speech::tts::TtsSettings,
+    pub tts: TtsSettings,
 }
 
 /// Tickets, live handoff and the SLA watcher.
@@ -147,17 +147,14 @@ pub struct BankingSettings {
     pub timeout_ms: u64,
 }
 
-/// How a branch works: hours, appointment capacity, service times, inactivity.
+/// How a branch works. Hours, holidays, appointment capacity and queue lines are data in
+/// `rules_file` ([`crate::branch::rules`]); these are the service's own settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BranchSettings {
-    /// Appointments may start from this time (HH:MM, branch time)…
-    pub opens: String,
-    /// …and must start before this one.
-    pub closes: String,
-    /// Weekdays with appointments, 1 = Monday … 7 = Sunday.
-    pub open_weekdays: Vec<u32>,
-    /// Appointments per service line per 30-minute slot.
-    pub appointment_capacity_per_slot: u32,
+    /// The branch file: calendar, appointments, queue lines.
+    pub rules_file: PathBuf,
+    /// How often a node looks for appointment reminders that are due.
+    pub reminder_check_secs: u64,
     /// Average minutes a teller spends per customer, for the estimated queue wait.
     pub average_service_minutes: u32,
     /// Seconds of customer silence in the middle of a flow before "您还在吗？"; a second
@@ -271,6 +268,7 @@ impl Settings {
         s.data.knowledge_dir = data_root.join("knowledge");
         s.data.voices_dir = data_root.join("voices");
         s.tickets.rules_file = data_root.join("deploy/config/tickets.yaml");
+        s.branch.rules_file = data_root.join("deploy/config/branch.yaml");
         // Tests that need speech turn it on with their own models folder.
         s.speech.asr_backend = "off".into();
         s
@@ -320,27 +318,14 @@ impl Settings {
             return invalid("banking.timeout_ms", "must be at least 100".into());
         }
         let b = &self.branch;
-        let hm = |t: &str| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok();
-        match (hm(&b.opens), hm(&b.closes)) {
-            (Some(o), Some(c)) if o < c => {}
-            _ => {
-                return invalid(
-                    "branch.opens",
-                    "opens and closes must be HH:MM with opens before closes".into(),
-                )
-            }
-        }
-        if b.open_weekdays.is_empty() || b.open_weekdays.iter().any(|d| !(1..=7).contains(d)) {
+        if b.average_service_minutes == 0 {
             return invalid(
-                "branch.open_weekdays",
-                "list weekdays as 1 (Monday) to 7 (Sunday)".into(),
+                "branch.average_service_minutes",
+                "must be at least 1".into(),
             );
         }
-        if b.appointment_capacity_per_slot == 0 || b.average_service_minutes == 0 {
-            return invalid(
-                "branch.appointment_capacity_per_slot",
-                "capacity and average_service_minutes must be at least 1".into(),
-            );
+        if b.reminder_check_secs == 0 {
+            return invalid("branch.reminder_check_secs", "must be at least 1".into());
         }
         if b.inactivity_secs < 10 {
             return invalid("branch.inactivity_secs", "must be at least 10".into());
@@ -382,6 +367,38 @@ impl Settings {
     pub fn device_timeout(&self) -> Duration {
         Duration::from_millis(self.kiosk.device_timeout_ms)
     }
+}
+
+/// `[speech.tts]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TtsSettings {
+    /// `espeak`, `openai` or `off`. The default voice's `engine` must match (a voice
+    /// profile is written for one engine: `cmn` means nothing to an OpenAI server).
+    pub backend: String,
+    /// The default voice profile (file stem in voices/); `<voice>-elder`, when present,
+    /// speaks in the kiosk's elder-friendly mode.
+    pub voice: String,
+    pub espeak_binary: String,
+    pub openai_base_url: String,
+    pub openai_api_key: SecretString,
+    pub openai_model: String,
+    /// Longest text synthesised for one reply, in characters of the text read aloud;
+    /// longer replies are cut at a sentence end (the screen still shows all of it).
+    pub max_chars: usize,
+    /// Longest one synthesis may take before it is abandoned (the process killed).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest audio accepted from a backend, in bytes (about 6 minutes at 22 kHz).
+    #[serde(default = "default_max_audio_bytes")]
+    pub max_audio_bytes: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+
+fn default_max_audio_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The data folders read at start-up and by `concierge validate`: `dialogs/` (intents and
-//! responses), `knowledge/` (Markdown articles with front matter) and `voices/` (voice
-//! profiles). Every problem is reported as `file:line: message`, all at once.
+//! The data folders, loaded: `dialogs/` (intents, responses, flows), `knowledge/` (Markdown
+//! articles with front matter) and `voices/` (voice profiles). Every problem is reported as
+//! `file:line: message`, all at once. The checks that need other layers (synonyms, golden
+//! questions, the speech lexicon) are added by [`crate::validate`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::DataSettings;
-use crate::dialog::data::{line_of, parse_yaml, read_data_file};
-use crate::dialog::{DataError, DialogData};
+use crate::datafile::DataError;
+use crate::datafile::{line_of, parse_yaml, read_data_file};
+use crate::dialog::flow::ActionCatalog;
+use crate::dialog::DialogData;
 
 /// Everything loaded from the data folders.
 #[derive(Debug, Clone)]
@@ -72,9 +75,12 @@ pub struct VoiceProfile {
 
 impl Content {
     /// Loads and validates every data folder.
-    pub fn load(data: &DataSettings) -> Result<Content, Vec<DataError>> {
+    pub fn load(
+        data: &DataSettings,
+        actions: &dyn ActionCatalog,
+    ) -> Result<Content, Vec<DataError>> {
         let mut errors = Vec::new();
-        let dialogs = match DialogData::load(&data.dialogs_dir) {
+        let dialogs = match DialogData::load(&data.dialogs_dir, actions) {
             Ok(d) => Some(d),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -82,15 +88,7 @@ impl Content {
             }
         };
         let articles = load_articles(&data.knowledge_dir, &mut errors);
-        check_knowledge_documents(&data.knowledge_dir, &articles, &mut errors);
         let voices = load_voices(&data.voices_dir, &mut errors);
-        // The operators' extra words for the speech corrector (optional file).
-        let lexicon = data.dialogs_dir.join(crate::speech::correct::LEXICON_FILE);
-        if lexicon.is_file() {
-            if let Err(mut e) = crate::speech::correct::load_lexicon(&lexicon) {
-                errors.append(&mut e);
-            }
-        }
         match dialogs {
             Some(dialogs) if errors.is_empty() => Ok(Content {
                 dialogs,
@@ -124,56 +122,8 @@ fn files_with_ext(dir: &Path, ext: &str, errors: &mut Vec<DataError>) -> Vec<Pat
     }
 }
 
-/// `synonyms.yaml` and `golden.yaml` beside the articles, when present: well-formed, and
-/// every golden question expecting an article that exists with that audience.
-fn check_knowledge_documents(dir: &Path, articles: &[ArticleFile], errors: &mut Vec<DataError>) {
-    let synonyms = dir.join("synonyms.yaml");
-    if let Some(text) = synonyms
-        .is_file()
-        .then(|| read_data_file(&synonyms, errors))
-        .flatten()
-    {
-        if let Err(mut e) = crate::knowledge::text::Synonyms::parse(&synonyms, &text) {
-            errors.append(&mut e);
-        }
-    }
-    let golden = dir.join("golden.yaml");
-    let Some(text) = golden
-        .is_file()
-        .then(|| read_data_file(&golden, errors))
-        .flatten()
-    else {
-        return;
-    };
-    match crate::knowledge::golden::parse(&golden, &text) {
-        Ok(list) => {
-            for g in list {
-                let audience = g.audience.as_deref().unwrap_or("customer");
-                let found = articles.iter().find(|a| a.front.id == g.expect);
-                let problem = match found {
-                    None => Some(format!("`{}` is no article in {}", g.expect, dir.display())),
-                    Some(a) if audience == "customer" && a.front.audience != "customer" => {
-                        Some(format!(
-                            "`{}` is a staff article; a customer question cannot find it",
-                            g.expect
-                        ))
-                    }
-                    _ => None,
-                };
-                if let Some(message) = problem {
-                    errors.push(DataError {
-                        file: golden.clone(),
-                        line: line_of(&text, &format!("expect: {}", g.expect)),
-                        message,
-                    });
-                }
-            }
-        }
-        Err(mut e) => errors.append(&mut e),
-    }
-}
-
-fn load_articles(dir: &Path, errors: &mut Vec<DataError>) -> Vec<ArticleFile> {
+/// The articles of `dir`, each parsed and validated; ids are unique.
+pub fn load_articles(dir: &Path, errors: &mut Vec<DataError>) -> Vec<ArticleFile> {
     let mut articles = Vec::new();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in files_with_ext(dir, "md", errors) {
@@ -321,7 +271,7 @@ fn load_voices(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, Voic
         for (word, reading) in &voice.lexicon {
             let at = |message: String| DataError {
                 file: path.clone(),
-                line: crate::dialog::data::line_of_after(&text, word, line_of(&text, "lexicon:")),
+                line: crate::datafile::line_of_after(&text, word, line_of(&text, "lexicon:")),
                 message,
             };
             if word.trim().is_empty() || reading.trim().is_empty() {
@@ -361,43 +311,18 @@ mod tests {
 
     #[test]
     fn the_project_data_folders_are_valid() {
-        let content = Content::load(&project_data()).unwrap_or_else(|e| {
-            panic!(
-                "{}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        let content = Content::load(&project_data(), &crate::actions::Registry::standard())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}",
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
         assert!(!content.articles.is_empty());
         assert!(content.voices.contains_key("xiaoan"));
-    }
-
-    #[test]
-    fn golden_questions_must_expect_existing_articles_of_their_audience() {
-        let dir = std::env::temp_dir().join(format!("kb-golden-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut errors = Vec::new();
-        let a = parse_article(
-            &dir.join("s.md"),
-            "---\nid: staff-only\ntitle: T\naudience: staff\n---\nbody\n",
-            &mut errors,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("golden.yaml"),
-            "- question: 甲\n  expect: staff-only\n- question: 乙\n  expect: missing\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("synonyms.yaml"), "- [挂失]\n").unwrap();
-        check_knowledge_documents(&dir, &[a], &mut errors);
-        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(text.len(), 3, "{text:?}");
-        assert!(text[0].contains("synonyms.yaml:1:"), "{text:?}");
-        assert!(text[1].contains("golden.yaml:2:") && text[1].contains("staff article"));
-        assert!(text[2].contains("golden.yaml:4:") && text[2].contains("missing"));
     }
 
     #[test]

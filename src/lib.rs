@@ -23,29 +23,31 @@
 //! - [`telemetry`]: logs and metrics.
 //! - [`chat`], [`bench`]: the terminal kiosk client and the load generator.
 
+pub mod access;
+pub mod actions;
 pub mod api;
-pub mod appointments;
-pub mod banking;
-pub mod bench;
-pub mod chat;
+pub mod branch;
 pub mod cli;
-pub mod clock;
+pub mod client;
 pub mod config;
 pub mod content;
-pub mod conversation;
+pub mod datafile;
 pub mod devices;
 pub mod dialog;
+pub mod domain;
 pub mod error;
-pub mod kiosks;
+pub mod handoff;
 pub mod knowledge;
+pub mod live;
 pub mod nlu;
-pub mod outbox;
-pub mod queue;
-pub mod security;
+pub mod ops;
+pub mod ports;
+pub mod session;
 pub mod speech;
-pub mod staff;
 pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod tickets;
+pub mod validate;

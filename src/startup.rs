@@ -12,30 +12,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::actions::Registry;
+use crate::branch::Branch;
 use crate::config::Settings;
 use crate::content::Content;
-use crate::conversation::hub::Hub;
 use crate::devices::DeviceBroker;
 use crate::dialog::Engine;
+use crate::domain::clock::SystemClock;
+use crate::live::Hub;
+use crate::ports::banking::CoreBanking;
+use crate::speech::Speech;
 use crate::state::AppState;
 use crate::store::Db;
 use crate::telemetry::Metrics;
+use crate::tickets::Tickets;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-}
-
-/// Loads and validates the data folders, as one error listing every problem.
-pub fn load_content(settings: &Settings) -> anyhow::Result<Content> {
-    Content::load(&settings.data).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "the data files have {} problem(s):\n{}",
-            list.len(),
-            list.join("\n")
-        )
-    })
 }
 
 /// Opens the configured database and applies pending migrations.
@@ -45,22 +39,55 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The core-banking port the settings choose.
+fn bank_port(settings: &Settings, db: &Db) -> anyhow::Result<Arc<dyn CoreBanking>> {
+    Ok(match settings.banking.backend.as_str() {
+        "http" => Arc::new(crate::ports::banking::http::HttpBank::new(
+            &settings.banking.base_url,
+            settings.banking.api_token.clone(),
+            Duration::from_millis(settings.banking.timeout_ms),
+        )?),
+        _ => Arc::new(crate::ports::banking::sandbox::SandboxBank::new(db.clone())),
+    })
+}
+
+/// Speech recognition and synthesis, loaded off the executor (models take seconds); what
+/// is missing is logged, and synthesis is tried once so a missing espeak-ng shows now.
+async fn load_speech(settings: &Settings, content: &Arc<Content>) -> anyhow::Result<Speech> {
+    let speech = {
+        let settings = settings.speech.clone();
+        let content = content.clone();
+        tokio::task::spawn_blocking(move || {
+            let texts = crate::speech::knowledge_texts(&content);
+            Speech::load(&settings, &content, &texts)
+        })
+        .await
+        .context("loading speech")?
+    };
+    for note in &speech.notes {
+        tracing::warn!("{note}");
+    }
+    if let Some(tts) = speech.tts.clone() {
+        tokio::spawn(async move {
+            if let Err(e) = tts.check().await {
+                tracing::warn!(error = %e, "speech synthesis is not usable; replies stay text-only");
+            }
+        });
+    }
+    Ok(speech)
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let content = load_content(&settings)?;
+        let actions = Arc::new(Registry::standard());
+        let checked = crate::validate::check_all(&settings, actions.as_ref())
+            .map_err(crate::validate::as_one_error)?;
         let db = open_database(&settings).await?;
         let listener = TcpListener::bind(settings.listen_addr())
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let metrics = Metrics::new();
-        let bank: Arc<dyn crate::banking::CoreBanking> = match settings.banking.backend.as_str() {
-            "http" => Arc::new(crate::banking::http::HttpBank::new(
-                &settings.banking.base_url,
-                settings.banking.api_token.clone(),
-                std::time::Duration::from_millis(settings.banking.timeout_ms),
-            )?),
-            _ => Arc::new(crate::banking::sandbox::SandboxBank::new(db.clone())),
-        };
+        let bank = bank_port(&settings, &db)?;
         let knowledge = crate::knowledge::Knowledge::open(
             db.clone(),
             settings.knowledge.clone(),
@@ -68,38 +95,39 @@ impl Application {
         )
         .await
         .context("knowledge base")?;
-        let tickets = Arc::new(
-            crate::tickets::Tickets::new(db.clone(), settings.tickets.clone(), &settings.outbox)
-                .context("tickets")?,
-        );
-        let content = Arc::new(content);
-        let speech = {
-            let settings = settings.speech.clone();
-            let content = content.clone();
-            tokio::task::spawn_blocking(move || {
-                let texts = crate::speech::knowledge_texts(&content);
-                crate::speech::Speech::load(&settings, &content, &texts)
-            })
-            .await
-            .context("loading speech")?
-        };
-        for note in &speech.notes {
-            tracing::warn!("{note}");
-        }
-        if let Some(tts) = speech.tts.clone() {
-            // One real synthesis, so a missing espeak-ng is said at start-up, not mid-turn.
-            tokio::spawn(async move {
-                if let Err(e) = tts.check().await {
-                    tracing::warn!(error = %e, "speech synthesis is not usable; replies stay text-only");
-                }
-            });
-        }
+        let tickets = Arc::new(Tickets::new(
+            db.clone(),
+            settings.tickets.clone(),
+            checked.rules,
+            checked.branch.calendar.clone(),
+            &settings.outbox,
+        ));
+        let webhooks = settings.outbox.webhooks.iter().map(|w| w.name.clone());
+        let branch = Arc::new(Branch::new(
+            db.clone(),
+            checked.branch,
+            settings.branch.clone(),
+            Arc::new(SystemClock),
+            webhooks.collect(),
+        ));
+        let content = Arc::new(checked.content);
+        let speech = load_speech(&settings, &content).await?;
+        let engine = Arc::new(Engine::new(&content.dialogs)?);
+        let services = Arc::new(crate::actions::Services {
+            bank: bank.clone(),
+            branch: branch.clone(),
+            knowledge: knowledge.clone(),
+            service_labels: engine.labels().clone(),
+        });
         let state = AppState {
             speech: Arc::new(speech),
             tickets,
             knowledge,
             bank,
-            engine: Arc::new(Engine::new(&content.dialogs)?),
+            branch,
+            actions,
+            services,
+            engine,
             content,
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),
@@ -131,7 +159,8 @@ impl Application {
         let router = crate::api::router(state.clone());
         state.knowledge.follow(shutdown.clone());
         state.tickets.follow(shutdown.clone(), state.hub.clone());
-        crate::outbox::spawn(
+        state.branch.follow(shutdown.clone());
+        crate::ports::outbox::spawn(
             state.db.clone(),
             state.settings.outbox.clone(),
             shutdown.clone(),

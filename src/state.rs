@@ -7,9 +7,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::content::Content;
-use crate::conversation::hub::Hub;
 use crate::devices::DeviceBroker;
 use crate::dialog::Engine;
+use crate::live::Hub;
 use crate::store::Db;
 use crate::telemetry::Metrics;
 
@@ -18,7 +18,13 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
     /// The core-banking port (sandbox or HTTP).
-    pub bank: Arc<dyn crate::banking::CoreBanking>,
+    pub bank: Arc<dyn crate::ports::banking::CoreBanking>,
+    /// Queue numbers, appointments and reminders.
+    pub branch: Arc<crate::branch::Branch>,
+    /// The server actions flows run.
+    pub actions: Arc<crate::actions::Registry>,
+    /// What the actions work with.
+    pub services: Arc<crate::actions::Services>,
     pub content: Arc<Content>,
     /// The knowledge base (versioned articles, search, answers).
     pub knowledge: Arc<crate::knowledge::Knowledge>,

@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 
 use super::auth::Staff;
 use super::json::ApiJson;
-use crate::conversation::store;
+use crate::access::kiosks::{self, KioskError};
+use crate::access::Role;
 use crate::devices::DeviceFailure;
 use crate::error::ApiError;
-use crate::kiosks::{self, KioskError};
-use crate::security::Role;
+use crate::session::store;
 use crate::state::AppState;
 
 /// Roles: admin.

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::json::ApiJson;
+use crate::access::staff::{self, StaffUser};
+use crate::access::Role;
 use crate::error::ApiError;
-use crate::security::Role;
-use crate::staff::{self, StaffUser};
 use crate::state::AppState;
 
 /// The authenticated staff member of a request (401 without a live bearer token).

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::auth::Staff;
 use super::json::ApiJson;
+use crate::access::staff::StaffUser;
+use crate::access::Role;
 use crate::error::ApiError;
-use crate::security::Role;
-use crate::staff::StaffUser;
 use crate::state::AppState;
 
 const FLOOR: &[Role] = &[Role::Teller, Role::RemoteExpert, Role::Admin];
@@ -50,9 +50,12 @@ pub async fn appointments(
     let day = match p.day {
         Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
             .map_err(|_| ApiError::BadRequest("invalid_day", "day is YYYY-MM-DD".into()))?,
-        None => crate::clock::now_local().date_naive(),
+        None => crate::domain::clock::now_local().date_naive(),
     };
-    let list = crate::appointments::list(&app.db, &branch, &day.to_string()).await?;
+    let list = app
+        .branch
+        .appointments_on(&branch, &day.to_string())
+        .await?;
     Ok(Json(
         json!({"branch": branch, "day": day.to_string(), "appointments": list}),
     ))
@@ -64,12 +67,20 @@ pub struct LineParams {
     line: Option<String>,
 }
 
-fn line_of(line: Option<&str>) -> Result<&'static str, ApiError> {
-    let l = line.unwrap_or("A");
-    crate::queue::LINES
-        .into_iter()
-        .find(|x| *x == l)
-        .ok_or_else(|| ApiError::BadRequest("invalid_line", "line is A, B or V".into()))
+/// A line of the branch file (default: the first).
+fn line_of<'a>(app: &'a AppState, line: Option<&str>) -> Result<&'a str, ApiError> {
+    let mut lines = app.branch.rules.line_names();
+    let found = match line {
+        None => lines.next(),
+        Some(l) => lines.find(|x| *x == l),
+    };
+    found.ok_or_else(|| {
+        let names: Vec<&str> = app.branch.rules.line_names().collect();
+        ApiError::BadRequest(
+            "invalid_line",
+            format!("line is one of {}", names.join(", ")),
+        )
+    })
 }
 
 /// Roles: teller, remote expert, admin. A line today: waiting numbers, the last called,
@@ -81,11 +92,9 @@ pub async fn queue(
 ) -> Result<Json<Value>, ApiError> {
     let user = staff.require(FLOOR)?;
     let branch = branch_of(user, p.branch.as_deref())?;
-    let line = line_of(p.line.as_deref())?;
-    let mut board = crate::queue::board(&app.db, &branch, line).await?;
-    let fallback = f64::from(app.settings.branch.average_service_minutes);
-    board["minutes_per_customer"] =
-        json!(crate::queue::service_minutes(&app.db, &branch, line, fallback).await?);
+    let line = line_of(&app, p.line.as_deref())?;
+    let mut board = app.branch.board(&branch, line).await?;
+    board["minutes_per_customer"] = json!(app.branch.pace(&branch, line).await?);
     board["branch"] = json!(branch);
     Ok(Json(board))
 }
@@ -109,7 +118,7 @@ pub async fn call_next(
 ) -> Result<Json<Value>, ApiError> {
     let user = staff.require(&[Role::Teller, Role::Admin])?;
     let branch = branch_of(user, body.branch.as_deref())?;
-    let line = line_of(Some(&body.line))?;
+    let line = line_of(&app, Some(&body.line))?;
     let counter = body.counter.trim();
     if counter.is_empty() || counter.chars().count() > 20 {
         return Err(ApiError::BadRequest(
@@ -117,6 +126,9 @@ pub async fn call_next(
             "counter has 1 to 20 characters".into(),
         ));
     }
-    let called = crate::queue::call_next(&app.db, &branch, line, counter, &user.name).await?;
+    let called = app
+        .branch
+        .call_next(&branch, line, counter, &user.name)
+        .await?;
     Ok(Json(json!({"called": called})))
 }

@@ -21,7 +21,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "status": if ready { "ready" } else { "not_ready" },
         "database": if database { "ok" } else { "unreachable" },
         "data": {
-            "intents": app.content.dialogs.intents.len(),
+            "intents": app.content.dialogs.nlu.intents.len(),
             "responses": app.content.dialogs.responses.len(),
             "articles": app.knowledge.index().len(),
             "voices": app.content.voices.len(),

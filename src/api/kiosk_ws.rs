@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::auth::bearer;
-use crate::conversation::connection::{self, Frame};
 use crate::error::ApiError;
+use crate::session::connection::{self, Frame};
 use crate::state::AppState;
 
 /// Kiosk peers (token in `hello` or `Authorization: Bearer`).

@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 
 use super::auth::Staff;
 use super::json::ApiJson;
+use crate::access::Role;
 use crate::error::ApiError;
 use crate::knowledge::index::{Audience, Query1};
 use crate::knowledge::model::{ArticleDraft, State as KbState};
 use crate::knowledge::store::KbError;
 use crate::knowledge::{Decision, GOLDEN, SYNONYMS};
-use crate::security::Role;
 use crate::state::AppState;
 
 const EDIT: &[Role] = &[Role::ContentEditor, Role::ContentReviewer, Role::Admin];
@@ -79,7 +79,7 @@ fn run_search(app: &AppState, p: &SearchParams, explain: bool) -> Result<Json<Va
         text: q,
         audience,
         branch: p.branch.as_deref(),
-        day: crate::clock::now_local().date_naive(),
+        day: crate::domain::clock::now_local().date_naive(),
         limit: p.limit.unwrap_or(5).clamp(1, 50),
         explain,
     })?;

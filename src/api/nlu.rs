@@ -40,7 +40,7 @@ pub async fn parse(
         Some(t) => chrono::DateTime::parse_from_rfc3339(t).map_err(|_| {
             ApiError::BadRequest("bad_now", format!("now `{t}` is not an RFC 3339 time"))
         })?,
-        None => crate::clock::now_local(),
+        None => crate::domain::clock::now_local(),
     };
     Ok(Json(app.engine.nlu.parse(&req.text, now)))
 }

@@ -22,9 +22,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::auth::bearer;
+use crate::access::staff::StaffUser;
+use crate::access::Role;
 use crate::error::ApiError;
-use crate::security::Role;
-use crate::staff::StaffUser;
 use crate::state::AppState;
 use crate::tickets::store::{NewEvent, TicketError, TicketState};
 
@@ -50,7 +50,7 @@ pub async fn upgrade(
     let Some(token) = bearer(&headers).or(q.token.filter(|t| t.len() <= 256)) else {
         return ApiError::Unauthorized.into_response();
     };
-    let user = match crate::staff::authenticate(&app.db, &token).await {
+    let user = match crate::access::staff::authenticate(&app.db, &token).await {
         Ok(Some(u)) => u,
         Ok(None) => return ApiError::Unauthorized.into_response(),
         Err(e) => return ApiError::from(e).into_response(),
@@ -175,7 +175,7 @@ async fn handle(app: &AppState, user: &StaffUser, v: &Value) -> Value {
                         from: None,
                         to: None,
                         actor: &user.name,
-                        comment: &crate::security::mask_pii(&text),
+                        comment: &crate::access::mask_pii(&text),
                         data: json!({}),
                     },
                 )

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::auth::Staff;
 use super::json::ApiJson;
+use crate::access::staff::StaffUser;
+use crate::access::Role;
 use crate::error::ApiError;
-use crate::security::Role;
-use crate::staff::StaffUser;
 use crate::state::AppState;
 use crate::tickets::store::{Filter, NewEvent, Ticket, TicketError, TicketState};
 
@@ -191,7 +191,7 @@ pub async fn comment(
                 from: None,
                 to: None,
                 actor: &user.name,
-                comment: &crate::security::mask_pii(text),
+                comment: &crate::access::mask_pii(text),
                 data: json!({}),
             },
         )
@@ -266,8 +266,8 @@ pub async fn create(
             "you work for another branch".into(),
         ));
     }
-    let masked_ref = body.customer_ref.as_deref().map(crate::security::mask_pii);
-    let case = json!({"note": crate::security::mask_pii(&body.note), "opened_by": user.name});
+    let masked_ref = body.customer_ref.as_deref().map(crate::access::mask_pii);
+    let case = json!({"note": crate::access::mask_pii(&body.note), "opened_by": user.name});
     let conditions: Vec<&str> = if body.vip { vec!["vip"] } else { Vec::new() };
     let t = app
         .tickets

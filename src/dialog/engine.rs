@@ -14,12 +14,13 @@
 
 use std::collections::BTreeMap;
 
-use kiosk_protocol::{Choice, Field, Ui};
+use kiosk_protocol::{Choice, Field, HandoffKind, Ui};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::data::{DialogData, ResponseSpec};
 use super::flow::{condition_holds, Flow, Kind, Step, Texts};
+use crate::nlu::intent::SystemIntent;
 use crate::nlu::{is_intent, Nlu, Parse, Scored};
 
 /// Misunderstandings in a row after which the bot offers a person.
@@ -74,7 +75,7 @@ pub enum Effect {
     },
     /// Hand the customer to a person with the case so far.
     Handoff {
-        to: String,
+        to: HandoffKind,
         reason: String,
         intent: Option<String>,
         slots: BTreeMap<String, String>,
@@ -164,7 +165,12 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine; trains the intent classifier from `data`.
     pub fn new(data: &DialogData) -> anyhow::Result<Engine> {
-        Ok(Engine::with_nlu(data, Nlu::new(data)?))
+        Ok(Engine::with_nlu(data, Nlu::new(&data.nlu)?))
+    }
+
+    /// How services are named to customers ("开户"), by intent.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 
     /// Builds the engine around an already trained understanding.
@@ -174,6 +180,7 @@ impl Engine {
             responses: data.responses.clone(),
             flows: data.flows.clone(),
             labels: data
+                .nlu
                 .intents
                 .iter()
                 .filter_map(|i| i.label.clone().map(|l| (i.name.clone(), l)))
@@ -206,7 +213,7 @@ impl Engine {
                 })
             }
             TurnInput::Choice(_) => None,
-            TurnInput::Text(text) => Some(self.nlu.parse(text, crate::clock::now_local())),
+            TurnInput::Text(text) => Some(self.nlu.parse(text, crate::domain::clock::now_local())),
         }
     }
 
@@ -250,7 +257,7 @@ impl Engine {
                     .or(intent.map(str::to_string));
                 state.stack.clear();
                 out.effect = Some(Effect::Handoff {
-                    to: "teller".into(),
+                    to: HandoffKind::Teller,
                     reason: "fraud_suspected".into(),
                     intent,
                     slots,
@@ -268,22 +275,23 @@ impl Engine {
         }
 
         // Words that work anywhere.
-        match intent {
-            Some("repeat") => {
+        match intent.and_then(SystemIntent::of) {
+            Some(SystemIntent::Repeat) => {
                 state.misunderstood = 0;
                 out.replies
                     .push(state.last_reply.clone().unwrap_or_else(|| self.opening()));
                 return out;
             }
-            Some("cancel") if !state.stack.is_empty() => {
+            Some(SystemIntent::Cancel) if !state.stack.is_empty() => {
                 state.misunderstood = 0;
                 state.stack.clear();
-                out.replies.push(self.reply("cancel"));
+                out.replies.push(self.reply(SystemIntent::Cancel.name()));
                 return self.finish(state, out);
             }
-            Some(h @ ("handoff.teller" | "handoff.remote_expert")) => {
+            Some(i) if i.handoff().is_some() => {
                 state.misunderstood = 0;
-                return self.handoff(state, h, "customer_asked", out);
+                let to = i.handoff().unwrap_or(HandoffKind::Teller);
+                return self.handoff(state, to, "customer_asked", out);
             }
             _ => {}
         }
@@ -409,7 +417,7 @@ impl Engine {
                         let mut out = out;
                         let more = self.handoff(
                             state,
-                            "handoff.teller",
+                            HandoffKind::Teller,
                             "step_failed",
                             Outcome::default(),
                         );
@@ -581,8 +589,7 @@ impl Engine {
                 }
                 Kind::Goto(target) => frame.step = flow.target(target),
                 Kind::Handoff(to) => {
-                    let to = format!("handoff.{to}");
-                    let more = self.handoff(state, &to, "flow", Outcome::default());
+                    let more = self.handoff(state, *to, "flow", Outcome::default());
                     out.replies.extend(more.replies);
                     out.effect = more.effect;
                     return out;
@@ -720,14 +727,14 @@ impl Engine {
                     top.retries = 0;
                     return Some(self.advance(state)); // confirm again with the new values
                 }
-                match intent {
-                    Some("affirm") => {
+                match intent.and_then(SystemIntent::of) {
+                    Some(SystemIntent::Affirm) => {
                         top.waiting = Waiting::Nothing;
                         top.retries = 0;
                         top.step += 1;
                         Some(self.advance(state))
                     }
-                    Some("deny") => {
+                    Some(SystemIntent::Deny) => {
                         top.waiting = Waiting::Nothing;
                         top.retries = 0;
                         match &step.spec.on_no {
@@ -754,7 +761,12 @@ impl Engine {
                             }
                         }
                     }
-                    Some(i) if self.flows.contains_key(i) || self.responses.contains_key(i) => None,
+                    _ if intent.is_some_and(|i| {
+                        self.flows.contains_key(i) || self.responses.contains_key(i)
+                    }) =>
+                    {
+                        None
+                    }
                     _ => Some(self.retry(state, None)),
                 }
             }
@@ -821,16 +833,17 @@ impl Engine {
     fn handoff(
         &self,
         state: &mut SessionState,
-        to: &str,
+        to: HandoffKind,
         reason: &str,
         mut out: Outcome,
     ) -> Outcome {
         let slots = self.case_slots(state);
         let intent = state.stack.first().map(|f| f.flow.clone());
         state.stack.clear();
-        out.replies.push(self.reply_or(to, "offer_human"));
+        let said = SystemIntent::asking_for(to).name();
+        out.replies.push(self.reply_or(said, "offer_human"));
         out.effect = Some(Effect::Handoff {
-            to: to.trim_start_matches("handoff.").to_string(),
+            to,
             reason: reason.to_string(),
             intent,
             slots,
@@ -959,6 +972,12 @@ impl Engine {
         }
     }
 
+    /// A response of `responses.yaml` by key (the required ones are always there; an
+    /// unknown key says the fallback).
+    pub fn response(&self, key: &str) -> BotReply {
+        self.reply_or(key, "fallback")
+    }
+
     fn reply_or(&self, key: &str, fallback: &str) -> BotReply {
         if self.responses.contains_key(key) {
             self.reply(key)
@@ -975,7 +994,7 @@ fn spoken_choice(
     slots: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let said = crate::nlu::normalize::normalize(text).matching;
+    let said = crate::text::normalize::normalize(text).matching;
     let choices: Vec<(String, String)> = step
         .spec
         .choices
@@ -983,7 +1002,7 @@ fn spoken_choice(
         .map(|c| {
             let label = render(&c.label, slots, labels);
             (
-                crate::nlu::normalize::normalize(&label).matching,
+                crate::text::normalize::normalize(&label).matching,
                 render(&c.value, slots, labels),
             )
         })
@@ -1070,7 +1089,7 @@ fn display(
         }
         "balance" => format!("{v}元"),
         // Identifiers are read back masked: the screen and the loudspeaker are public.
-        "phone" | "id_number" | "card_number" => crate::security::masking::mask_pii(v),
+        "phone" | "id_number" | "card_number" => crate::access::masking::mask_pii(v),
         "currency" => currency_name(v).to_string(),
         "service" => labels.get(v).cloned().unwrap_or_else(|| v.to_string()),
         _ => v.to_string(),
@@ -1118,8 +1137,11 @@ mod tests {
 
     /// The engine over the repository's own `dialogs/` (shared by every test module here).
     pub(super) fn engine() -> Engine {
-        let data =
-            DialogData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs")).unwrap();
+        let data = DialogData::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs"),
+            &crate::actions::Registry::standard(),
+        )
+        .unwrap();
         Engine::with_nlu(&data, Nlu::for_tests())
     }
 
@@ -1322,7 +1344,7 @@ mod tests {
             Some(Effect::Handoff {
                 to, risk, slots, ..
             }) => {
-                assert_eq!(to, "teller");
+                assert_eq!(to, HandoffKind::Teller);
                 assert_eq!(risk, vec!["fraud_suspected"]);
                 assert_eq!(slots.get("amount").map(String::as_str), Some("5000"));
             }

@@ -26,9 +26,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use kiosk_protocol::HandoffKind;
 use serde::{Deserialize, Serialize};
 
-use super::data::{line_of, line_of_after, parse_yaml, read_data_file, yaml_files, DataError};
+use crate::datafile::{line_of, line_of_after, parse_yaml, read_data_file, yaml_files, DataError};
 use crate::nlu;
 
 /// Slots the understanding fills (DESIGN.md §NLU contract).
@@ -44,68 +45,26 @@ pub const NLU_SLOTS: &[&str] = &[
     "service",
 ];
 
-/// Device kinds a kiosk may have (kiosk-adapter's simulated set).
-pub const DEVICES: &[&str] = &[
-    "id_card",
-    "card_reader",
-    "pin_pad",
-    "receipt_printer",
-    "queue_printer",
-    "document_printer",
-    "camera",
-    "card_dispenser",
-];
+/// The server actions flows may call and the slots each fills on success: the action
+/// registry ([`crate::actions::Registry`]) as the validator sees it.
+pub trait ActionCatalog {
+    /// The slots `name` fills, or `None` when there is no such action.
+    fn outputs(&self, name: &str) -> Option<Vec<String>>;
+    /// Every action name, sorted.
+    fn names(&self) -> Vec<String>;
+}
 
-/// Server actions a flow may call, and the slots each fills on success.
-pub const ACTIONS: &[(&str, &[&str])] = &[
-    ("appointment.book", &["code", "branch_name"]),
-    (
-        "appointment.find",
-        &["code", "appointment_list", "appointment_count"],
-    ),
-    ("appointment.cancel", &["code"]),
-    (
-        "queue.take",
-        &["ticket", "waiting", "wait_minutes", "counter_type"],
-    ),
-    (
-        "banking.identify",
-        &["customer_id", "customer_name", "phone_masked"],
-    ),
-    ("banking.verify_phone", &[]),
-    (
-        "banking.choose_card",
-        &["card", "card_masked", "card_status"],
-    ),
-    ("banking.verify_pin", &[]),
-    ("banking.balance", &["balance"]),
-    ("banking.freeze_card", &["frozen_at"]),
-    (
-        "knowledge.answer",
-        &[
-            "kind",
-            "answer",
-            "article",
-            "article_version",
-            "article_title",
-            "choice_a",
-            "article_a",
-            "choice_b",
-            "article_b",
-        ],
-    ),
-    (
-        "knowledge.topic",
-        &[
-            "kind",
-            "answer",
-            "article",
-            "article_version",
-            "article_title",
-        ],
-    ),
-    ("case.prepare", &["case_id"]),
-];
+/// Device kinds a kiosk may have: those of the kiosk protocol's actions.
+pub fn devices() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for a in kiosk_protocol::devices::Action::ALL {
+        let (device, _) = a.names();
+        if !out.contains(&device) {
+            out.push(device);
+        }
+    }
+    out
+}
 
 /// A text, or several variants of it (one is chosen per turn).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -242,7 +201,7 @@ pub enum Kind {
     Device { device: String, action: String },
     Action(String),
     Branch(Vec<BranchCase>),
-    Handoff(String),
+    Handoff(HandoffKind),
     Goto(String),
     End(Option<Texts>),
 }
@@ -275,7 +234,11 @@ impl Flow {
 }
 
 /// Loads every `dir/flows/*.yaml` (the folder is optional).
-pub fn load_flows(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, Flow> {
+pub fn load_flows(
+    dir: &Path,
+    catalog: &dyn ActionCatalog,
+    errors: &mut Vec<DataError>,
+) -> BTreeMap<String, Flow> {
     let folder = dir.join("flows");
     let mut flows = BTreeMap::new();
     if !folder.is_dir() {
@@ -289,7 +252,7 @@ pub fn load_flows(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, F
         let Some(spec) = parse_yaml::<FlowFile>(&file, &text, errors) else {
             continue;
         };
-        if let Some(flow) = validate(spec, &file, &text, errors) {
+        if let Some(flow) = validate(spec, &file, &text, catalog, errors) {
             if let Some(old) = flows.insert(flow.name.clone(), flow) {
                 errors.push(DataError {
                     file: file.clone(),
@@ -330,55 +293,119 @@ fn step_lines(text: &str, count: usize) -> Vec<usize> {
     lines
 }
 
-fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>) -> Option<Flow> {
+fn validate(
+    spec: FlowFile,
+    file: &Path,
+    text: &str,
+    catalog: &dyn ActionCatalog,
+    errors: &mut Vec<DataError>,
+) -> Option<Flow> {
     let before = errors.len();
-    let err = |line: usize, message: String| DataError {
-        file: file.to_path_buf(),
-        line,
-        message,
+    let mut check = Check {
+        file,
+        text,
+        catalog,
+        known: BTreeSet::new(),
+        ids: BTreeMap::new(),
+        errors,
     };
     if !nlu::is_intent(&spec.flow) {
-        errors.push(err(
+        check.err(
             line_of(text, "flow:"),
             format!(
                 "flow `{}` is not an intent name (a flow runs when its intent is understood)",
                 spec.flow
             ),
-        ));
+        );
     }
     if spec.steps.is_empty() {
-        errors.push(err(
+        check.err(
             line_of(text, "steps:"),
             "a flow needs at least one step".into(),
-        ));
+        );
         return None;
     }
     let lines = step_lines(text, spec.steps.len());
-    // Every slot a step may fill.
-    let mut known: BTreeSet<String> = NLU_SLOTS.iter().map(|s| s.to_string()).collect();
-    known.extend(spec.slots.iter().cloned());
-    known.insert("error".to_string()); // the code of the last failed device or action
-    for s in &spec.steps {
-        if let Some(a) = &s.action {
-            if s.device.is_none() {
-                if let Some((_, outs)) = ACTIONS.iter().find(|(n, _)| n == a) {
-                    known.extend(outs.iter().map(|o| o.to_string()));
-                }
-            }
-        }
-        known.extend(s.save.iter().cloned());
-    }
-    let mut ids = BTreeMap::new();
+    check.known = known_slots(&spec, catalog);
     for (i, s) in spec.steps.iter().enumerate() {
         if let Some(id) = &s.id {
-            if ids.insert(id.clone(), i).is_some() {
-                errors.push(err(lines[i], format!("step id `{id}` is used twice")));
+            if check.ids.insert(id.clone(), i).is_some() {
+                check.err(lines[i], format!("step id `{id}` is used twice"));
             }
         }
     }
     let mut steps = Vec::new();
-    for (i, s) in spec.steps.iter().enumerate() {
-        let line = lines[i];
+    for (s, &line) in spec.steps.iter().zip(&lines) {
+        let Some(kind) = check.step(s, line) else {
+            continue;
+        };
+        check.references(s, &kind, line);
+        steps.push(Step {
+            kind,
+            spec: s.clone(),
+            line,
+        });
+    }
+    let ids = std::mem::take(&mut check.ids);
+    if errors.len() > before {
+        return None;
+    }
+    let flow = Flow {
+        name: spec.flow,
+        description: spec.description,
+        moves_money: spec.moves_money,
+        steps,
+        ids,
+        file: file.to_path_buf(),
+    };
+    for i in unreachable(&flow) {
+        errors.push(DataError {
+            file: file.to_path_buf(),
+            line: flow.steps[i].line,
+            message: "no path reaches this step".into(),
+        });
+    }
+    (errors.len() == before).then_some(flow)
+}
+
+/// Every slot a step of the flow may fill: the NLU's, the declared ones, action outputs,
+/// saved device results, and `error` (the code of the last failed device or action).
+fn known_slots(spec: &FlowFile, catalog: &dyn ActionCatalog) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = NLU_SLOTS.iter().map(|s| s.to_string()).collect();
+    known.extend(spec.slots.iter().cloned());
+    known.insert("error".to_string());
+    for s in &spec.steps {
+        if let (Some(a), None) = (&s.action, &s.device) {
+            known.extend(catalog.outputs(a).unwrap_or_default());
+        }
+        known.extend(s.save.iter().cloned());
+    }
+    known
+}
+
+/// The state of checking one flow file.
+struct Check<'a> {
+    file: &'a Path,
+    text: &'a str,
+    catalog: &'a dyn ActionCatalog,
+    /// Slots some step may fill.
+    known: BTreeSet<String>,
+    /// Step id → index.
+    ids: BTreeMap<String, usize>,
+    errors: &'a mut Vec<DataError>,
+}
+
+impl Check<'_> {
+    fn err(&mut self, line: usize, message: String) {
+        self.errors.push(DataError {
+            file: self.file.to_path_buf(),
+            line,
+            message,
+        });
+    }
+
+    /// The step's kind, checked; `None` when it has not exactly one.
+    fn step(&mut self, s: &StepSpec, line: usize) -> Option<Kind> {
         let other_kind = s.say.is_some()
             || s.ask.is_some()
             || s.confirm.is_some()
@@ -402,104 +429,69 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
         .filter(|k| **k)
         .count();
         if kinds != 1 {
-            errors.push(err(
+            self.err(
                 line,
                 format!(
                     "a step needs exactly one of say, ask, confirm, device, action, branch, handoff, goto, end (found {kinds})"
                 ),
-            ));
-            continue;
+            );
+            return None;
         }
         if s.interruptible.is_some() && s.say.is_none() && s.ask.is_none() && s.confirm.is_none() {
-            errors.push(err(
+            self.err(
                 line,
                 "`interruptible` belongs on a step that speaks (say, ask, confirm)".to_string(),
-            ));
+            );
         }
-        let kind = if let Some(t) = &s.say {
+        Some(if let Some(t) = &s.say {
             Kind::Say(t.clone())
         } else if let Some(slot) = &s.ask {
-            if !known.contains(slot) {
-                errors.push(err(
+            if !self.known.contains(slot) {
+                self.err(
                     line,
                     format!("ask: unknown slot `{slot}` (declare it under `slots:`)"),
-                ));
+                );
             }
             if s.prompt.is_none() {
-                errors.push(err(line, format!("ask `{slot}` has no prompt")));
+                self.err(line, format!("ask `{slot}` has no prompt"));
             }
             Kind::Ask { slot: slot.clone() }
         } else if let Some(t) = &s.confirm {
             Kind::Confirm(t.clone())
         } else if let Some(device) = &s.device {
-            if !DEVICES.contains(&device.as_str()) {
-                errors.push(err(
-                    line,
-                    format!("unknown device `{device}` (one of {})", DEVICES.join(", ")),
-                ));
-            }
-            let Some(action) = &s.action else {
-                errors.push(err(
-                    line,
-                    format!("device `{device}` step needs an `action`"),
-                ));
-                continue;
-            };
-            if DEVICES.contains(&device.as_str())
-                && kiosk_protocol::devices::Action::parse(device, action).is_none()
-            {
-                let known: Vec<&str> = kiosk_protocol::devices::Action::ALL
-                    .iter()
-                    .map(|a| a.names())
-                    .filter(|(d, _)| d == device)
-                    .map(|(_, a)| a)
-                    .collect();
-                errors.push(err(
-                    line,
-                    format!(
-                        "`{device}` has no action `{action}` (it can: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
-            Kind::Device {
-                device: device.clone(),
-                action: action.clone(),
-            }
+            self.device(device, s.action.as_deref(), line)?
         } else if let Some(a) = &s.action {
-            if !ACTIONS.iter().any(|(n, _)| n == a) {
-                let names: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
-                errors.push(err(
+            if self.catalog.outputs(a).is_none() {
+                let names = self.catalog.names();
+                self.err(
                     line,
                     format!("unknown action `{a}` (one of {})", names.join(", ")),
-                ));
+                );
             }
             Kind::Action(a.clone())
         } else if let Some(cases) = &s.branch {
             for c in cases {
-                if let Some(slot) = condition_slot(&c.when) {
-                    if !known.contains(slot) {
-                        errors.push(err(
-                            line,
-                            format!("branch: unknown slot `{slot}` in `{}`", c.when),
-                        ));
-                    }
-                } else {
-                    errors.push(err(
+                match condition_slot(&c.when) {
+                    Some(slot) if !self.known.contains(slot) => self.err(
                         line,
-                        format!("branch: cannot read condition `{}`", c.when),
-                    ));
+                        format!("branch: unknown slot `{slot}` in `{}`", c.when),
+                    ),
+                    Some(_) => {}
+                    None => self.err(line, format!("branch: cannot read condition `{}`", c.when)),
                 }
             }
             Kind::Branch(cases.clone())
         } else if let Some(h) = &s.handoff {
-            if h != "teller" && h != "remote_expert" {
-                errors.push(err(
-                    line,
-                    format!("handoff to `{h}`: use teller or remote_expert"),
-                ));
+            match parse_handoff(h) {
+                Some(kind) => Kind::Handoff(kind),
+                None => {
+                    self.err(
+                        line,
+                        format!("handoff to `{h}`: use teller or remote_expert"),
+                    );
+                    Kind::Handoff(HandoffKind::Teller)
+                }
             }
-            Kind::Handoff(h.clone())
         } else if let (Some(g), false) = (&s.goto, other_kind) {
             Kind::Goto(g.clone())
         } else {
@@ -507,10 +499,51 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
                 Some(EndSpec::Say(t)) => Kind::End(Some(t.clone())),
                 _ => Kind::End(None),
             }
+        })
+    }
+
+    /// A device step: a device of the kiosk protocol and one of its actions.
+    fn device(&mut self, device: &str, action: Option<&str>, line: usize) -> Option<Kind> {
+        let devices = devices();
+        if !devices.contains(&device) {
+            self.err(
+                line,
+                format!("unknown device `{device}` (one of {})", devices.join(", ")),
+            );
+        }
+        let Some(action) = action else {
+            self.err(line, format!("device `{device}` step needs an `action`"));
+            return None;
         };
+        if devices.contains(&device)
+            && kiosk_protocol::devices::Action::parse(device, action).is_none()
+        {
+            let known: Vec<&str> = kiosk_protocol::devices::Action::ALL
+                .iter()
+                .map(|a| a.names())
+                .filter(|(d, _)| *d == device)
+                .map(|(_, a)| a)
+                .collect();
+            self.err(
+                line,
+                format!(
+                    "`{device}` has no action `{action}` (it can: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(Kind::Device {
+            device: device.to_string(),
+            action: action.to_string(),
+        })
+    }
+
+    /// What a step refers to: slots it clears and names in templates, jump targets, and
+    /// where a `goto` may stand.
+    fn references(&mut self, s: &StepSpec, kind: &Kind, line: usize) {
         for c in &s.clear {
-            if !known.contains(c) {
-                errors.push(err(line, format!("clear: unknown slot `{c}`")));
+            if !self.known.contains(c) {
+                self.err(line, format!("clear: unknown slot `{c}`"));
             }
         }
         if s.goto.is_some()
@@ -523,12 +556,11 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
                     | Kind::Branch(_)
             )
         {
-            errors.push(err(
+            self.err(
                 line,
                 "`goto` can follow say, device and action steps only".into(),
-            ));
+            );
         }
-        // Jump targets.
         let mut targets: Vec<&String> = Vec::new();
         targets.extend(s.on_no.iter());
         targets.extend(s.on_error.iter());
@@ -537,11 +569,20 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
             targets.extend(cases.iter().map(|c| &c.goto));
         }
         for t in targets {
-            if !ids.contains_key(t) {
-                errors.push(err(line, format!("jump to unknown step id `{t}`")));
+            if !self.ids.contains_key(t) {
+                self.err(line, format!("jump to unknown step id `{t}`"));
             }
         }
-        // Templates.
+        self.templates(s, line);
+        for c in &s.choices {
+            if c.value.trim().is_empty() {
+                self.err(line, format!("choice `{}` has no value", c.label));
+            }
+        }
+    }
+
+    /// Templates name known slots; screen-only slots appear only under `show:`.
+    fn templates(&mut self, s: &StepSpec, line: usize) {
         let mut texts: Vec<&str> = Vec::new();
         for t in [&s.say, &s.confirm, &s.prompt].into_iter().flatten() {
             texts.extend(t.variants());
@@ -552,11 +593,11 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
         for t in &texts {
             for slot in template_slots(t) {
                 if SCREEN_ONLY_SLOTS.contains(&slot) {
-                    let at = line_of_after(text, &format!("{{{slot}}}"), line);
-                    errors.push(err(
+                    let at = line_of_after(self.text, &format!("{{{slot}}}"), line);
+                    self.err(
                         at,
                         format!("`{{{slot}}}` may only appear under `show:` (screen only, never spoken)"),
-                    ));
+                    );
                 }
             }
         }
@@ -570,38 +611,22 @@ fn validate(spec: FlowFile, file: &Path, text: &str, errors: &mut Vec<DataError>
         );
         for t in texts {
             for slot in template_slots(t) {
-                if !known.contains(slot) {
-                    let at = line_of_after(text, &format!("{{{slot}}}"), line);
-                    errors.push(err(at, format!("template names unknown slot `{{{slot}}}`")));
+                if !self.known.contains(slot) {
+                    let at = line_of_after(self.text, &format!("{{{slot}}}"), line);
+                    self.err(at, format!("template names unknown slot `{{{slot}}}`"));
                 }
             }
         }
-        for c in &s.choices {
-            if c.value.trim().is_empty() {
-                errors.push(err(line, format!("choice `{}` has no value", c.label)));
-            }
-        }
-        steps.push(Step {
-            kind,
-            spec: s.clone(),
-            line,
-        });
     }
-    if errors.len() > before {
-        return None;
+}
+
+/// `teller` or `remote_expert`.
+pub fn parse_handoff(s: &str) -> Option<HandoffKind> {
+    match s {
+        "teller" => Some(HandoffKind::Teller),
+        "remote_expert" => Some(HandoffKind::RemoteExpert),
+        _ => None,
     }
-    let flow = Flow {
-        name: spec.flow,
-        description: spec.description,
-        moves_money: spec.moves_money,
-        steps,
-        ids,
-        file: file.to_path_buf(),
-    };
-    for i in unreachable(&flow) {
-        errors.push(err(flow.steps[i].line, "no path reaches this step".into()));
-    }
-    (errors.len() == before).then_some(flow)
 }
 
 const OPERATORS: [&str; 6] = ["==", "!=", ">=", "<=", ">", "<"];
@@ -710,7 +735,11 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("flows")).unwrap();
         std::fs::write(dir.path().join("flows/f.yaml"), yaml).unwrap();
         let mut errors = Vec::new();
-        let flows = load_flows(dir.path(), &mut errors);
+        let flows = load_flows(
+            dir.path(),
+            &crate::actions::Registry::standard(),
+            &mut errors,
+        );
         (
             flows,
             errors

@@ -5,5 +5,5 @@ pub mod data;
 pub mod engine;
 pub mod flow;
 
-pub use data::{DataError, DialogData};
+pub use data::DialogData;
 pub use engine::{BotReply, Effect, EffectResult, Engine, Outcome, SessionState, TurnInput};

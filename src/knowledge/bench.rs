@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::index::{Audience, Query1};
 use super::model::{ArticleDraft, State};
 use super::Knowledge;
+use crate::access::Role;
 use crate::config::Settings;
-use crate::security::Role;
 use crate::store::Db;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -191,7 +191,7 @@ async fn bench(
             queries.push(q.clone());
         }
     }
-    let day = crate::clock::now_local().date_naive();
+    let day = crate::domain::clock::now_local().date_naive();
     let mut took = Vec::with_capacity(queries.len());
     let mut hits = 0usize;
     for q in &queries {

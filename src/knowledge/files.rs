@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::model::{ArticleDraft, State};
 use super::store::KbError;
 use super::{golden, text::Synonyms, Knowledge, GOLDEN, SYNONYMS};
-use crate::dialog::DataError;
+use crate::datafile::DataError;
 
 /// Why an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ pub async fn import(kb: &Knowledge, dir: &Path, actor: &str) -> Result<ImportRep
         };
         let mut draft = ArticleDraft::from(&file);
         for problem in draft.validate(&limits) {
-            let line = crate::dialog::data::line_of(&text, &format!("{}:", problem.field));
+            let line = crate::datafile::line_of(&text, &format!("{}:", problem.field));
             errors.push(file_error(
                 &path,
                 line,
@@ -96,7 +96,7 @@ pub async fn import(kb: &Knowledge, dir: &Path, actor: &str) -> Result<ImportRep
         if let Some((other, _)) = articles.get(&file.front.id) {
             errors.push(file_error(
                 &path,
-                crate::dialog::data::line_of(&text, "id:"),
+                crate::datafile::line_of(&text, "id:"),
                 format!(
                     "article id `{}` is also used by {}",
                     file.front.id,

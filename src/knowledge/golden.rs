@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::index::{Audience, Found, Query1, SearchIndex};
 use super::model::valid_id;
-use crate::dialog::DataError;
+use crate::datafile::DataError;
 
 /// Most golden questions.
 const MAX_GOLDEN: usize = 5000;
@@ -39,7 +39,7 @@ pub struct GoldenResult {
 /// Parses and validates `golden.yaml`; errors carry `file:line`.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Golden>, Vec<DataError>> {
     let mut errors = Vec::new();
-    let list: Option<Vec<Golden>> = crate::dialog::data::parse_yaml(path, text, &mut errors);
+    let list: Option<Vec<Golden>> = crate::datafile::parse_yaml(path, text, &mut errors);
     let Some(list) = list else {
         return Err(errors);
     };

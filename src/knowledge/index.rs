@@ -610,7 +610,7 @@ pub fn highlight(body: &str, words: &[&str], width: usize) -> String {
     let original: Vec<char> = body.chars().collect();
     let folded: Vec<char> = original
         .iter()
-        .map(|c| crate::nlu::normalize::fold_char(*c))
+        .map(|c| crate::text::normalize::fold_char(*c))
         .collect();
     // Every occurrence of every word, as char ranges; overlaps merge.
     let mut marks: Vec<(usize, usize)> = Vec::new();

@@ -24,8 +24,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Role;
 use crate::config::KnowledgeSettings;
-use crate::security::Role;
 use crate::store::{now_ms, Db};
 use golden::{Golden, GoldenResult};
 use index::{Audience, Found, Hit, LiveDoc, Query1, SearchIndex};
@@ -76,7 +76,7 @@ pub struct Knowledge {
 }
 
 fn today() -> chrono::NaiveDate {
-    crate::clock::now_local().date_naive()
+    crate::domain::clock::now_local().date_naive()
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -589,7 +589,7 @@ fn wrong_state(version: i64, state: State, wanted: &str) -> KbError {
     )
 }
 
-fn data_errors(errors: Vec<crate::dialog::DataError>) -> KbError {
+fn data_errors(errors: Vec<crate::datafile::DataError>) -> KbError {
     KbError::Invalid(
         errors
             .into_iter()

@@ -229,6 +229,18 @@ impl ArticleDraft {
         hex::encode(Sha256::digest(json))
     }
 
+    /// Whether the article is in force on `today` (`YYYY-MM-DD`): on or after
+    /// `effective_from` and on or before `effective_to`, when set.
+    pub fn in_force(&self, today: &str) -> bool {
+        self.effective_from.as_deref().is_none_or(|f| f <= today)
+            && self.effective_to.as_deref().is_none_or(|t| t >= today)
+    }
+
+    /// Whether the article applies at `branch` (no branches listed: everywhere).
+    pub fn serves(&self, branch: &str) -> bool {
+        self.branches.is_empty() || self.branches.iter().any(|b| b == branch)
+    }
+
     /// The spoken summary: the marked summary, else the body's first paragraph (Markdown
     /// marks removed).
     pub fn spoken_summary(&self) -> String {

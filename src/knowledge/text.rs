@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use jieba_rs::{Jieba, TokenizeMode};
 
-use crate::dialog::DataError;
+use crate::datafile::DataError;
 
 /// Words that say nothing about the topic of a question.
 const STOP_WORDS: &[&str] = &[
@@ -141,7 +141,7 @@ impl std::fmt::Debug for Analyzer {
 impl Analyzer {
     /// jieba's dictionary plus `words` (synonyms, domain terms) as whole words.
     pub fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Analyzer {
-        let mut jieba = Jieba::new();
+        let mut jieba = crate::text::jieba().clone();
         for w in words {
             let w = fold(w);
             if !w.is_empty() {
@@ -164,7 +164,7 @@ impl Analyzer {
         let mut folded = String::with_capacity(text.len());
         let mut starts = Vec::with_capacity(text.len());
         for (i, c) in text.char_indices() {
-            folded.push(crate::nlu::normalize::fold_char(c));
+            folded.push(crate::text::normalize::fold_char(c));
             starts.push(i);
         }
         starts.push(text.len());
@@ -215,7 +215,7 @@ pub fn char_grams(text: &str) -> Vec<Term> {
         run.clear();
     };
     for (i, c) in text.char_indices() {
-        let f = crate::nlu::normalize::fold_char(c);
+        let f = crate::text::normalize::fold_char(c);
         if f.is_alphanumeric() {
             run.push((i, f));
         } else {
@@ -241,7 +241,7 @@ impl tantivy::tokenizer::Tokenizer for GramTokenizer {
 fn fold(s: &str) -> String {
     s.trim()
         .chars()
-        .map(crate::nlu::normalize::fold_char)
+        .map(crate::text::normalize::fold_char)
         .collect()
 }
 
@@ -311,7 +311,7 @@ impl Synonyms {
     pub fn parse(path: &Path, text: &str) -> Result<Synonyms, Vec<DataError>> {
         let mut errors = Vec::new();
         let raw: Option<Vec<serde_yaml::Value>> =
-            crate::dialog::data::parse_yaml(path, text, &mut errors);
+            crate::datafile::parse_yaml(path, text, &mut errors);
         let Some(raw) = raw else {
             return Err(errors);
         };

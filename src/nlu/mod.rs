@@ -3,8 +3,8 @@
 //! intent names are a fixed contract: other tools rely on them.
 
 pub mod classifier;
-pub mod normalize;
-pub mod numbers;
+pub mod data;
+pub mod intent;
 pub mod risk;
 pub mod rules;
 pub mod slots;
@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
-use crate::dialog::data::DialogData;
 use classifier::{Classifier, TrainConfig, TrainReport};
+use data::NluData;
 use risk::{RiskRule, RiskRules};
 use rules::ExactRules;
 use slots::{Rejected, ServiceWords};
@@ -69,11 +69,11 @@ pub struct Nlu {
 impl Nlu {
     /// Builds the understanding; trains the classifier (or reuses one this process already
     /// trained on identical data).
-    pub fn new(data: &DialogData) -> anyhow::Result<Nlu> {
+    pub fn new(data: &NluData) -> anyhow::Result<Nlu> {
         Nlu::with_config(data, &TrainConfig::default())
     }
 
-    pub fn with_config(data: &DialogData, config: &TrainConfig) -> anyhow::Result<Nlu> {
+    pub fn with_config(data: &NluData, config: &TrainConfig) -> anyhow::Result<Nlu> {
         let exact = ExactRules::new(
             data.intents
                 .iter()
@@ -82,7 +82,7 @@ impl Nlu {
         let services = ServiceWords::new(data.intents.iter().flat_map(|i| {
             i.services
                 .iter()
-                .map(move |p| (normalize::normalize(p).text, i.name.clone()))
+                .map(move |p| (crate::text::normalize::normalize(p).text, i.name.clone()))
         }));
         let risk = RiskRules {
             rules: data
@@ -101,7 +101,7 @@ impl Nlu {
             .iter()
             .filter_map(|e| {
                 let y = labels.iter().position(|l| *l == e.intent)?;
-                Some((normalize::normalize(&e.text).matching, y))
+                Some((crate::text::normalize::normalize(&e.text).matching, y))
             })
             .collect();
         let mut exact_pairs: Vec<(String, usize)> = exact
@@ -124,12 +124,12 @@ impl Nlu {
     /// Understands one utterance, resolving dates against `now`.
     pub fn parse(&self, text: &str, now: DateTime<FixedOffset>) -> Parse {
         let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
-        let norm = normalize::normalize(&text);
+        let norm = crate::text::normalize::normalize(&text);
         let found = slots::extract(&norm.text, now, &self.services);
         let risk = self.risk.flags(&norm.matching);
         let (intent, sure, source, ranking) = if norm.matching.is_empty() {
             let none = Scored {
-                name: "out_of_scope".into(),
+                name: intent::SystemIntent::OutOfScope.name().into(),
                 confidence: 0.0,
             };
             (none, false, "empty", Vec::new())
@@ -181,7 +181,12 @@ impl Nlu {
         static NLU: OnceLock<Nlu> = OnceLock::new();
         NLU.get_or_init(|| {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogs");
-            let data = DialogData::load(&dir).expect("repository dialogs are valid");
+            let mut errors = Vec::new();
+            let data = NluData::load(&dir, &mut errors).expect("repository intents load");
+            assert!(
+                errors.is_empty(),
+                "repository dialogs are valid: {errors:?}"
+            );
             Nlu::new(&data).expect("classifier trains")
         })
         .clone()

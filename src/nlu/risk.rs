@@ -31,8 +31,8 @@ impl RiskRules {
 
 #[cfg(test)]
 mod tests {
-    use crate::nlu::normalize::normalize;
     use crate::nlu::Nlu;
+    use crate::text::normalize::normalize;
 
     #[test]
     fn the_fraud_patterns_of_the_issue_raise_the_flag() {

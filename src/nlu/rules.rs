@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::normalize::normalize;
+use crate::text::normalize::normalize;
 
 /// Exact phrases compiled for lookup.
 #[derive(Debug, Clone, Default)]

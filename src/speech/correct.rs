@@ -18,8 +18,8 @@ use jieba_rs::Jieba;
 use pinyin::ToPinyinMulti;
 use serde::Deserialize;
 
-use crate::dialog::data::{line_of_after, parse_yaml, read_data_file};
-use crate::dialog::DataError;
+use crate::datafile::DataError;
+use crate::datafile::{line_of_after, parse_yaml, read_data_file};
 
 /// Shortest and longest term, in characters.
 pub const MIN_TERM_CHARS: usize = 2;
@@ -84,19 +84,6 @@ pub const CURATED_TERMS: &[&str] = &[
     "外汇", "外币", "换汇", "美元", "港币", "欧元", "日元",
     "贷款", "房贷", "车贷", "住房贷款", "提前还款", "利息", "利率", "手续费",
     "投诉", "缴费", "电费", "水费", "燃气费", "话费", "物业费", "安全账户", "诈骗",
-];
-
-/// Conversational intents: their exact phrases (你好, 不用了, 算了) are not domain terms.
-const CONVERSATIONAL_INTENTS: &[&str] = &[
-    "greet",
-    "goodbye",
-    "thanks",
-    "affirm",
-    "deny",
-    "cancel",
-    "repeat",
-    "help",
-    "out_of_scope",
 ];
 
 /// One rewrite: the recognised span and the term put in its place.
@@ -208,15 +195,20 @@ impl Corrector {
         knowledge_texts: &[String],
     ) -> Corrector {
         let mut terms: Vec<String> = CURATED_TERMS.iter().map(|t| t.to_string()).collect();
-        for intent in &content.dialogs.intents {
+        for intent in &content.dialogs.nlu.intents {
             terms.extend(intent.services.iter().cloned());
             terms.extend(intent.label.iter().cloned());
-            if !CONVERSATIONAL_INTENTS.contains(&intent.name.as_str()) {
+            // Conversational intents: their exact phrases (你好, 不用了, 算了) are not
+            // domain terms.
+            let conversational = crate::nlu::intent::SystemIntent::of(&intent.name)
+                .is_some_and(|i| i.is_conversational());
+            if !conversational {
                 terms.extend(intent.exact.iter().cloned());
             }
         }
         let mut texts: Vec<&str> = content
             .dialogs
+            .nlu
             .examples
             .iter()
             .map(|e| e.text.as_str())
@@ -563,10 +555,9 @@ fn is_han(c: char) -> bool {
     phonetics().readings(c).len > 0
 }
 
-/// jieba's built-in dictionary, loaded once per process.
+/// jieba's built-in dictionary, shared with the rest of the process.
 fn dictionary() -> &'static Jieba {
-    static DICT: OnceLock<Jieba> = OnceLock::new();
-    DICT.get_or_init(Jieba::new)
+    crate::text::jieba()
 }
 
 /// jieba's frequency of a dictionary word (0 when it is none).
@@ -836,7 +827,7 @@ fn is_function_tag(tag: &str) -> bool {
 
 /// `dialogs/` for the loaded content: where its examples came from.
 fn dialogs_dir(content: &crate::content::Content) -> Option<PathBuf> {
-    let file = &content.dialogs.examples.first()?.file;
+    let file = &content.dialogs.nlu.examples.first()?.file;
     let parent = file.parent()?;
     if parent.file_name().is_some_and(|n| n == "examples") {
         parent.parent().map(Path::to_path_buf)
@@ -1117,7 +1108,8 @@ mod tests {
                 knowledge_dir: root().join("knowledge"),
                 voices_dir: root().join("voices"),
             };
-            Content::load(&data).unwrap_or_else(|e| panic!("{e:?}"))
+            Content::load(&data, &crate::actions::Registry::standard())
+                .unwrap_or_else(|e| panic!("{e:?}"))
         }
 
         fn knowledge_texts(content: &Content) -> Vec<String> {
@@ -1197,6 +1189,7 @@ mod tests {
                 .collect();
             let examples: HashSet<&str> = content
                 .dialogs
+                .nlu
                 .examples
                 .iter()
                 .map(|e| e.text.as_str())
@@ -1210,12 +1203,12 @@ mod tests {
                 assert!(examples.contains(m.as_str()), "`{m}` is no example");
             }
             let mut sentences: Vec<(&str, &str)> = Vec::new();
-            for e in &content.dialogs.examples {
+            for e in &content.dialogs.nlu.examples {
                 if !misheard.contains(e.text.as_str()) {
                     sentences.push(("example", &e.text));
                 }
             }
-            for intent in &content.dialogs.intents {
+            for intent in &content.dialogs.nlu.intents {
                 for x in intent.exact.iter().chain(&intent.services) {
                     sentences.push(("exact", x));
                 }
@@ -1283,7 +1276,7 @@ mod tests {
             // A lexicon of a few thousand: also every word of the article bodies and examples.
             let mut big: Vec<String> = corrector.terms().map(str::to_string).collect();
             let bodies = content.articles.iter().map(|a| a.body.as_str());
-            let examples = content.dialogs.examples.iter().map(|e| e.text.as_str());
+            let examples = content.dialogs.nlu.examples.iter().map(|e| e.text.as_str());
             for text in bodies.chain(examples) {
                 big.extend(
                     dictionary()

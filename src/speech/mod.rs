@@ -9,9 +9,9 @@ pub mod correct;
 pub mod models;
 pub mod pipeline;
 pub mod reading;
-pub mod tools;
 pub mod tts;
 pub mod vad;
+pub mod wav;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -17,43 +17,11 @@ use std::time::Duration;
 
 pub use super::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::TtsSettings;
 use crate::content::VoiceProfile;
 use crate::speech::reading::for_reading;
-
-/// `[speech.tts]` settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TtsSettings {
-    /// `espeak`, `openai` or `off`. The default voice's `engine` must match (a voice
-    /// profile is written for one engine: `cmn` means nothing to an OpenAI server).
-    pub backend: String,
-    /// The default voice profile (file stem in voices/); `<voice>-elder`, when present,
-    /// speaks in the kiosk's elder-friendly mode.
-    pub voice: String,
-    pub espeak_binary: String,
-    pub openai_base_url: String,
-    pub openai_api_key: SecretString,
-    pub openai_model: String,
-    /// Longest text synthesised for one reply, in characters of the text read aloud;
-    /// longer replies are cut at a sentence end (the screen still shows all of it).
-    pub max_chars: usize,
-    /// Longest one synthesis may take before it is abandoned (the process killed).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Largest audio accepted from a backend, in bytes (about 6 minutes at 22 kHz).
-    #[serde(default = "default_max_audio_bytes")]
-    pub max_audio_bytes: usize,
-}
-
-fn default_timeout_ms() -> u64 {
-    15_000
-}
-
-fn default_max_audio_bytes() -> usize {
-    16 * 1024 * 1024
-}
 
 /// Why speech could not be synthesised.
 #[derive(Debug, thiserror::Error)]

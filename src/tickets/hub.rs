@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::security::Role;
+use crate::access::Role;
 
 /// Messages a console may have waiting before it is dropped.
 pub const STAFF_QUEUE: usize = 256;

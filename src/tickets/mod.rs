@@ -1,12 +1,11 @@
-//! Work orders: tickets with routing, priority and SLA from rules as data ([`rules`],
-//! [`sla`]), a state machine with a hash-chained history and an outbox ([`store`]), staff
-//! online on this node ([`hub`]), and the node's follower ([`Tickets::follow`]) that tells
-//! staff consoles and kiosk sessions about every ticket event — from this node or another —
-//! and runs the SLA watcher.
+//! Work orders: tickets with routing, priority and SLA from rules as data ([`rules`]; SLAs
+//! count the business minutes of the branch calendar), a state machine with a hash-chained
+//! history and an outbox ([`store`]), staff online on this node ([`hub`]), and the node's
+//! follower ([`Tickets::follow`]) that tells staff consoles and kiosk sessions about every
+//! ticket event — from this node or another — and runs the SLA watcher.
 
 pub mod hub;
 pub mod rules;
-pub mod sla;
 pub mod store;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +15,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Role;
+use crate::branch::calendar::Calendar;
 use crate::config::{OutboxSettings, TicketSettings};
-use crate::security::Role;
 use crate::store::{now_ms, Db};
 use hub::StaffHub;
 use rules::Rules;
@@ -43,33 +43,42 @@ impl PartialEq for SessionEvent {
 
 impl Eq for SessionEvent {}
 
+/// Where [`Tickets::follow`] hands the events of a session's ticket: the live sessions of
+/// this node (implemented by [`crate::live::Hub`]), so tickets never call into the
+/// conversation code.
+pub trait SessionInbox: Send + Sync + 'static {
+    /// Gives `event` to the live connection of `session_id` on this node, if it has one
+    /// here (a session elsewhere reads its ticket when it resumes).
+    fn deliver(
+        &self,
+        session_id: &str,
+        event: SessionEvent,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
 /// The tickets of this node.
 pub struct Tickets {
     pub store: Store,
     pub rules: Rules,
+    /// The branch calendar SLA deadlines count in.
+    pub calendar: Calendar,
     pub settings: TicketSettings,
     pub staff: StaffHub,
     round_robin: AtomicUsize,
 }
 
 impl Tickets {
+    /// The ticket service over `rules` (validated by [`crate::validate::check_all`]), whose
+    /// SLAs count the business minutes of `calendar`.
     pub fn new(
         db: Db,
         settings: TicketSettings,
+        rules: Rules,
+        calendar: Calendar,
         outbox: &OutboxSettings,
-    ) -> anyhow::Result<Tickets> {
-        let rules = Rules::load(&settings.rules_file).map_err(|errors| {
-            anyhow::anyhow!(
-                "the ticket rules have {} problem(s):\n{}",
-                errors.len(),
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
-        Ok(Tickets {
+    ) -> Tickets {
+        Tickets {
+            calendar,
             store: Store {
                 db,
                 webhooks: outbox.webhooks.iter().map(|w| w.name.clone()).collect(),
@@ -78,7 +87,7 @@ impl Tickets {
             settings,
             staff: StaffHub::default(),
             round_robin: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Opens a ticket of `kind` with priority and SLA deadlines from the rules; tickets
@@ -115,11 +124,8 @@ impl Tickets {
             session_id: session_id.map(String::from),
             customer_ref: customer_ref.map(String::from),
             case,
-            first_response_due: self
-                .rules
-                .calendar
-                .add_minutes(now, spec.first_response_mins),
-            resolution_due: self.rules.calendar.add_minutes(now, spec.resolution_mins),
+            first_response_due: self.calendar.add_minutes(now, spec.first_response_mins),
+            resolution_due: self.calendar.add_minutes(now, spec.resolution_mins),
         };
         let (ticket, _) = self.store.create(&new, actor).await?;
         if !kind.starts_with("handoff") {
@@ -179,11 +185,7 @@ impl Tickets {
 
     /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
     /// and checks SLA deadlines, until `stop`.
-    pub fn follow(
-        self: &Arc<Self>,
-        stop: CancellationToken,
-        sessions: Arc<crate::conversation::hub::Hub>,
-    ) {
+    pub fn follow<S: SessionInbox>(self: &Arc<Self>, stop: CancellationToken, sessions: Arc<S>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut seen = me.store.chain_head().await.unwrap_or(0);
@@ -197,7 +199,7 @@ impl Tickets {
                     Ok(events) => {
                         for e in events {
                             seen = e.chain_seq;
-                            if let Err(err) = me.tell(&e, &sessions).await {
+                            if let Err(err) = me.tell(&e, sessions.as_ref()).await {
                                 tracing::warn!(error = %err, ticket = %e.ticket_id, "ticket event not passed on");
                             }
                         }
@@ -212,27 +214,12 @@ impl Tickets {
                     if let Err(e) = me.auto_close(now_ms()).await {
                         tracing::warn!(error = %e, "auto-close failed");
                     }
-                    let hours = me.rules.appointments.remind_hours_before;
-                    if let Err(e) = crate::appointments::remind(
-                        &me.store.db,
-                        now_ms(),
-                        hours,
-                        &me.store.webhooks,
-                    )
-                    .await
-                    {
-                        tracing::warn!(error = %e, "appointment reminders failed");
-                    }
                 }
             }
         });
     }
 
-    async fn tell(
-        &self,
-        e: &Event,
-        sessions: &crate::conversation::hub::Hub,
-    ) -> Result<(), TicketError> {
+    async fn tell<S: SessionInbox>(&self, e: &Event, sessions: &S) -> Result<(), TicketError> {
         let t = self.store.get(&e.ticket_id).await?;
         let supervisor = self
             .rules
@@ -247,16 +234,15 @@ impl Tickets {
                 || (roles.contains(&Role::Admin) && branch.is_none_or(|b| b == t.branch_id))
         });
         if let Some(session) = &t.session_id {
-            for tx in sessions.inputs_of(session) {
-                let _ = tx
-                    .send(crate::conversation::turn::Input::Ticket(Box::new(
-                        SessionEvent {
-                            ticket: t.clone(),
-                            event: e.clone(),
-                        },
-                    )))
-                    .await;
-            }
+            sessions
+                .deliver(
+                    session,
+                    SessionEvent {
+                        ticket: t.clone(),
+                        event: e.clone(),
+                    },
+                )
+                .await;
         }
         Ok(())
     }

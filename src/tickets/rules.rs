@@ -1,17 +1,16 @@
 //! Ticket rules as data (`deploy/config/tickets.yaml`): queues with the roles that work them
-//! and a supervisor, ticket types with their queue and SLA (business minutes), priority
-//! rules, the branch calendar SLAs count in, and auto-close. Every problem is reported as
-//! `file:line: message`.
+//! and a supervisor, ticket types with their queue and SLA (business minutes of the branch
+//! calendar, [`crate::branch::calendar`]), priority rules and auto-close. Every problem is
+//! reported as `file:line: message`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::sla::Calendar;
-use crate::dialog::data::{line_of, parse_yaml, read_data_file};
-use crate::dialog::DataError;
-use crate::security::Role;
+use crate::access::Role;
+use crate::datafile::DataError;
+use crate::datafile::{line_of, parse_yaml, read_data_file};
 
 /// Priorities, lowest first.
 pub const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
@@ -25,34 +24,7 @@ struct RulesFile {
     types: BTreeMap<String, TypeSpec>,
     #[serde(default)]
     priority: Vec<PrioritySpec>,
-    calendar: CalendarSpec,
     auto_close_resolved_hours: u32,
-    #[serde(default)]
-    appointments: AppointmentSpec,
-}
-
-/// Appointments: capacity per 30-minute slot by service (`default` for the others) and
-/// when the reminder goes out.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppointmentSpec {
-    #[serde(default)]
-    pub capacity_per_slot: BTreeMap<String, u32>,
-    #[serde(default = "default_remind_hours")]
-    pub remind_hours_before: u32,
-}
-
-fn default_remind_hours() -> u32 {
-    24
-}
-
-impl Default for AppointmentSpec {
-    fn default() -> Self {
-        AppointmentSpec {
-            capacity_per_slot: BTreeMap::new(),
-            remind_hours_before: default_remind_hours(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,16 +49,6 @@ struct PrioritySpec {
     priority: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CalendarSpec {
-    opens: String,
-    closes: String,
-    weekdays: Vec<u32>,
-    #[serde(default)]
-    holidays: Vec<String>,
-}
-
 /// A queue: who works it and who is told when its SLAs break.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -101,9 +63,7 @@ pub struct Rules {
     pub types: BTreeMap<String, TypeSpec>,
     /// (condition, priority), first match wins.
     pub priority: Vec<(String, String)>,
-    pub calendar: Calendar,
     pub auto_close_resolved_hours: u32,
-    pub appointments: AppointmentSpec,
 }
 
 impl Rules {
@@ -191,30 +151,6 @@ impl Rules {
             }
             priority.push((p.when.clone(), p.priority.clone()));
         }
-        let c = &spec.calendar;
-        let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").ok();
-        let (opens, closes) = (time(&c.opens), time(&c.closes));
-        if opens.is_none() || closes.is_none() || opens >= closes {
-            bad(
-                "opens:",
-                "calendar: opens and closes are HH:MM, opens first".into(),
-            );
-        }
-        if c.weekdays.is_empty() || c.weekdays.iter().any(|d| !(1..=7).contains(d)) {
-            bad(
-                "weekdays:",
-                "calendar: weekdays are 1 (Monday) … 7 (Sunday)".into(),
-            );
-        }
-        let mut holidays = BTreeSet::new();
-        for h in &c.holidays {
-            match chrono::NaiveDate::parse_from_str(h, "%Y-%m-%d") {
-                Ok(d) => {
-                    holidays.insert(d);
-                }
-                Err(_) => bad(h, format!("holiday `{h}` is not a date like 2026-10-01")),
-            }
-        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -222,24 +158,8 @@ impl Rules {
             queues,
             types: spec.types,
             priority,
-            calendar: Calendar {
-                opens: opens.unwrap_or_default(),
-                closes: closes.unwrap_or_default(),
-                weekdays: c.weekdays.iter().copied().collect(),
-                holidays,
-            },
             auto_close_resolved_hours: spec.auto_close_resolved_hours,
-            appointments: spec.appointments,
         })
-    }
-
-    /// Appointments per 30-minute slot for `service` (`fallback` when the rules say nothing).
-    pub fn capacity_of(&self, service: &str, fallback: u32) -> u32 {
-        let c = &self.appointments.capacity_per_slot;
-        c.get(service)
-            .or_else(|| c.get("default"))
-            .copied()
-            .unwrap_or(fallback)
     }
 
     /// The priority of a new ticket: the first rule whose condition holds.
@@ -267,13 +187,12 @@ mod tests {
 
     #[test]
     fn bad_rules_point_at_their_lines() {
-        let text = "queues:\n  counter:\n    skills: [boss]\n    supervisor: s\ntypes:\n  handoff: {queue: nowhere, first_response_mins: 5, resolution_mins: 30}\npriority:\n  - {when: rich, priority: urgent}\ncalendar:\n  opens: \"18:00\"\n  closes: \"09:00\"\n  weekdays: [1]\nauto_close_resolved_hours: 1\n";
+        let text = "queues:\n  counter:\n    skills: [boss]\n    supervisor: s\ntypes:\n  handoff: {queue: nowhere, first_response_mins: 5, resolution_mins: 30}\npriority:\n  - {when: rich, priority: urgent}\nauto_close_resolved_hours: 1\n";
         let errors = Rules::parse(Path::new("t.yaml"), text).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert!(lines.contains(&2), "{errors:?}"); // bad skill
         assert!(lines.contains(&6), "{errors:?}"); // no such queue
         assert!(lines.contains(&8), "{errors:?}"); // unknown condition
-        assert!(lines.contains(&10), "{errors:?}"); // opens after closes
         assert!(errors.iter().any(|e| e.message.contains("handoff_remote")));
     }
 }

@@ -319,7 +319,7 @@ impl Store {
             },
         })
         .to_string();
-        crate::outbox::enqueue(tx, &event.event_id, &self.webhooks, &payload, now).await?;
+        crate::ports::outbox::enqueue(tx, &event.event_id, &self.webhooks, &payload, now).await?;
         Ok(event)
     }
 
@@ -331,7 +331,9 @@ impl Store {
     ) -> Result<(Ticket, Event), TicketError> {
         let mut tx = self.db.begin_write().await?;
         let now = now_ms();
-        let day = crate::clock::now_local().format("%Y%m%d").to_string();
+        let day = crate::domain::clock::now_local()
+            .format("%Y%m%d")
+            .to_string();
         let last: Option<i64> = sqlx::query_scalar(
             "UPDATE ticket_numbers SET last = last + 1 WHERE branch_id = $1 AND day = $2 RETURNING last",
         )

@@ -27,7 +27,7 @@ async fn until(k: &mut Kiosk, needle: &str) -> Value {
 #[tokio::test]
 async fn card_loss_and_balance_run_on_a_fake_xfs4iot_service() {
     let app = spawn_app().await;
-    concierge::banking::sandbox::SandboxBank::new(app.state.db.clone())
+    concierge::ports::banking::sandbox::SandboxBank::new(app.state.db.clone())
         .seed(&crate::helpers::project_root().join("deploy/sandbox/customers.yaml"))
         .await
         .unwrap();

@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use concierge::banking::http::HttpBank;
-use concierge::banking::CoreBanking;
+use concierge::ports::banking::http::HttpBank;
+use concierge::ports::banking::CoreBanking;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 

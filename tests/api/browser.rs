@@ -498,7 +498,7 @@ async fn app_token(app: &TestApp, name: &str) -> String {
 }
 
 async fn seed_bank(app: &TestApp) {
-    concierge::banking::sandbox::SandboxBank::new(app.state.db.clone())
+    concierge::ports::banking::sandbox::SandboxBank::new(app.state.db.clone())
         .seed(&project_root().join("deploy/sandbox/customers.yaml"))
         .await
         .unwrap();
@@ -1127,10 +1127,9 @@ async fn a_customer_speaks_into_the_kiosk_microphone_and_is_understood() {
         return;
     };
     // Chromium's fake microphone plays a fixture: 0.5 s of silence, 我要取号, 2.5 s of silence.
-    let clip = concierge::speech::tools::read_wav(
-        &project_root().join("tests/fixtures/audio/p_2.16k.wav"),
-    )
-    .unwrap();
+    let clip =
+        concierge::speech::wav::read_wav(&project_root().join("tests/fixtures/audio/p_2.16k.wav"))
+            .unwrap();
     let mut samples = vec![0i16; 8_000];
     samples.extend(clip.iter().map(|s| (s * 32767.0) as i16));
     samples.extend(vec![0i16; 40_000]);

@@ -348,7 +348,7 @@ async fn every_conversation_script_passes() {
     let token = app
         .kiosk("KCONV", "B001", kiosk_protocol::PeerRole::Screen)
         .await;
-    concierge::banking::sandbox::SandboxBank::new(app.state.db.clone())
+    concierge::ports::banking::sandbox::SandboxBank::new(app.state.db.clone())
         .seed(&project_root().join("deploy/sandbox/customers.yaml"))
         .await
         .expect("sandbox seeds");

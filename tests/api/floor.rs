@@ -15,7 +15,9 @@ async fn tellers_call_numbers_in_order_and_never_the_same_one(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
     let a = app.staff("chen", "teller").await;
     let b = app.staff("zhou", "teller").await;
-    let day = concierge::clock::now_local().date_naive().to_string();
+    let day = concierge::domain::clock::now_local()
+        .date_naive()
+        .to_string();
     for n in 1..=6 {
         sqlx::query("INSERT INTO queue_tickets (id, branch_id, day, line, number, service, session_id, created_at) VALUES ($1, 'B001', $2, 'A', $3, 'cash.withdraw', NULL, $4)")
             .bind(uuid::Uuid::new_v4().to_string())
@@ -27,7 +29,7 @@ async fn tellers_call_numbers_in_order_and_never_the_same_one(engine: Engine) {
             .unwrap();
     }
     assert_eq!(
-        concierge::queue::waiting(&app.state.db, "B001", "A", Some(4))
+        concierge::branch::queue::waiting(&app.state.db, "B001", "A", Some(4))
             .await
             .unwrap(),
         3,
@@ -135,7 +137,7 @@ async fn appointments_list_holidays_and_reminders(engine: Engine) {
     assert!(text.contains("那天网点不办理预约业务"), "{text}");
 
     // Staff see the day's appointments, phones masked; another branch's teller may not ask.
-    let tomorrow = concierge::clock::now_local().date_naive() + chrono::Duration::days(1);
+    let tomorrow = concierge::domain::clock::now_local().date_naive() + chrono::Duration::days(1);
     sqlx::query("INSERT INTO appointments (code, branch_id, service, day, slot, phone_hash, phone_masked, session_id, status, created_at) VALUES ('K7P3QX', 'B001', 'account.open', $1, '10:00', 'h', '138****5678', NULL, 'booked', 0)")
         .bind(tomorrow.to_string())
         .execute(&app.state.db.pool)
@@ -150,7 +152,7 @@ async fn appointments_list_holidays_and_reminders(engine: Engine) {
     assert_eq!(list["appointments"][0]["code"], "K7P3QX", "{list}");
     assert_eq!(list["appointments"][0]["phone_masked"], "138****5678");
     let other = app.staff("zhou", "teller").await;
-    concierge::staff::set_branch(&app.state.db, "zhou", Some("B002"))
+    concierge::access::staff::set_branch(&app.state.db, "zhou", Some("B002"))
         .await
         .unwrap();
     let res = reqwest::Client::new()
@@ -172,21 +174,21 @@ async fn appointments_list_holidays_and_reminders(engine: Engine) {
     let starts =
         chrono::NaiveDateTime::parse_from_str(&format!("{tomorrow} 10:00"), "%Y-%m-%d %H:%M")
             .unwrap()
-            .and_local_timezone(concierge::clock::branch_offset())
+            .and_local_timezone(concierge::domain::clock::branch_offset())
             .unwrap()
             .timestamp_millis();
     let hooks = vec!["sms".to_string()];
     let db = &app.state.db;
     assert_eq!(
-        concierge::appointments::remind(db, starts - 48 * 3_600_000, 24, &hooks)
+        concierge::branch::appointments::remind(db, starts - 48 * 3_600_000, 24, &hooks)
             .await
             .unwrap(),
         0
     );
     let near = starts - 2 * 3_600_000;
     let (x, y) = tokio::join!(
-        concierge::appointments::remind(db, near, 24, &hooks),
-        concierge::appointments::remind(db, near, 24, &hooks)
+        concierge::branch::appointments::remind(db, near, 24, &hooks),
+        concierge::branch::appointments::remind(db, near, 24, &hooks)
     );
     assert_eq!(x.unwrap() + y.unwrap(), 1, "exactly one reminder");
     let payload: String = sqlx::query_scalar(

@@ -139,14 +139,14 @@ impl TestApp {
 
     /// Registers a kiosk and returns the token for `role`.
     pub async fn kiosk(&self, id: &str, branch: &str, role: PeerRole) -> String {
-        concierge::kiosks::register(&self.state.db, id, branch, role)
+        concierge::access::kiosks::register(&self.state.db, id, branch, role)
             .await
             .unwrap()
     }
 
     /// Creates a staff user and logs in over HTTP; returns the bearer token.
     pub async fn staff(&self, name: &str, roles: &str) -> String {
-        concierge::staff::add_user(&self.state.db, name, roles, "correct horse battery")
+        concierge::access::staff::add_user(&self.state.db, name, roles, "correct horse battery")
             .await
             .unwrap();
         let res = reqwest::Client::new()

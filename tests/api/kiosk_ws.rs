@@ -69,7 +69,7 @@ async fn a_missing_token_is_rejected() {
 async fn a_revoked_token_is_rejected() {
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
-    concierge::kiosks::revoke_tokens(&app.state.db, "K001")
+    concierge::access::kiosks::revoke_tokens(&app.state.db, "K001")
         .await
         .unwrap();
     let mut k = app.connect().await;
@@ -204,7 +204,7 @@ async fn an_utterance_is_buffered_and_told_that_recognition_is_off() {
     }
     k.send(json!({"type": "audio.end"})).await;
     k.expect_error("asr_unavailable").await;
-    let lines = concierge::conversation::store::transcript(&app.state.db, &sid)
+    let lines = concierge::session::store::transcript(&app.state.db, &sid)
         .await
         .unwrap();
     let audio = lines

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod adapter;
+mod architecture;
 mod banking;
 mod browser;
 mod cli;

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use concierge::config::{OutboxSettings, WebhookSettings};
-use concierge::outbox::{self, Replay};
+use concierge::ports::outbox::{self, Replay};
 use concierge::store::{now_ms, Db};
 use secrecy::SecretString;
 use serde_json::json;

@@ -48,7 +48,7 @@ async fn resume_after_restart(engine: Engine) {
         reply["text"].as_str().unwrap().contains("工作人员"),
         "{reply}"
     );
-    let lines = concierge::conversation::store::transcript(&app.state.db, &sid)
+    let lines = concierge::session::store::transcript(&app.state.db, &sid)
         .await
         .unwrap();
     let customer: Vec<&str> = lines
@@ -145,7 +145,7 @@ async fn the_customer_can_close_the_session() {
         k.recv().await,
         json!({"type": "session.end", "reason": "closed"})
     );
-    let s = concierge::conversation::store::load(&app.state.db, &sid)
+    let s = concierge::session::store::load(&app.state.db, &sid)
         .await
         .unwrap()
         .unwrap();

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use concierge::ops::asr::{nlu_cer, utterances};
 use concierge::speech::asr::Recognizer;
-use concierge::speech::tools::{nlu_cer, read_wav, utterances};
 use concierge::speech::vad::{Segmenter, SegmenterConfig, Silero, VadEvent, SAMPLE_RATE};
+use concierge::speech::wav::read_wav;
 use concierge::speech::Speech;
 use futures_util::StreamExt;
 use kiosk_protocol::PeerRole;
@@ -25,7 +26,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn expected_texts() -> std::collections::BTreeMap<String, String> {
-    concierge::speech::tools::load_transcripts(&fixture("transcripts.jsonl")).unwrap()
+    concierge::ops::asr::load_transcripts(&fixture("transcripts.jsonl")).unwrap()
 }
 
 /// Speech loaded as `serve` loads it, from the fetched models.
@@ -33,7 +34,7 @@ fn load_speech(models: &Path) -> Speech {
     let mut settings = concierge::config::Settings::for_tests("sqlite::memory:", &project_root());
     settings.speech.asr_backend = "whisper".into();
     settings.speech.models_dir = models.to_path_buf();
-    let content = concierge::startup::load_content(&settings).unwrap();
+    let content = concierge::validate::load_content(&settings).unwrap();
     let texts = concierge::speech::knowledge_texts(&content);
     Speech::load(&settings.speech, &content, &texts)
 }
@@ -268,7 +269,7 @@ async fn a_spoken_turn_is_recognised_understood_and_answered_with_speech() {
     );
 
     // The transcript has the customer's recognised words.
-    let lines = concierge::conversation::store::transcript(&app.state.db, &sid)
+    let lines = concierge::session::store::transcript(&app.state.db, &sid)
         .await
         .unwrap();
     assert!(lines.iter().any(|l| l.text == "我要取号"), "{lines:?}");

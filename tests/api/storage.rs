@@ -1,9 +1,9 @@
 //! The storage contract, run on SQLite and on PostgreSQL alike.
 
-use concierge::conversation::store::{self as sessions, NewLine, Speaker};
+use concierge::access::kiosks::{self, KioskAuth};
+use concierge::access::staff;
 use concierge::dialog::SessionState;
-use concierge::kiosks::{self, KioskAuth};
-use concierge::staff;
+use concierge::session::store::{self as sessions, NewLine, Speaker};
 use concierge::store::{Backend, Db};
 use kiosk_protocol::PeerRole;
 use secrecy::SecretString;
@@ -27,7 +27,7 @@ on_both_engines!(
 );
 
 async fn the_sandbox_bank_seeds_and_answers(engine: Engine) {
-    use concierge::banking::sandbox::SandboxBank;
+    use concierge::ports::banking::sandbox::SandboxBank;
     let (db, _dir) = open(engine).await;
     let bank = SandboxBank::new(db.clone());
     let seed = crate::helpers::project_root().join("deploy/sandbox/customers.yaml");

@@ -236,7 +236,7 @@ async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
         let signature = headers["x-concierge-signature"].to_str().unwrap();
         assert_eq!(
             signature,
-            concierge::outbox::signature(b"s3cret", body.as_bytes())
+            concierge::ports::outbox::signature(b"s3cret", body.as_bytes())
         );
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["ticket"]["number"], number);
@@ -543,11 +543,11 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
 async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     let app = spawn_app_with(engine, |_| {}).await;
     let here = app.staff("chen", "teller").await;
-    concierge::staff::set_branch(&app.state.db, "chen", Some("B001"))
+    concierge::access::staff::set_branch(&app.state.db, "chen", Some("B001"))
         .await
         .unwrap();
     let there = app.staff("zhou", "teller").await;
-    concierge::staff::set_branch(&app.state.db, "zhou", Some("B002"))
+    concierge::access::staff::set_branch(&app.state.db, "zhou", Some("B002"))
         .await
         .unwrap();
     let (s, r) = app

@@ -12,8 +12,9 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use concierge::config::Settings;
+use concierge::config::TtsSettings;
 use concierge::content::{Content, VoiceProfile};
-use concierge::speech::tts::{self, Pcm, Tts, TtsError, TtsSettings};
+use concierge::speech::tts::{self, Pcm, Tts, TtsError};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -22,7 +23,8 @@ use crate::helpers::*;
 /// The project's `[speech.tts]` settings and voices/ profiles.
 fn project_tts() -> (TtsSettings, BTreeMap<String, VoiceProfile>) {
     let settings = Settings::for_tests("sqlite::memory:", &project_root());
-    let content = Content::load(&settings.data).expect("project data loads");
+    let content = Content::load(&settings.data, &concierge::actions::Registry::standard())
+        .expect("project data loads");
     (settings.speech.tts, content.voices)
 }
 
@@ -326,11 +328,12 @@ fn a_voice_profile_with_bad_fields_is_reported_with_file_and_line() {
     .unwrap();
     let mut settings = Settings::for_tests("sqlite::memory:", &project_root());
     settings.data.voices_dir = dir.path().to_path_buf();
-    let errors: Vec<String> = Content::load(&settings.data)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errors: Vec<String> =
+        Content::load(&settings.data, &concierge::actions::Registry::standard())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     let file = dir.path().join("bad.yaml").display().to_string();
     assert!(
         errors.contains(&format!("{file}:6: speed 9 must be between 0.25 and 4.0")),
