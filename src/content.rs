@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DataSettings;
 use crate::datafile::DataError;
-use crate::datafile::{line_of, parse_yaml, read_data_file};
+use crate::datafile::{files_with_ext, line_of, parse_yaml, read_data_file};
 use crate::dialog::flow::ActionCatalog;
 use crate::dialog::DialogData;
 
@@ -100,33 +100,11 @@ impl Content {
     }
 }
 
-/// Files in `dir` with extension `ext`, sorted, or an error for an unreadable folder.
-fn files_with_ext(dir: &Path, ext: &str, errors: &mut Vec<DataError>) -> Vec<PathBuf> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
-                .collect();
-            files.sort();
-            files
-        }
-        Err(e) => {
-            errors.push(DataError {
-                file: dir.to_path_buf(),
-                line: 1,
-                message: format!("cannot read folder: {e}"),
-            });
-            Vec::new()
-        }
-    }
-}
-
 /// The articles of `dir`, each parsed and validated; ids are unique.
 pub fn load_articles(dir: &Path, errors: &mut Vec<DataError>) -> Vec<ArticleFile> {
     let mut articles = Vec::new();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in files_with_ext(dir, "md", errors) {
+    for path in files_with_ext(dir, &["md"], errors) {
         let Some(text) = read_data_file(&path, errors) else {
             continue;
         };
@@ -230,7 +208,7 @@ pub fn parse_article(path: &Path, text: &str, errors: &mut Vec<DataError>) -> Op
 
 fn load_voices(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, VoiceProfile> {
     let mut voices = BTreeMap::new();
-    for path in files_with_ext(dir, "yaml", errors) {
+    for path in files_with_ext(dir, &["yaml"], errors) {
         let Some(text) = read_data_file(&path, errors) else {
             continue;
         };

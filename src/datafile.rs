@@ -26,18 +26,29 @@ impl std::error::Error for DataError {}
 
 /// The `*.yaml` / `*.yml` files of a folder, sorted; an unreadable folder is an error.
 pub fn yaml_files(folder: &Path, errors: &mut Vec<DataError>) -> Vec<PathBuf> {
-    match std::fs::read_dir(folder) {
+    files_with_ext(folder, &["yaml", "yml"], errors)
+}
+
+/// The files of `dir` with one of the extensions `exts`, sorted; an unreadable folder is
+/// an error.
+pub fn files_with_ext(dir: &Path, exts: &[&str], errors: &mut Vec<DataError>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
         Ok(entries) => {
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .and_then(|e| e.to_str())
+                            .is_some_and(|e| exts.contains(&e))
+                })
                 .collect();
             files.sort();
             files
         }
         Err(e) => {
             errors.push(DataError {
-                file: folder.to_path_buf(),
+                file: dir.to_path_buf(),
                 line: 1,
                 message: format!("cannot read folder: {e}"),
             });
@@ -105,6 +116,54 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
                 message: e.to_string(),
             });
             None
+        }
+    }
+}
+
+/// Reads the data file at `path` and hands its text to `parse` (which reports problems
+/// with `file:line`).
+pub fn load_with<T>(
+    path: &Path,
+    parse: impl FnOnce(&Path, &str) -> Result<T, Vec<DataError>>,
+) -> Result<T, Vec<DataError>> {
+    let mut errors = Vec::new();
+    match read_data_file(path, &mut errors) {
+        Some(text) => parse(path, &text),
+        None => Err(errors),
+    }
+}
+
+/// The problems of one data file, each placed at the first line that holds a needle.
+pub struct Problems<'a> {
+    file: &'a Path,
+    text: &'a str,
+    pub errors: Vec<DataError>,
+}
+
+impl<'a> Problems<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Problems<'a> {
+        Problems {
+            file,
+            text,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A problem at the first line holding `needle` (line 1 when none does).
+    pub fn at(&mut self, needle: &str, message: String) {
+        self.errors.push(DataError {
+            file: self.file.to_path_buf(),
+            line: line_of(self.text, needle),
+            message,
+        });
+    }
+
+    /// `value` when no problem was found.
+    pub fn or_value<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<DataError>> {
+        if self.errors.is_empty() {
+            Ok(value())
+        } else {
+            Err(self.errors)
         }
     }
 }

@@ -7,21 +7,49 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `concierge` commands (serve, validate, migrate, kiosk, user, chat, bench).
-//! - [`config`]: layered settings (embedded defaults → file → env → flags).
-//! - [`startup`]: build the application, run it, shut it down gracefully.
-//! - [`state`]: the shared application state.
-//! - [`api`]: HTTP routes and the kiosk WebSocket upgrade.
-//! - [`conversation`]: kiosk connections, sessions, turns, transcripts.
-//! - [`dialog`]: dialog data (intents, responses) and the engine.
-//! - [`nlu`]: intent names and rules.
-//! - [`content`]: loading and validating the data folders.
-//! - [`devices`]: the broker that runs device calls on kiosk peers.
-//! - [`kiosks`], [`staff`]: who may connect, and with which roles.
-//! - [`security`]: tokens, passwords, roles, masking of personal data.
-//! - [`store`]: the database pool and migrations (SQLite or PostgreSQL).
-//! - [`telemetry`]: logs and metrics.
-//! - [`chat`], [`bench`]: the terminal kiosk client and the load generator.
+//! Layers, lowest first; a module uses only its own layer and those below, and no two
+//! modules use each other (`tests/api/architecture.rs` fails on a cycle). ARCHITECTURE.md
+//! walks a customer turn through them.
+//!
+//! **Foundations**
+//! - [`datafile`]: reading operators' data files; `file:line` errors ([`datafile::DataError`]).
+//! - [`domain`]: the clock (and its port), identifiers parsed once, identifiers that print
+//!   only masked, masking of personal data, check digits.
+//! - [`text`]: Chinese text shared by NLU, knowledge and speech: normalisation, numerals,
+//!   the one jieba dictionary.
+//! - [`config`]: every setting, layered (embedded defaults → file → env → flags).
+//! - [`error`]: the HTTP error type. [`store`]: the database (SQLite or PostgreSQL).
+//!   [`telemetry`]: logs and metrics.
+//! - [`access`]: kiosks and their tokens, staff users, roles, passwords.
+//!
+//! **Understanding and knowledge**
+//! - [`nlu`]: intents (and their data), slots, the classifier, risk flags.
+//! - [`dialog`]: flows as data and the engine that turns an understood input into replies
+//!   and effects.
+//! - [`knowledge`]: versioned articles, review, search and answers.
+//! - [`speech`]: recognition, VAD, synthesis, voices, domain correction, model files.
+//! - [`content`]: the data folders loaded (`dialogs/`, `knowledge/`, `voices/`).
+//!
+//! **The branch and the world outside**
+//! - [`ports`]: the core-banking port (sandbox or HTTP) and notifications (outbox).
+//! - [`branch`]: the branch file (calendar, appointments, queue lines), queue numbers,
+//!   appointments and reminders.
+//! - [`tickets`]: work orders with rules, SLA, history, staff on this node.
+//! - [`devices`]: the broker that runs device calls on kiosk peers, and their audit.
+//! - [`handoff`]: opening a handoff to a person and its states.
+//! - [`actions`]: the server actions flows run, in a registry.
+//!
+//! **Sessions**
+//! - [`live`]: the live sessions of this node and the inputs they take.
+//! - [`session`]: one kiosk connection: reader, audio input, turn worker, effects
+//!   dispatch, the live side of a handoff, the session store.
+//!
+//! **Composition and edges**
+//! - [`validate`]: every data file checked, for `concierge validate` and start-up.
+//! - [`state`]: the shared application state. [`startup`]: build, run, shut down.
+//! - [`api`]: HTTP routes, pages and the WebSocket upgrades.
+//! - [`cli`]: the `concierge` commands. [`client`]: the terminal kiosk client and the load
+//!   generator. [`ops`]: offline speech tools.
 
 pub mod access;
 pub mod actions;

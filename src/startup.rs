@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::content::Content;
 use crate::devices::DeviceBroker;
 use crate::dialog::Engine;
-use crate::domain::clock::SystemClock;
+use crate::domain::clock::{Clock, SystemClock};
 use crate::live::Hub;
 use crate::ports::banking::CoreBanking;
 use crate::speech::Speech;
@@ -103,21 +103,23 @@ impl Application {
             &settings.outbox,
         ));
         let webhooks = settings.outbox.webhooks.iter().map(|w| w.name.clone());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let branch = Arc::new(Branch::new(
             db.clone(),
             checked.branch,
             settings.branch.clone(),
-            Arc::new(SystemClock),
+            clock.clone(),
             webhooks.collect(),
         ));
         let content = Arc::new(checked.content);
         let speech = load_speech(&settings, &content).await?;
-        let engine = Arc::new(Engine::new(&content.dialogs)?);
+        let engine = Arc::new(Engine::new(&content.dialogs)?.with_clock(clock.clone()));
         let services = Arc::new(crate::actions::Services {
             bank: bank.clone(),
             branch: branch.clone(),
             knowledge: knowledge.clone(),
             service_labels: engine.labels().clone(),
+            clock,
         });
         let state = AppState {
             speech: Arc::new(speech),

@@ -1,12 +1,13 @@
 //! Who may do what: kiosks and their tokens ([`kiosks`]), staff users, sessions and branch
-//! scope ([`staff`]), roles ([`roles`]), secret tokens and password hashing ([`tokens`]),
-//! and masking of personal data in text ([`masking`]).
+//! scope ([`staff`]), roles ([`roles`]), secret tokens and password hashing ([`tokens`]).
+//! Masking of personal data is the domain's ([`crate::domain::masking`]), re-exported here
+//! for the callers that check access and mask in one place.
 
 pub mod kiosks;
-pub mod masking;
 pub mod roles;
 pub mod staff;
 pub mod tokens;
 
-pub use masking::mask_pii;
+pub use crate::domain::masking;
+pub use crate::domain::masking::mask_pii;
 pub use roles::Role;

@@ -4,6 +4,7 @@
 use super::{done, failed, Call};
 use crate::branch::BookRequest;
 use crate::dialog::EffectResult;
+use crate::domain::pii::Phone;
 
 action!(
     /// Books the service at a date and time for a phone.
@@ -33,7 +34,7 @@ async fn book(call: &Call<'_>) -> anyhow::Result<EffectResult> {
         service: call.get("service"),
         date: call.get("date"),
         time: call.get("time"),
-        phone: call.get("phone"),
+        phone: Phone::new(call.get("phone")),
         session_id: call.session_id,
     };
     Ok(match call.services.branch.book(&request).await? {
@@ -43,7 +44,8 @@ async fn book(call: &Call<'_>) -> anyhow::Result<EffectResult> {
 }
 
 async fn find(call: &Call<'_>) -> anyhow::Result<EffectResult> {
-    let list = call.services.branch.upcoming(call.get("phone")).await?;
+    let phone = Phone::new(call.get("phone"));
+    let list = call.services.branch.upcoming(&phone).await?;
     let Some(first) = list.first() else {
         return Ok(failed(
             "not_found",
@@ -68,7 +70,12 @@ async fn find(call: &Call<'_>) -> anyhow::Result<EffectResult> {
 async fn cancel(call: &Call<'_>) -> anyhow::Result<EffectResult> {
     let code = call.get("code");
     Ok(
-        if call.services.branch.cancel(code, call.get("phone")).await? {
+        if call
+            .services
+            .branch
+            .cancel(code, &Phone::new(call.get("phone")))
+            .await?
+        {
             done(&[("code", code.to_uppercase())])
         } else {
             failed("not_found", "no such booked appointment for this phone")

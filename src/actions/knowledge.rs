@@ -61,7 +61,7 @@ async fn topic(call: &Call<'_>) -> anyhow::Result<EffectResult> {
     let kb = &call.services.knowledge;
     let (question, topic) = (call.get("question"), call.get("topic"));
     if let Some(doc) = kb.live(topic) {
-        let today = crate::domain::clock::now_local().date_naive().to_string();
+        let today = call.services.clock.now().date_naive().to_string();
         let d = &doc.draft;
         if d.audience == "customer" && d.in_force(&today) && d.serves(call.branch_id) {
             return Ok(done(&[

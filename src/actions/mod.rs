@@ -44,6 +44,7 @@ use std::sync::Arc;
 use crate::branch::Branch;
 use crate::dialog::flow::ActionCatalog;
 use crate::dialog::EffectResult;
+use crate::domain::clock::Clock;
 use crate::knowledge::Knowledge;
 use crate::ports::banking::CoreBanking;
 
@@ -61,6 +62,8 @@ pub struct Services {
     pub knowledge: Arc<Knowledge>,
     /// How services are named to customers ("开户"), by intent.
     pub service_labels: BTreeMap<String, String>,
+    /// Today, for the actions that depend on the date.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// One run of an action: for whom, with which slots.

@@ -15,10 +15,10 @@ use std::time::Duration;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::masking::mask_pii;
 use crate::access::tokens::hash;
 use crate::config::BranchSettings;
 use crate::domain::clock::Clock;
+use crate::domain::pii::Phone;
 use crate::store::{now_ms, Db};
 use rules::BranchRules;
 
@@ -85,7 +85,7 @@ pub struct BookRequest<'a> {
     pub date: &'a str,
     /// `HH:MM`.
     pub time: &'a str,
-    pub phone: &'a str,
+    pub phone: Phone,
     pub session_id: &'a str,
 }
 
@@ -157,7 +157,7 @@ impl Branch {
         ) else {
             return Ok(Err(Refused::BadRequest));
         };
-        if r.phone.is_empty() || r.service.is_empty() {
+        if r.phone.expose().is_empty() || r.service.is_empty() {
             return Ok(Err(Refused::BadRequest));
         }
         if let Err(why) = self.bookable(day, at) {
@@ -173,8 +173,8 @@ impl Branch {
             service: r.service,
             day: r.date,
             slot: &slot,
-            phone_hash: &hash(r.phone),
-            phone_masked: &mask_pii(r.phone),
+            phone_hash: &hash(r.phone.expose()),
+            phone_masked: &r.phone.masked(),
             session_id: r.session_id,
         };
         let capacity = self.rules.capacity_of(r.service);
@@ -203,14 +203,17 @@ impl Branch {
     }
 
     /// The phone's booked appointments from today on.
-    pub async fn upcoming(&self, phone: &str) -> Result<Vec<appointments::Upcoming>, sqlx::Error> {
+    pub async fn upcoming(
+        &self,
+        phone: &Phone,
+    ) -> Result<Vec<appointments::Upcoming>, sqlx::Error> {
         let today = self.clock.now().date_naive().to_string();
-        appointments::upcoming(&self.db, &hash(phone), &today).await
+        appointments::upcoming(&self.db, &hash(phone.expose()), &today).await
     }
 
     /// Cancels a booked appointment by its code and the phone it was booked with.
-    pub async fn cancel(&self, code: &str, phone: &str) -> Result<bool, sqlx::Error> {
-        appointments::cancel(&self.db, &code.to_uppercase(), &hash(phone)).await
+    pub async fn cancel(&self, code: &str, phone: &Phone) -> Result<bool, sqlx::Error> {
+        appointments::cancel(&self.db, &code.to_uppercase(), &hash(phone.expose())).await
     }
 
     /// The line today: numbers waiting (in order) and the last ones called.

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::calendar::Calendar;
-use crate::datafile::{line_of, parse_yaml, read_data_file, DataError};
+use crate::datafile::{load_with, parse_yaml, DataError, Problems};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,11 +72,7 @@ pub struct BranchRules {
 impl BranchRules {
     /// Reads and validates the branch file.
     pub fn load(path: &Path) -> Result<BranchRules, Vec<DataError>> {
-        let mut errors = Vec::new();
-        let Some(text) = read_data_file(path, &mut errors) else {
-            return Err(errors);
-        };
-        BranchRules::parse(path, &text)
+        load_with(path, BranchRules::parse)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<BranchRules, Vec<DataError>> {
@@ -84,24 +80,18 @@ impl BranchRules {
         let Some(spec): Option<BranchFile> = parse_yaml(path, text, &mut errors) else {
             return Err(errors);
         };
-        let mut bad = |needle: &str, message: String| {
-            errors.push(DataError {
-                file: path.to_path_buf(),
-                line: line_of(text, needle),
-                message,
-            })
-        };
+        let mut p = Problems::new(path, text);
         let c = &spec.calendar;
         let time = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").ok();
         let (opens, closes) = (time(&c.opens), time(&c.closes));
         if opens.is_none() || closes.is_none() || opens >= closes {
-            bad(
+            p.at(
                 "opens:",
                 "calendar: opens and closes are HH:MM, opens first".into(),
             );
         }
         if c.weekdays.is_empty() || c.weekdays.iter().any(|d| !(1..=7).contains(d)) {
-            bad(
+            p.at(
                 "weekdays:",
                 "calendar: weekdays are 1 (Monday) … 7 (Sunday)".into(),
             );
@@ -112,35 +102,32 @@ impl BranchRules {
                 Ok(d) => {
                     holidays.insert(d);
                 }
-                Err(_) => bad(h, format!("holiday `{h}` is not a date like 2026-10-01")),
+                Err(_) => p.at(h, format!("holiday `{h}` is not a date like 2026-10-01")),
             }
         }
         let capacity = &spec.appointments.capacity_per_slot;
         if !capacity.contains_key("default") {
-            bad(
+            p.at(
                 "capacity_per_slot:",
                 "appointments: capacity_per_slot needs a `default`".into(),
             );
         }
         if let Some((service, _)) = capacity.iter().find(|(_, n)| **n == 0) {
-            bad(
+            p.at(
                 "capacity_per_slot:",
                 format!("appointments: capacity of `{service}` must be at least 1"),
             );
         }
-        check_lines(&spec.queue.lines, &mut bad);
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(BranchRules {
+        check_lines(&spec.queue.lines, &mut p);
+        p.or_value(|| BranchRules {
             calendar: Calendar {
                 opens: opens.unwrap_or_default(),
                 closes: closes.unwrap_or_default(),
                 weekdays: c.weekdays.iter().copied().collect(),
                 holidays,
             },
-            appointments: spec.appointments,
-            lines: spec.queue.lines,
+            appointments: spec.appointments.clone(),
+            lines: spec.queue.lines.clone(),
         })
     }
 
@@ -171,9 +158,9 @@ impl BranchRules {
 
 /// Lines are one capital letter each, unique; exactly one line takes the other services;
 /// a service belongs to one line.
-fn check_lines(lines: &[LineSpec], bad: &mut impl FnMut(&str, String)) {
+fn check_lines(lines: &[LineSpec], p: &mut Problems<'_>) {
     if lines.is_empty() {
-        bad("lines:", "queue: at least one line is needed".into());
+        p.at("lines:", "queue: at least one line is needed".into());
         return;
     }
     let mut seen = BTreeSet::new();
@@ -181,23 +168,23 @@ fn check_lines(lines: &[LineSpec], bad: &mut impl FnMut(&str, String)) {
     for l in lines {
         let needle = format!("line: {}", l.line);
         if l.line.len() != 1 || !l.line.chars().all(|c| c.is_ascii_uppercase()) {
-            bad(
+            p.at(
                 &needle,
                 format!("queue: line `{}` must be one capital letter", l.line),
             );
         }
         if !seen.insert(l.line.as_str()) {
-            bad(&needle, format!("queue: line `{}` is listed twice", l.line));
+            p.at(&needle, format!("queue: line `{}` is listed twice", l.line));
         }
         if l.counter.trim().is_empty() {
-            bad(
+            p.at(
                 &needle,
                 format!("queue: line `{}` names no counter", l.line),
             );
         }
         for s in &l.services {
             if let Some(other) = owner.insert(s, &l.line) {
-                bad(
+                p.at(
                     s,
                     format!("queue: service `{s}` is on line `{other}` and `{}`", l.line),
                 );
@@ -206,7 +193,7 @@ fn check_lines(lines: &[LineSpec], bad: &mut impl FnMut(&str, String)) {
     }
     let catch_all = lines.iter().filter(|l| l.services.is_empty()).count();
     if catch_all != 1 {
-        bad(
+        p.at(
             "lines:",
             format!("queue: exactly one line takes the other services (has no `services`); found {catch_all}"),
         );

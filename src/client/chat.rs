@@ -259,57 +259,9 @@ impl Chat<'_> {
                         self.eof = true;
                         continue;
                     };
-                    let line = line.trim().to_string();
-                    if line.is_empty() {
-                        continue;
+                    if let Some(next) = self.typed(line.trim(), session_id, &mut tx).await {
+                        return next;
                     }
-                    if let Some(file) = line.strip_prefix("/audio ") {
-                        match speak_file(&mut tx, std::path::Path::new(file.trim())).await {
-                            Ok(secs) => {
-                                println!("[说话：{}（{secs:.1} 秒）]", file.trim());
-                                self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT * 3);
-                            }
-                            Err(SpeakError::Io(e)) => println!("[无法读取 {}：{e}]", file.trim()),
-                            Err(SpeakError::Gone) => {
-                                println!("[连接断开，正在重连…]");
-                                return Next::Reconnect;
-                            }
-                        }
-                        continue;
-                    }
-                    let msg = if line == "/quit" {
-                        ClientMessage::SessionClose { reason: Some("customer_left".into()) }
-                    } else if line == "/new" {
-                        *session_id = None;
-                        let _ = std::fs::remove_file(&self.session_file);
-                        println!("[开始新会话]");
-                        return Next::Reconnect;
-                    } else if let Some(rest) = line.strip_prefix("/fail ") {
-                        let mut parts = rest.split_whitespace();
-                        match (parts.next(), parts.next()) {
-                            (Some(device), Some(code)) => {
-                                self.devices.fail_next(device, code);
-                                println!("[模拟设备：{device} 的下一次调用将失败（{code}）]");
-                            }
-                            _ => println!("[用法：/fail 设备 错误码，例如 /fail queue_printer paper_out]"),
-                        }
-                        continue;
-                    } else if let Some(choice) = line
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|n| n.checked_sub(1))
-                        .and_then(|i| self.choices.get(i))
-                    {
-                        println!("[点选：{}]", choice.label);
-                        ClientMessage::UserChoice { value: choice.value.clone() }
-                    } else {
-                        ClientMessage::UserText { text: line }
-                    };
-                    if send(&mut tx, &msg).await.is_err() {
-                        println!("[连接断开，正在重连…]");
-                        return Next::Reconnect;
-                    }
-                    self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT);
                 }
                 _ = drain => {
                     let _ = tx.send(Message::Close(None)).await;
@@ -317,6 +269,77 @@ impl Chat<'_> {
                 }
             }
         }
+    }
+
+    /// A line typed at the terminal: a `/command`, a choice number, or words to say; `Some`
+    /// ends the connection.
+    async fn typed<S>(
+        &mut self,
+        line: &str,
+        session_id: &mut Option<String>,
+        tx: &mut S,
+    ) -> Option<Next>
+    where
+        S: futures_util::Sink<Message> + Unpin,
+        S::Error: std::fmt::Display,
+    {
+        if line.is_empty() {
+            return None;
+        }
+        if let Some(file) = line.strip_prefix("/audio ") {
+            match speak_file(tx, std::path::Path::new(file.trim())).await {
+                Ok(secs) => {
+                    println!("[说话：{}（{secs:.1} 秒）]", file.trim());
+                    self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT * 3);
+                }
+                Err(SpeakError::Io(e)) => println!("[无法读取 {}：{e}]", file.trim()),
+                Err(SpeakError::Gone) => {
+                    println!("[连接断开，正在重连…]");
+                    return Some(Next::Reconnect);
+                }
+            }
+            return None;
+        }
+        let msg = if line == "/quit" {
+            ClientMessage::SessionClose {
+                reason: Some("customer_left".into()),
+            }
+        } else if line == "/new" {
+            *session_id = None;
+            let _ = std::fs::remove_file(&self.session_file);
+            println!("[开始新会话]");
+            return Some(Next::Reconnect);
+        } else if let Some(rest) = line.strip_prefix("/fail ") {
+            let mut parts = rest.split_whitespace();
+            match (parts.next(), parts.next()) {
+                (Some(device), Some(code)) => {
+                    self.devices.fail_next(device, code);
+                    println!("[模拟设备：{device} 的下一次调用将失败（{code}）]");
+                }
+                _ => println!("[用法：/fail 设备 错误码，例如 /fail queue_printer paper_out]"),
+            }
+            return None;
+        } else if let Some(choice) = line
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.choices.get(i))
+        {
+            println!("[点选：{}]", choice.label);
+            ClientMessage::UserChoice {
+                value: choice.value.clone(),
+            }
+        } else {
+            ClientMessage::UserText {
+                text: line.to_string(),
+            }
+        };
+        if send(tx, &msg).await.is_err() {
+            println!("[连接断开，正在重连…]");
+            return Some(Next::Reconnect);
+        }
+        self.awaiting = Some(tokio::time::Instant::now() + REPLY_WAIT);
+        None
     }
 
     /// Prints a server message (and answers device calls); `Some` ends the connection.

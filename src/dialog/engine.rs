@@ -13,6 +13,7 @@
 //! stops a money-moving flow, warns in plain words and hands off to a teller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kiosk_protocol::{Choice, Field, HandoffKind, Ui};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,10 @@ use serde_json::Value;
 
 use super::data::{DialogData, ResponseSpec};
 use super::flow::{condition_holds, Flow, Kind, Step, Texts};
+use crate::domain::clock::{Clock, SystemClock};
 use crate::nlu::intent::SystemIntent;
 use crate::nlu::{is_intent, Nlu, Parse, Scored};
+use crate::text::cut_utterance;
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
@@ -160,12 +163,31 @@ pub struct Engine {
     responses: BTreeMap<String, ResponseSpec>,
     flows: BTreeMap<String, Flow>,
     labels: BTreeMap<String, String>,
+    /// Where "now" comes from: dates the customer says ("明天") are resolved against it.
+    clock: Arc<dyn Clock>,
+}
+
+/// What the understanding made of an answer.
+struct Heard<'p> {
+    /// The intent, when the NLU is sure of it.
+    intent: Option<&'p str>,
+    /// Slot values said.
+    said: Option<&'p BTreeMap<String, String>>,
+    /// Slots already held, said again with other values.
+    corrected: Vec<(String, String)>,
+    understood: Option<&'p Parse>,
 }
 
 impl Engine {
     /// Builds the engine; trains the intent classifier from `data`.
     pub fn new(data: &DialogData) -> anyhow::Result<Engine> {
         Ok(Engine::with_nlu(data, Nlu::new(&data.nlu)?))
+    }
+
+    /// The engine with another clock (tests run at a fixed time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
     }
 
     /// How services are named to customers ("开户"), by intent.
@@ -185,6 +207,7 @@ impl Engine {
                 .iter()
                 .filter_map(|i| i.label.clone().map(|l| (i.name.clone(), l)))
                 .collect(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -213,7 +236,7 @@ impl Engine {
                 })
             }
             TurnInput::Choice(_) => None,
-            TurnInput::Text(text) => Some(self.nlu.parse(text, crate::domain::clock::now_local())),
+            TurnInput::Text(text) => Some(self.nlu.parse(text, self.clock.now())),
         }
     }
 
@@ -239,38 +262,7 @@ impl Engine {
         let intent = sure.map(|p| p.intent.name.as_str());
 
         if fraud {
-            state.misunderstood = 0;
-            let in_money_flow = state
-                .stack
-                .iter()
-                .any(|f| self.flows.get(&f.flow).is_some_and(|fl| fl.moves_money));
-            let wants_money =
-                intent.is_some_and(|i| self.flows.get(i).is_some_and(|fl| fl.moves_money));
-            state.last_intent = Some("fraud_suspected".into());
-            out.replies.push(self.reply("fraud_warning"));
-            if in_money_flow || wants_money {
-                let slots = self.case_slots(state);
-                let intent = state
-                    .stack
-                    .first()
-                    .map(|f| f.flow.clone())
-                    .or(intent.map(str::to_string));
-                state.stack.clear();
-                out.effect = Some(Effect::Handoff {
-                    to: HandoffKind::Teller,
-                    reason: "fraud_suspected".into(),
-                    intent,
-                    slots,
-                    risk: vec!["fraud_suspected".into()],
-                });
-                state.stack.push(Frame {
-                    flow: HANDOFF_FRAME.into(),
-                    step: 0,
-                    slots: BTreeMap::new(),
-                    retries: 0,
-                    waiting: Waiting::Effect,
-                });
-            }
+            let out = self.fraud_suspected(state, intent, out);
             return self.finish(state, out);
         }
 
@@ -305,41 +297,7 @@ impl Engine {
 
         // A new request.
         match sure {
-            Some(p) => {
-                state.misunderstood = 0;
-                let name = p.intent.name.clone();
-                state.last_intent = Some(name.clone());
-                if self.flows.contains_key(&name) {
-                    let mut slots = p.slots.clone();
-                    if let TurnInput::Text(t) = input {
-                        // What the customer asked, for flows that work on the words
-                        // (a knowledge question, a complaint).
-                        slots.insert("question".into(), t.chars().take(500).collect());
-                    }
-                    self.push(state, &name, slots);
-                    let more = self.advance(state);
-                    out.replies.extend(more.replies);
-                    out.effect = more.effect;
-                } else if !state.stack.is_empty() {
-                    // Small talk mid-flow ("谢谢", "你好"): answer, then repeat the question;
-                    // a goodbye ends the journey with the session.
-                    let reply = self
-                        .responses
-                        .contains_key(&name)
-                        .then(|| self.reply(&name));
-                    let leaving = reply.as_ref().is_some_and(|r| r.end_session);
-                    out.replies.extend(reply);
-                    if leaving {
-                        state.stack.clear();
-                    } else {
-                        out.replies.extend(self.reprompt(state));
-                    }
-                } else if self.responses.contains_key(&name) {
-                    out.replies.push(self.reply(&name));
-                } else {
-                    out.replies.push(self.reply("unsupported"));
-                }
-            }
+            Some(p) => self.new_request(state, p, input, &mut out),
             None => {
                 state.misunderstood += 1;
                 if state.misunderstood >= MISUNDERSTOOD_BEFORE_OFFER {
@@ -544,38 +502,12 @@ impl Engine {
                 }
                 Kind::Device { device, action } => {
                     frame.waiting = Waiting::Effect;
-                    let args: serde_json::Map<String, Value> = step
-                        .spec
-                        .args
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                Value::String(render(v, &frame.slots, &self.labels)),
-                            )
-                        })
-                        .collect();
-                    out.effect = Some(Effect::Device {
-                        device: device.clone(),
-                        action: action.clone(),
-                        args: Value::Object(args),
-                        timeout_ms: step.spec.timeout_ms.unwrap_or(30_000),
-                    });
+                    out.effect = Some(self.device_effect(step, device, action, frame));
                     return out;
                 }
                 Kind::Action(name) => {
                     frame.waiting = Waiting::Effect;
-                    let mut slots = frame.slots.clone();
-                    for (k, v) in &step.spec.args {
-                        slots.insert(k.clone(), render(v, &frame.slots, &self.labels));
-                    }
-                    slots.insert("flow".into(), frame.flow.clone());
-                    // A PIN block is used once, by the action that checks it, never kept.
-                    frame.slots.remove("pin_block");
-                    out.effect = Some(Effect::Action {
-                        name: name.clone(),
-                        slots,
-                    });
+                    out.effect = Some(self.action_effect(step, name, frame));
                     return out;
                 }
                 Kind::Branch(cases) => {
@@ -612,6 +544,123 @@ impl Engine {
         out
     }
 
+    /// A device step's call, its `args` rendered from the frame's slots.
+    fn device_effect(&self, step: &Step, device: &str, action: &str, frame: &Frame) -> Effect {
+        let args: serde_json::Map<String, Value> = step
+            .spec
+            .args
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Value::String(render(v, &frame.slots, &self.labels)),
+                )
+            })
+            .collect();
+        Effect::Device {
+            device: device.to_string(),
+            action: action.to_string(),
+            args: Value::Object(args),
+            timeout_ms: step.spec.timeout_ms.unwrap_or(30_000),
+        }
+    }
+
+    /// An action step's call: the frame's slots, its `args` and the flow's name. A PIN
+    /// block is used once, by the action that checks it, never kept.
+    fn action_effect(&self, step: &Step, name: &str, frame: &mut Frame) -> Effect {
+        let mut slots = frame.slots.clone();
+        for (k, v) in &step.spec.args {
+            slots.insert(k.clone(), render(v, &frame.slots, &self.labels));
+        }
+        slots.insert("flow".into(), frame.flow.clone());
+        frame.slots.remove("pin_block");
+        Effect::Action {
+            name: name.to_string(),
+            slots,
+        }
+    }
+
+    /// The customer may be talking under a fraudster's instructions: warn, and when money
+    /// would move, stop the journey and hand to a teller with the case.
+    fn fraud_suspected(
+        &self,
+        state: &mut SessionState,
+        intent: Option<&str>,
+        mut out: Outcome,
+    ) -> Outcome {
+        state.misunderstood = 0;
+        let in_money_flow = state
+            .stack
+            .iter()
+            .any(|f| self.flows.get(&f.flow).is_some_and(|fl| fl.moves_money));
+        let wants_money =
+            intent.is_some_and(|i| self.flows.get(i).is_some_and(|fl| fl.moves_money));
+        state.last_intent = Some("fraud_suspected".into());
+        out.replies.push(self.reply("fraud_warning"));
+        if in_money_flow || wants_money {
+            let slots = self.case_slots(state);
+            let intent = state
+                .stack
+                .first()
+                .map(|f| f.flow.clone())
+                .or(intent.map(str::to_string));
+            state.stack.clear();
+            out.effect = Some(Effect::Handoff {
+                to: HandoffKind::Teller,
+                reason: "fraud_suspected".into(),
+                intent,
+                slots,
+                risk: vec!["fraud_suspected".into()],
+            });
+            push_handoff_frame(state);
+        }
+        out
+    }
+
+    /// A request the NLU is sure of, outside any answer: start its flow, answer small talk
+    /// (then ask the open question again), or say it is not offered here.
+    fn new_request(
+        &self,
+        state: &mut SessionState,
+        p: &Parse,
+        input: &TurnInput,
+        out: &mut Outcome,
+    ) {
+        state.misunderstood = 0;
+        let name = p.intent.name.clone();
+        state.last_intent = Some(name.clone());
+        if self.flows.contains_key(&name) {
+            let mut slots = p.slots.clone();
+            if let TurnInput::Text(t) = input {
+                // What the customer asked, for flows that work on the words
+                // (a knowledge question, a complaint).
+                slots.insert("question".into(), cut_utterance(t));
+            }
+            self.push(state, &name, slots);
+            let more = self.advance(state);
+            out.replies.extend(more.replies);
+            out.effect = more.effect;
+        } else if !state.stack.is_empty() {
+            // Small talk mid-flow ("谢谢", "你好"): answer, then repeat the question;
+            // a goodbye ends the journey with the session.
+            let reply = self
+                .responses
+                .contains_key(&name)
+                .then(|| self.reply(&name));
+            let leaving = reply.as_ref().is_some_and(|r| r.end_session);
+            out.replies.extend(reply);
+            if leaving {
+                state.stack.clear();
+            } else {
+                out.replies.extend(self.reprompt(state));
+            }
+        } else if self.responses.contains_key(&name) {
+            out.replies.push(self.reply(&name));
+        } else {
+            out.replies.push(self.reply("unsupported"));
+        }
+    }
+
     /// Tries the input as an answer to the innermost frame. `None` when it is not one (a
     /// new request, a digression), so the caller treats it as such.
     fn answer(
@@ -623,11 +672,8 @@ impl Engine {
     ) -> Option<Outcome> {
         let flow = self.flows.get(&frame.flow)?;
         let step = flow.steps.get(frame.step)?;
-        let intent = understood
-            .filter(|p| p.sure)
-            .map(|p| p.intent.name.as_str());
         let said = understood.map(|p| &p.slots);
-        let top = state.stack.last_mut()?;
+        let top = state.stack.last()?;
         // Corrections: slots the frame already holds, said again with new values.
         let corrected: Vec<(String, String)> = said
             .into_iter()
@@ -635,143 +681,185 @@ impl Engine {
             .filter(|(k, v)| top.slots.get(*k).is_some_and(|old| old != *v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let heard = Heard {
+            intent: understood
+                .filter(|p| p.sure)
+                .map(|p| p.intent.name.as_str()),
+            said,
+            corrected,
+            understood,
+        };
         match (&frame.waiting, &step.kind) {
             (Waiting::Answer, Kind::Ask { slot }) => {
-                // Words naming this same journey ("信用卡" while choosing a card type) are an
-                // answer, not a request to start it again.
-                let own = intent.is_some_and(|i| i == frame.flow);
-                let value = match input {
-                    TurnInput::Choice(v)
-                        if step
-                            .spec
-                            .choices
-                            .iter()
-                            .any(|c| render(&c.value, &top.slots, &self.labels) == *v) =>
-                    {
-                        Some(v.clone())
-                    }
-                    TurnInput::Text(t) => said
-                        .and_then(|s| s.get(slot).cloned())
-                        .or_else(|| spoken_choice(step, t, &top.slots, &self.labels))
-                        .or_else(|| {
-                            // A slot of the flow's own (a free-text description): the words.
-                            let free = !super::flow::NLU_SLOTS.contains(&slot.as_str());
-                            let other_journey =
-                                matches!(intent, Some(i) if self.flows.contains_key(i)) && !own;
-                            (free && !other_journey).then(|| t.trim().chars().take(500).collect())
-                        }),
-                    _ => None,
-                };
-                if let Some(v) = value {
-                    top.slots.insert(slot.clone(), v);
-                    for (k, v) in said.into_iter().flatten() {
-                        top.slots.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                    for (k, v) in corrected {
-                        top.slots.insert(k, v);
-                    }
-                    top.waiting = Waiting::Nothing;
-                    top.retries = 0;
-                    top.step += 1;
-                    state.misunderstood = 0;
-                    return Some(self.advance(state));
-                }
-                if !corrected.is_empty() {
-                    for (k, v) in corrected {
-                        top.slots.insert(k, v);
-                    }
-                    let mut out = Outcome::default();
-                    out.replies.push(self.reply_or("corrected", "fallback"));
-                    out.replies.extend(self.reprompt(state));
-                    return Some(out);
-                }
-                // Other values said on the way ("明天" while asked for the service) are kept
-                // for the questions still to come.
-                let mut kept = false;
-                for (k, v) in said.into_iter().flatten() {
-                    if !top.slots.contains_key(k) {
-                        top.slots.insert(k.clone(), v.clone());
-                        kept = true;
-                    }
-                }
-                // A value that cannot be right (2月30号, an ID number with a bad check digit)
-                // was an attempt to answer: say what is wrong, ask again.
-                let rejected = understood.and_then(|p| {
-                    p.rejected
-                        .iter()
-                        .find(|r| &r.slot == slot)
-                        .or_else(|| p.rejected.first())
-                });
-                if let Some(r) = rejected {
-                    return Some(self.retry(state, Some(&r.reason)));
-                }
-                if kept && !own {
-                    let mut out = Outcome::default();
-                    out.replies.extend(self.reprompt(state));
-                    return Some(out);
-                }
-                if !own
-                    && intent.is_some_and(|i| {
-                        self.flows.contains_key(i) || self.responses.contains_key(i)
-                    })
-                {
-                    return None; // a digression or small talk
-                }
-                Some(self.retry(state, None))
+                self.answer_ask(state, &frame, step, slot, input, heard)
             }
-            (Waiting::YesNo, Kind::Confirm(_)) => {
-                if !corrected.is_empty() {
-                    for (k, v) in corrected {
-                        top.slots.insert(k, v);
-                    }
-                    top.retries = 0;
-                    return Some(self.advance(state)); // confirm again with the new values
-                }
-                match intent.and_then(SystemIntent::of) {
-                    Some(SystemIntent::Affirm) => {
-                        top.waiting = Waiting::Nothing;
-                        top.retries = 0;
-                        top.step += 1;
-                        Some(self.advance(state))
-                    }
-                    Some(SystemIntent::Deny) => {
-                        top.waiting = Waiting::Nothing;
-                        top.retries = 0;
-                        match &step.spec.on_no {
-                            Some(target) => {
-                                top.step = flow.target(target);
-                                // Asking again: forget the answers from the target on.
-                                let again: Vec<String> = flow.steps[top.step..]
-                                    .iter()
-                                    .filter_map(|s| match &s.kind {
-                                        Kind::Ask { slot } => Some(slot.clone()),
-                                        _ => None,
-                                    })
-                                    .collect();
-                                for s in again {
-                                    top.slots.remove(&s);
-                                }
-                                Some(self.advance(state))
-                            }
-                            None => {
-                                state.stack.pop();
-                                let mut out = Outcome::default();
-                                out.replies.push(self.reply("cancel"));
-                                Some(out)
-                            }
-                        }
-                    }
-                    _ if intent.is_some_and(|i| {
-                        self.flows.contains_key(i) || self.responses.contains_key(i)
-                    }) =>
-                    {
-                        None
-                    }
-                    _ => Some(self.retry(state, None)),
-                }
-            }
+            (Waiting::YesNo, Kind::Confirm(_)) => self.answer_confirm(state, flow, step, heard),
             _ => None,
         }
+    }
+
+    /// An answer to an `ask` step: the slot's value (from the NLU, a choice said or tapped,
+    /// or the words themselves for a free-text slot), a correction, values for later
+    /// questions, a rejected value, a digression — or a retry.
+    fn answer_ask(
+        &self,
+        state: &mut SessionState,
+        frame: &Frame,
+        step: &Step,
+        slot: &str,
+        input: &TurnInput,
+        heard: Heard<'_>,
+    ) -> Option<Outcome> {
+        let Heard {
+            intent,
+            said,
+            corrected,
+            understood,
+        } = heard;
+        // Words naming this same journey ("信用卡" while choosing a card type) are an
+        // answer, not a request to start it again.
+        let own = intent.is_some_and(|i| i == frame.flow);
+        let top = state.stack.last_mut()?;
+        if let Some(v) = self.ask_value(step, slot, input, said, &top.slots, intent, own) {
+            top.slots.insert(slot.to_string(), v);
+            for (k, v) in said.into_iter().flatten() {
+                top.slots.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            for (k, v) in corrected {
+                top.slots.insert(k, v);
+            }
+            top.waiting = Waiting::Nothing;
+            top.retries = 0;
+            top.step += 1;
+            state.misunderstood = 0;
+            return Some(self.advance(state));
+        }
+        if !corrected.is_empty() {
+            for (k, v) in corrected {
+                top.slots.insert(k, v);
+            }
+            let mut out = Outcome::default();
+            out.replies.push(self.reply_or("corrected", "fallback"));
+            out.replies.extend(self.reprompt(state));
+            return Some(out);
+        }
+        // Other values said on the way ("明天" while asked for the service) are kept
+        // for the questions still to come.
+        let mut kept = false;
+        for (k, v) in said.into_iter().flatten() {
+            if !top.slots.contains_key(k) {
+                top.slots.insert(k.clone(), v.clone());
+                kept = true;
+            }
+        }
+        // A value that cannot be right (2月30号, an ID number with a bad check digit)
+        // was an attempt to answer: say what is wrong, ask again.
+        let rejected = understood.and_then(|p| {
+            p.rejected
+                .iter()
+                .find(|r| r.slot == slot)
+                .or_else(|| p.rejected.first())
+        });
+        if let Some(r) = rejected {
+            return Some(self.retry(state, Some(&r.reason)));
+        }
+        if kept && !own {
+            let mut out = Outcome::default();
+            out.replies.extend(self.reprompt(state));
+            return Some(out);
+        }
+        if !own && self.knows(intent) {
+            return None; // a digression or small talk
+        }
+        Some(self.retry(state, None))
+    }
+
+    /// The value an answer gives the asked slot, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn ask_value(
+        &self,
+        step: &Step,
+        slot: &str,
+        input: &TurnInput,
+        said: Option<&BTreeMap<String, String>>,
+        slots: &BTreeMap<String, String>,
+        intent: Option<&str>,
+        own: bool,
+    ) -> Option<String> {
+        match input {
+            TurnInput::Choice(v)
+                if step
+                    .spec
+                    .choices
+                    .iter()
+                    .any(|c| render(&c.value, slots, &self.labels) == *v) =>
+            {
+                Some(v.clone())
+            }
+            TurnInput::Text(t) => said
+                .and_then(|s| s.get(slot).cloned())
+                .or_else(|| spoken_choice(step, t, slots, &self.labels))
+                .or_else(|| {
+                    // A slot of the flow's own (a free-text description): the words.
+                    let free = !super::flow::NLU_SLOTS.contains(&slot);
+                    let other_journey =
+                        matches!(intent, Some(i) if self.flows.contains_key(i)) && !own;
+                    (free && !other_journey).then(|| cut_utterance(t.trim()))
+                }),
+            _ => None,
+        }
+    }
+
+    /// An answer to a `confirm` step: a correction confirms again, yes goes on, no goes to
+    /// `on_no` (asking again from there) or cancels the flow.
+    fn answer_confirm(
+        &self,
+        state: &mut SessionState,
+        flow: &Flow,
+        step: &Step,
+        heard: Heard<'_>,
+    ) -> Option<Outcome> {
+        let top = state.stack.last_mut()?;
+        if !heard.corrected.is_empty() {
+            for (k, v) in heard.corrected {
+                top.slots.insert(k, v);
+            }
+            top.retries = 0;
+            return Some(self.advance(state)); // confirm again with the new values
+        }
+        match heard.intent.and_then(SystemIntent::of) {
+            Some(SystemIntent::Affirm) => {
+                top.waiting = Waiting::Nothing;
+                top.retries = 0;
+                top.step += 1;
+                Some(self.advance(state))
+            }
+            Some(SystemIntent::Deny) => {
+                top.waiting = Waiting::Nothing;
+                top.retries = 0;
+                let Some(target) = &step.spec.on_no else {
+                    state.stack.pop();
+                    let mut out = Outcome::default();
+                    out.replies.push(self.reply(SystemIntent::Cancel.name()));
+                    return Some(out);
+                };
+                top.step = flow.target(target);
+                // Asking again: forget the answers from the target on.
+                for s in &flow.steps[top.step..] {
+                    if let Kind::Ask { slot } = &s.kind {
+                        top.slots.remove(slot);
+                    }
+                }
+                Some(self.advance(state))
+            }
+            _ if self.knows(heard.intent) => None,
+            _ => Some(self.retry(state, None)),
+        }
+    }
+
+    /// Whether the intent starts a flow or has a response (a digression, small talk).
+    fn knows(&self, intent: Option<&str>) -> bool {
+        intent.is_some_and(|i| self.flows.contains_key(i) || self.responses.contains_key(i))
     }
 
     /// Re-asks the innermost question after an unusable answer; past the retry limit,
@@ -849,13 +937,7 @@ impl Engine {
             slots,
             risk: Vec::new(),
         });
-        state.stack.push(Frame {
-            flow: HANDOFF_FRAME.into(),
-            step: 0,
-            slots: BTreeMap::new(),
-            retries: 0,
-            waiting: Waiting::Effect,
-        });
+        push_handoff_frame(state);
         out
     }
 
@@ -985,6 +1067,17 @@ impl Engine {
             self.reply(fallback)
         }
     }
+}
+
+/// The frame a handoff leaves on the stack: it waits for the handoff effect's result.
+fn push_handoff_frame(state: &mut SessionState) {
+    state.stack.push(Frame {
+        flow: HANDOFF_FRAME.into(),
+        step: 0,
+        slots: BTreeMap::new(),
+        retries: 0,
+        waiting: Waiting::Effect,
+    });
 }
 
 /// The choice of an `ask` step whose label (or value) the customer said in words.

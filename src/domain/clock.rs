@@ -16,7 +16,7 @@ pub fn now_local() -> DateTime<FixedOffset> {
 
 /// Where "now" comes from, so code that depends on the date (booking, "明天") can be run
 /// at a fixed time in tests.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now, in branch time.
     fn now(&self) -> DateTime<FixedOffset>;
 }

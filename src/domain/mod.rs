@@ -1,5 +1,10 @@
-//! The branch's vocabulary, shared by every layer: the branch's wall clock ([`clock`]) and
-//! the check digits of customers' identifiers ([`ids`]).
+//! The branch's vocabulary, shared by every layer: the wall clock and the [`clock::Clock`]
+//! port ([`clock`]), identifiers parsed once at the edge ([`names`]), customers'
+//! identifiers that print only masked ([`pii`]), masking personal data in text
+//! ([`masking`]), and identifiers' check digits ([`ids`]).
 
 pub mod clock;
 pub mod ids;
+pub mod masking;
+pub mod names;
+pub mod pii;

@@ -9,7 +9,7 @@ pub mod risk;
 pub mod rules;
 pub mod slots;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, FixedOffset};
@@ -27,8 +27,6 @@ pub const DEFAULT_THRESHOLD: f32 = 0.5;
 /// Below this share of known 2-/3-grams an utterance is "not sure" (see
 /// [`Classifier::coverage`]).
 pub const MIN_COVERAGE: f32 = 0.3;
-/// Longest text that is understood; the rest is ignored (the protocol limits frames too).
-pub const MAX_TEXT_CHARS: usize = 500;
 /// How many intents `ranking` lists.
 const RANKING_LEN: usize = 5;
 
@@ -123,7 +121,8 @@ impl Nlu {
 
     /// Understands one utterance, resolving dates against `now`.
     pub fn parse(&self, text: &str, now: DateTime<FixedOffset>) -> Parse {
-        let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
+        // Longest text that is understood; the rest is ignored (the protocol limits frames too).
+        let text = crate::text::cut_utterance(text);
         let norm = crate::text::normalize::normalize(&text);
         let found = slots::extract(&norm.text, now, &self.services);
         let risk = self.risk.flags(&norm.matching);
@@ -197,15 +196,17 @@ fn round3(p: f32) -> f32 {
     (p * 1000.0).round() / 1000.0
 }
 
-/// Trains, or returns the model this process already trained on the same inputs (tests and
-/// `validate` build the data more than once; training is deterministic, so reuse is exact).
+/// Trains, or returns the model this process trained last when the inputs are the same
+/// (training is deterministic, so reuse is exact). One slot: a process that builds its
+/// engine again from unchanged data — the integration tests start hundreds of apps, an
+/// operator's `validate` beside `serve` — trains once; memory holds one model at most.
 fn trained(
     labels: &[String],
     examples: &[(String, usize)],
     config: &TrainConfig,
 ) -> anyhow::Result<(Arc<Classifier>, TrainReport)> {
-    type Cache = Mutex<HashMap<u64, (Arc<Classifier>, TrainReport)>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
+    type Slot = Mutex<Option<(u64, Arc<Classifier>, TrainReport)>>;
+    static LAST: OnceLock<Slot> = OnceLock::new();
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     labels.hash(&mut h);
@@ -213,16 +214,18 @@ fn trained(
     (config.epochs, config.batch, config.seed, config.calibrate).hash(&mut h);
     config.learning_rate.to_bits().hash(&mut h);
     let key = h.finish();
-    let cache = CACHE.get_or_init(Default::default);
-    // Hold the lock while training so parallel tests train once, not once each.
-    let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(hit) = guard.get(&key) {
-        return Ok(hit.clone());
+    let last = LAST.get_or_init(Default::default);
+    // Hold the lock while training so parallel builds train once, not once each.
+    let mut guard = last.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((k, model, report)) = guard.as_ref() {
+        if *k == key {
+            return Ok((model.clone(), report.clone()));
+        }
     }
     let (model, report) = Classifier::train(labels, examples, config)?;
-    let entry = (Arc::new(model), report);
-    guard.insert(key, entry.clone());
-    Ok(entry)
+    let model = Arc::new(model);
+    *guard = Some((key, model.clone(), report.clone()));
+    Ok((model, report))
 }
 
 /// Every intent Concierge knows, in the order of DESIGN.md.

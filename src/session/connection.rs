@@ -28,6 +28,7 @@ use super::turn::{VoiceOut, Worker, WorkerEnd};
 use crate::access::kiosks::{self, KioskAuth};
 use crate::devices::{Completion, DeviceBroker};
 use crate::dialog::SessionState;
+use crate::domain::names::{KioskId, SessionId};
 use crate::live::Input;
 use crate::speech::pipeline::{ListenEvent, VoiceState};
 use crate::state::AppState;
@@ -134,7 +135,7 @@ struct Connection {
 
 /// What the hello established.
 struct Peer {
-    kiosk_id: String,
+    kiosk_id: KioskId,
     role: PeerRole,
     /// What the peer said it can do (`speaker`, `audio`, `elder`, devices…).
     capabilities: Vec<String>,
@@ -264,9 +265,15 @@ impl Connection {
         };
         self.app.metrics.sessions_open.inc();
         self.welcome(Some(session.id.clone()), resumed).await;
+        let Ok(session_id) = SessionId::parse(&session.id) else {
+            tracing::error!("a stored session id does not have the shape of one");
+            self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。")
+                .await;
+            return;
+        };
         let worker = Worker {
             app: self.app.clone(),
-            session_id: session.id.clone(),
+            session_id,
             kiosk_id: peer.kiosk_id.clone(),
             branch_id: session.branch_id.clone(),
             state: state.clone(),
@@ -341,14 +348,14 @@ impl Connection {
         token: Option<&str>,
         role: PeerRole,
     ) -> Option<Peer> {
-        if kiosks::validate_id("kiosk id", kiosk_id).is_err() {
+        let Ok(id) = KioskId::parse(kiosk_id) else {
             self.error(ErrorCode::UnknownKiosk, "未登记的设备。").await;
             self.finish(close::POLICY, "unknown kiosk");
             return None;
-        }
+        };
         match kiosks::authenticate(&self.app.db, kiosk_id, token, role).await {
-            Ok(KioskAuth::Ok(k)) => Some(Peer {
-                kiosk_id: k.id,
+            Ok(KioskAuth::Ok(_)) => Some(Peer {
+                kiosk_id: id,
                 role,
                 capabilities: Vec::new(),
             }),
@@ -389,7 +396,7 @@ impl Connection {
             None => Ok(None),
         };
         let result = match existing {
-            Ok(Some(s)) if s.kiosk_id != peer.kiosk_id => {
+            Ok(Some(s)) if s.kiosk_id != *peer.kiosk_id => {
                 tracing::warn!(session_id = %s.id, owner = %s.kiosk_id, "resume of another kiosk's session refused");
                 self.error(ErrorCode::SessionForbidden, "该会话不属于本设备。")
                     .await;
@@ -718,18 +725,7 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: &str) {
-        self.app
-            .metrics
-            .ws_errors_total
-            .with_label_values(&[code.as_str()])
-            .inc();
-        let _ = self
-            .out
-            .send(ServerMessage::Error {
-                code,
-                message: message.into(),
-            })
-            .await;
+        super::send_error(&self.app.metrics, &self.out, code, message).await;
     }
 
     async fn tell(&self, end: ReaderEnd) {

@@ -14,3 +14,27 @@ pub mod effects;
 pub mod rate;
 pub mod store;
 pub mod turn;
+
+use kiosk_protocol::{ErrorCode, ServerMessage};
+use tokio::sync::mpsc;
+
+use crate::telemetry::Metrics;
+
+/// Sends an `error` frame with its stable code to the peer, and counts it.
+pub(crate) async fn send_error(
+    metrics: &Metrics,
+    out: &mpsc::Sender<ServerMessage>,
+    code: ErrorCode,
+    message: &str,
+) {
+    metrics
+        .ws_errors_total
+        .with_label_values(&[code.as_str()])
+        .inc();
+    let _ = out
+        .send(ServerMessage::Error {
+            code,
+            message: message.to_string(),
+        })
+        .await;
+}

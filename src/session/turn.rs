@@ -14,6 +14,7 @@ mod handoff;
 use super::effects;
 use super::store::{self, NewLine, Speaker};
 use crate::dialog::{BotReply, Effect, EffectResult, Engine, Outcome, SessionState, TurnInput};
+use crate::domain::names::{KioskId, SessionId};
 use crate::live::Input;
 use crate::state::AppState;
 use handoff::LiveHandoff;
@@ -30,8 +31,8 @@ pub enum WorkerEnd {
 /// Everything the worker needs about its session.
 pub struct Worker {
     pub app: AppState,
-    pub session_id: String,
-    pub kiosk_id: String,
+    pub session_id: SessionId,
+    pub kiosk_id: KioskId,
     pub branch_id: String,
     pub state: SessionState,
     pub out: mpsc::Sender<ServerMessage>,
@@ -426,18 +427,7 @@ impl Worker {
     }
 
     pub(super) async fn error(&self, code: ErrorCode, message: &str) {
-        self.app
-            .metrics
-            .ws_errors_total
-            .with_label_values(&[code.as_str()])
-            .inc();
-        let _ = self
-            .out
-            .send(ServerMessage::Error {
-                code,
-                message: message.to_string(),
-            })
-            .await;
+        super::send_error(&self.app.metrics, &self.out, code, message).await;
     }
 
     /// Stores lines; a failure is logged (masked) so the line is never lost silently.

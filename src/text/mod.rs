@@ -15,3 +15,12 @@ pub fn jieba() -> &'static Jieba {
     static DICT: OnceLock<Jieba> = OnceLock::new();
     DICT.get_or_init(Jieba::new)
 }
+
+/// The longest customer utterance Concierge keeps as text (what the NLU reads, a question,
+/// a free-text answer, a line relayed to staff), in characters.
+pub const MAX_UTTERANCE_CHARS: usize = 500;
+
+/// `text` cut to [`MAX_UTTERANCE_CHARS`] characters.
+pub fn cut_utterance(text: &str) -> String {
+    text.chars().take(MAX_UTTERANCE_CHARS).collect()
+}

@@ -61,7 +61,7 @@ impl Worker {
     /// A session that resumes (reconnect, restart) finds its open handoff ticket again.
     pub(super) async fn resume_handoff(&mut self) {
         let filter = crate::tickets::store::Filter {
-            session: Some(self.session_id.clone()),
+            session: Some(self.session_id.to_string()),
             limit: 5,
             ..Default::default()
         };
