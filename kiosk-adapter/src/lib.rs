@@ -1,8 +1,8 @@
 //! kiosk-adapter: runs on the kiosk PC and carries Concierge's device requests to the
 //! kiosk's hardware.
 //!
-//! - [`sim`]: simulated devices (the embedded default; also used by `concierge chat` and
-//!   tests), idempotent by call id, with scriptable failures.
+//! - [`sim`]: simulated devices (the `kiosk-sim` crate: the embedded default; also used by
+//!   `concierge chat` and tests), idempotent by call id, with scriptable failures.
 //! - [`drivers`]: the drivers behind one interface (routing by device kind, timeouts, the
 //!   bounded queue of device events that survives disconnects).
 //! - [`xfs4iot`]: the XFS4IoT driver (CEN XFS4IoT JSON over WebSocket): service discovery,
@@ -13,5 +13,5 @@
 
 pub mod drivers;
 pub mod peer;
-pub mod sim;
+pub use kiosk_sim as sim;
 pub mod xfs4iot;

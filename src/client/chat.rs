@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use kiosk_adapter::sim::SimulatedDevices;
+use kiosk_sim::SimulatedDevices;
 use kiosk_protocol::{Choice, ClientMessage, ErrorCode, PeerRole, ServerMessage, Ui};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
