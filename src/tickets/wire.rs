@@ -432,6 +432,37 @@ mod tests {
         assert_eq!(code(TicketError::Db(sqlx::Error::PoolTimedOut)), "internal");
     }
 
+    /// The ```json blocks of `docs/tickets.md` under `heading`, up to the next `###`.
+    fn doc_examples(heading: &str) -> Vec<String> {
+        let doc = include_str!("../../docs/tickets.md");
+        let section = doc
+            .split(heading)
+            .nth(1)
+            .expect("the section is in the doc");
+        let section = section.split("\n### ").next().unwrap_or_default();
+        section
+            .split("```json\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_examples_are_real_messages() {
+        let server = doc_examples("### Server → console");
+        assert_eq!(server.len(), 5, "one example per server message");
+        for text in server {
+            let msg: StaffMessage = serde_json::from_str(&text).expect(&text);
+            let compact: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(&*msg.encode(), compact.to_string(), "{text}");
+        }
+        let console = doc_examples("### Console → server");
+        assert_eq!(console.len(), 4, "one example per request");
+        for text in console {
+            assert!(decode(text.trim()).is_ok(), "{text}");
+        }
+    }
+
     #[test]
     fn every_error_code_serializes_as_its_str() {
         use ErrorCode::*;
