@@ -556,11 +556,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::load(&overrides(None))?;
             let db = startup::open_database(&settings).await?;
-            let store = crate::tickets::store::Store {
-                db,
-                webhooks: Vec::new(),
-            };
-            match store.verify_chain().await? {
+            match crate::tickets::verify_chain(&db).await? {
                 (n, None) => {
                     println!("ok: {n} link(s), the chain is intact");
                     Ok(ExitCode::SUCCESS)

@@ -14,8 +14,8 @@ use super::json::ApiJson;
 use crate::access::Role;
 use crate::error::ApiError;
 use crate::knowledge::index::{Audience, Query1};
+use crate::knowledge::model::KbError;
 use crate::knowledge::model::{ArticleDraft, State as KbState};
-use crate::knowledge::store::KbError;
 use crate::knowledge::{Decision, GOLDEN, SYNONYMS};
 use crate::state::AppState;
 
@@ -139,7 +139,7 @@ pub async fn list(
                 .ok_or_else(|| ApiError::BadRequest("invalid_state", format!("no state `{s}`")))?,
         ),
     };
-    let articles = app.knowledge.store.list(state).await?;
+    let articles = app.knowledge.articles(state).await?;
     Ok(Json(json!({ "articles": articles })))
 }
 
@@ -201,15 +201,15 @@ pub async fn get_article(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
-    let store = &app.knowledge.store;
-    let (head, live) = store.heads(&id).await?;
-    let head_version = store.version(&id, head).await?;
+    let kb = &app.knowledge;
+    let (head, live) = kb.heads(&id).await?;
+    let head_version = kb.version(&id, head).await?;
     let live_version = match live {
-        Some(v) if v != head => Some(store.version(&id, v).await?),
+        Some(v) if v != head => Some(kb.version(&id, v).await?),
         Some(_) => Some(head_version.clone()),
         None => None,
     };
-    let history = store.history(&id).await?;
+    let history = kb.history(&id).await?;
     Ok(Json(json!({
         "id": id, "head": head_version, "live": live_version, "history": history,
     })))
@@ -223,7 +223,7 @@ pub async fn versions(
 ) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
     Ok(Json(
-        json!({"versions": app.knowledge.store.versions(&id).await?}),
+        json!({"versions": app.knowledge.versions(&id).await?}),
     ))
 }
 
@@ -234,7 +234,7 @@ pub async fn version(
     Path((id, v)): Path<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
-    Ok(Json(json!(app.knowledge.store.version(&id, v).await?)))
+    Ok(Json(json!(app.knowledge.version(&id, v).await?)))
 }
 
 #[derive(Deserialize)]
@@ -252,8 +252,8 @@ pub async fn diff(
     Query(p): Query<DiffParams>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
-    let a = app.knowledge.store.version(&id, p.from).await?;
-    let b = app.knowledge.store.version(&id, p.to).await?;
+    let a = app.knowledge.version(&id, p.from).await?;
+    let b = app.knowledge.version(&id, p.to).await?;
     let (ma, mb) = (a.draft.to_markdown(&id), b.draft.to_markdown(&id));
     let unified = similar::TextDiff::from_lines(&ma, &mb)
         .unified_diff()
@@ -280,9 +280,7 @@ pub async fn history(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
-    Ok(Json(
-        json!({"history": app.knowledge.store.history(&id).await?}),
-    ))
+    Ok(Json(json!({"history": app.knowledge.history(&id).await?})))
 }
 
 #[derive(Deserialize, Default)]
@@ -420,12 +418,7 @@ pub struct DocumentBody {
 }
 
 async fn get_document(app: &AppState, name: &str) -> Result<Json<Value>, ApiError> {
-    let (text, revision) = app
-        .knowledge
-        .store
-        .document(name)
-        .await?
-        .unwrap_or_default();
+    let (text, revision) = app.knowledge.document(name).await?.unwrap_or_default();
     Ok(Json(
         json!({"name": name, "text": text, "revision": revision}),
     ))

@@ -15,7 +15,7 @@ use crate::access::staff::StaffUser;
 use crate::access::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tickets::store::{Filter, NewEvent, Ticket, TicketError, TicketState};
+use crate::tickets::model::{Filter, NewEvent, Ticket, TicketError, TicketState, TicketSummary};
 
 const WORKERS: &[Role] = &[Role::Teller, Role::RemoteExpert, Role::Admin];
 
@@ -23,15 +23,15 @@ impl From<TicketError> for ApiError {
     fn from(e: TicketError) -> Self {
         match e {
             TicketError::NotFound => ApiError::NotFound("ticket"),
-            TicketError::Conflict(code, m) => ApiError::Conflict(code, m),
-            TicketError::Invalid(code, m) => ApiError::BadRequest(code, m),
+            TicketError::Conflict(c, m) => ApiError::Conflict(c.code(), m),
+            TicketError::Invalid(m) => ApiError::BadRequest("invalid_ticket", m),
             TicketError::Db(e) => ApiError::Internal(e.into()),
         }
     }
 }
 
 async fn visible(app: &AppState, user: &StaffUser, id: &str) -> Result<Ticket, ApiError> {
-    let t = app.tickets.store.get(id).await?;
+    let t = app.tickets.get(id).await?;
     if app.tickets.sees(&t, &user.roles, user.branch.as_deref()) {
         Ok(t)
     } else {
@@ -80,14 +80,13 @@ pub async fn list(
         session: None,
         limit: p.limit.unwrap_or(100),
     };
-    let list: Vec<Value> = app
+    let list: Vec<TicketSummary> = app
         .tickets
-        .store
         .list(&f)
         .await?
         .iter()
         .filter(|t| app.tickets.sees(t, &user.roles, user.branch.as_deref()))
-        .map(crate::tickets::summary)
+        .map(Ticket::summary)
         .collect();
     Ok(Json(json!({ "tickets": list })))
 }
@@ -101,7 +100,7 @@ pub async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     let user = staff.require(WORKERS)?;
     let t = visible(&app, user, &id).await?;
-    let events = app.tickets.store.events(&t.id).await?;
+    let events = app.tickets.history(&t.id).await?;
     Ok(Json(json!({"ticket": t, "events": events})))
 }
 
@@ -114,8 +113,8 @@ pub async fn claim(
 ) -> Result<Json<Value>, ApiError> {
     let user = staff.require(WORKERS)?;
     let t = visible(&app, user, &id).await?;
-    let (t, _) = app.tickets.store.claim(&t.id, &user.name).await?;
-    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+    let (t, _) = app.tickets.claim(&t.id, &user.name).await?;
+    Ok(Json(json!({"ticket": t.summary()})))
 }
 
 #[derive(Deserialize)]
@@ -147,7 +146,6 @@ pub async fn transition(
     }
     let (t, _) = app
         .tickets
-        .store
         .transition(
             &t.id,
             to,
@@ -156,7 +154,7 @@ pub async fn transition(
             Some(&user.name),
         )
         .await?;
-    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+    Ok(Json(json!({"ticket": t.summary()})))
 }
 
 #[derive(Deserialize)]
@@ -181,19 +179,12 @@ pub async fn comment(
             "a comment has 1 to 2000 characters".into(),
         ));
     }
+    let masked = crate::access::mask_pii(text);
     let (_, e) = app
         .tickets
-        .store
         .note(
             &t.id,
-            NewEvent {
-                kind: "comment",
-                from: None,
-                to: None,
-                actor: &user.name,
-                comment: &crate::access::mask_pii(text),
-                data: json!({}),
-            },
+            NewEvent::note("comment", &user.name, &masked, json!({})),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"event": e}))))
@@ -215,7 +206,7 @@ pub async fn reassign(
     ApiJson(body): ApiJson<ReassignBody>,
 ) -> Result<Json<Value>, ApiError> {
     let user = &staff.user;
-    let t = app.tickets.store.get(&id).await?;
+    let t = app.tickets.get(&id).await?;
     let supervisor = app
         .tickets
         .rules
@@ -227,10 +218,9 @@ pub async fn reassign(
     }
     let (t, _) = app
         .tickets
-        .store
         .reassign(&t.id, &body.to, &user.name, &body.comment)
         .await?;
-    Ok(Json(json!({"ticket": crate::tickets::summary(&t)})))
+    Ok(Json(json!({"ticket": t.summary()})))
 }
 
 #[derive(Deserialize)]
@@ -282,8 +272,5 @@ pub async fn create(
             &user.name,
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"ticket": crate::tickets::summary(&t)})),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({"ticket": t.summary()}))))
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use kiosk_sim::SimulatedDevices;
 use kiosk_protocol::{Choice, ClientMessage, ErrorCode, PeerRole, ServerMessage, Ui};
+use kiosk_sim::SimulatedDevices;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::model::KbError;
 use super::model::{ArticleDraft, State};
-use super::store::KbError;
 use super::{golden, text::Synonyms, Knowledge, GOLDEN, SYNONYMS};
 use crate::datafile::DataError;
 

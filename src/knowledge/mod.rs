@@ -1,4 +1,5 @@
-//! The knowledge base: versioned articles with a reviewed lifecycle ([`store`]), Chinese
+//! The knowledge base: versioned articles with a reviewed lifecycle (the private `store`;
+//! callers use [`Knowledge`] and the types of [`model`]), Chinese
 //! search over the published versions ([`index`], [`text`]), golden questions that guard
 //! every publish ([`golden`]), import/export of Markdown folders ([`files`]), and the
 //! policy that turns search hits into a kiosk answer, a clarifying question or an honest
@@ -14,7 +15,7 @@ pub mod files;
 pub mod golden;
 pub mod index;
 pub mod model;
-pub mod store;
+mod store;
 pub mod text;
 
 use std::path::Path;
@@ -29,8 +30,8 @@ use crate::config::KnowledgeSettings;
 use crate::store::{now_ms, Db};
 use golden::{Golden, GoldenResult};
 use index::{Audience, Found, Hit, LiveDoc, Query1, SearchIndex};
-use model::{ArticleDraft, Limits, State};
-use store::{KbError, Saved, Store};
+use model::{ArticleDraft, ArticleSummary, KbError, Limits, Saved, State, Transition, Version};
+use store::Store;
 use text::Synonyms;
 
 /// Name of the synonyms document (and file, with `.yaml`).
@@ -65,7 +66,7 @@ pub struct Decision {
 
 /// The knowledge base of this node.
 pub struct Knowledge {
-    pub store: Store,
+    store: Store,
     pub settings: KnowledgeSettings,
     index: RwLock<Arc<SearchIndex>>,
     /// Revisions applied: the database counter and the synonyms document.
@@ -278,9 +279,42 @@ impl Knowledge {
         self.index().live_docs_of(id)
     }
 
+    // ---- reading ----
+
+    /// Every article (or those whose newest version is in `state`): newest version and
+    /// what is live.
+    pub async fn articles(&self, state: Option<State>) -> Result<Vec<ArticleSummary>, KbError> {
+        self.store.list(state).await
+    }
+
+    /// The newest version number of an article and its live one, if any.
+    pub async fn heads(&self, id: &str) -> Result<(i64, Option<i64>), KbError> {
+        self.store.heads(id).await
+    }
+
+    /// One version of an article.
+    pub async fn version(&self, id: &str, version: i64) -> Result<Version, KbError> {
+        self.store.version(id, version).await
+    }
+
+    /// Every version of an article, newest first.
+    pub async fn versions(&self, id: &str) -> Result<Vec<Version>, KbError> {
+        self.store.versions(id).await
+    }
+
+    /// Every state change of an article, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<Transition>, KbError> {
+        self.store.history(id).await
+    }
+
+    /// A document (`synonyms`, `golden`) with its revision, if it was ever saved.
+    pub async fn document(&self, name: &str) -> Result<Option<(String, i64)>, KbError> {
+        self.store.document(name).await
+    }
+
     // ---- lifecycle ----
 
-    /// Saves a new version (see [`Store::save`]) after validating it.
+    /// Saves a new version (the store's `save`) after validating it.
     pub async fn save(
         &self,
         actor: &str,

@@ -1,6 +1,8 @@
 //! What an article is: its content fields ([`ArticleDraft`]), the states a version moves
-//! through ([`State`]), the limits every input is held to, and the content hash that makes
-//! an unchanged save (or re-import) a no-op.
+//! through ([`State`]), the limits every input is held to, the content hash that makes
+//! an unchanged save (or re-import) a no-op, the records the knowledge base hands out
+//! ([`Version`], [`ArticleSummary`], [`Transition`], [`Saved`]) and why an operation was
+//! refused ([`KbError`]).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -360,4 +362,73 @@ mod tests {
         d.summary = Some("请以公告为准。".into());
         assert_eq!(d.spoken_summary(), "请以公告为准。");
     }
+}
+
+/// Why a knowledge operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KbError {
+    #[error("the article is invalid: {}", .0.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Invalid>),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The state or version moved on (code: `version_conflict`, `wrong_state`, …).
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// Not allowed for this person (code: `self_review`, `override_not_allowed`).
+    #[error("{1}")]
+    Refused(&'static str, String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// One version of an article.
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub article_id: String,
+    pub version: i64,
+    pub state: State,
+    #[serde(flatten)]
+    pub draft: ArticleDraft,
+    pub content_hash: String,
+    pub author: String,
+    pub created_at: i64,
+    pub reviewer: Option<String>,
+    pub reviewed_at: Option<i64>,
+    pub publish_at: Option<i64>,
+}
+
+/// An article in a list: its newest version and what is live.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArticleSummary {
+    pub id: String,
+    pub title: String,
+    pub audience: String,
+    pub head_version: i64,
+    pub head_state: State,
+    pub live_version: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub seq: i64,
+    pub version: i64,
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub at: i64,
+    pub comment: String,
+    pub override_reason: Option<String>,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saved {
+    pub id: String,
+    pub version: i64,
+    /// False when the content equals the newest version (nothing was written).
+    pub created: bool,
 }

@@ -4,48 +4,12 @@
 //! are caught by the version they started from; state changes are conditional updates, so
 //! two reviewers (or two nodes publishing a due version) cannot both win.
 
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::index::LiveDoc;
-use super::model::{ArticleDraft, Invalid, State};
+use super::model::{ArticleDraft, ArticleSummary, KbError, Saved, State, Transition, Version};
 use crate::store::{now_ms, Db};
-
-/// Why a knowledge operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum KbError {
-    #[error("the article is invalid: {}", .0.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<Invalid>),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The state or version moved on (code: `version_conflict`, `wrong_state`, …).
-    #[error("{1}")]
-    Conflict(&'static str, String),
-    /// Not allowed for this person (code: `self_review`, `override_not_allowed`).
-    #[error("{1}")]
-    Refused(&'static str, String),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-/// One version of an article.
-#[derive(Debug, Clone, Serialize)]
-pub struct Version {
-    pub article_id: String,
-    pub version: i64,
-    pub state: State,
-    #[serde(flatten)]
-    pub draft: ArticleDraft,
-    pub content_hash: String,
-    pub author: String,
-    pub created_at: i64,
-    pub reviewer: Option<String>,
-    pub reviewed_at: Option<i64>,
-    pub publish_at: Option<i64>,
-}
 
 impl From<&Version> for LiveDoc {
     fn from(v: &Version) -> Self {
@@ -56,40 +20,6 @@ impl From<&Version> for LiveDoc {
             draft: v.draft.clone(),
         }
     }
-}
-
-/// An article in a list: its newest version and what is live.
-#[derive(Debug, Clone, Serialize)]
-pub struct ArticleSummary {
-    pub id: String,
-    pub title: String,
-    pub audience: String,
-    pub head_version: i64,
-    pub head_state: State,
-    pub live_version: Option<i64>,
-    pub updated_at: i64,
-}
-
-/// One recorded state change.
-#[derive(Debug, Clone, Serialize)]
-pub struct Transition {
-    pub seq: i64,
-    pub version: i64,
-    pub from: String,
-    pub to: String,
-    pub actor: String,
-    pub at: i64,
-    pub comment: String,
-    pub override_reason: Option<String>,
-}
-
-/// What a save did.
-#[derive(Debug, Clone, Serialize)]
-pub struct Saved {
-    pub id: String,
-    pub version: i64,
-    /// False when the content equals the newest version (nothing was written).
-    pub created: bool,
 }
 
 const VERSION_COLUMNS: &str = "article_id, version, state, title, body, summary, questions, \
@@ -222,13 +152,15 @@ async fn make_live(
     bump_revision(tx).await
 }
 
-/// The database side of the knowledge base.
+/// The database side of the knowledge base (private to [`super::Knowledge`]: callers go
+/// through the service).
 #[derive(Clone)]
 pub struct Store {
-    pub db: Db,
+    db: Db,
 }
 
 impl Store {
+    /// The store over `db`.
     pub fn new(db: Db) -> Store {
         Store { db }
     }

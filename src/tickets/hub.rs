@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::wire::{Frame, StaffMessage};
 use crate::access::Role;
 
 /// Messages a console may have waiting before it is dropped.
@@ -19,7 +19,7 @@ struct Online {
     name: String,
     roles: Vec<Role>,
     branch: Option<String>,
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<Frame>,
 }
 
 /// The staff connections of this node.
@@ -36,7 +36,7 @@ impl StaffHub {
         name: &str,
         roles: &[Role],
         branch: Option<&str>,
-        tx: mpsc::Sender<Value>,
+        tx: mpsc::Sender<Frame>,
     ) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.online
@@ -54,6 +54,7 @@ impl StaffHub {
         id
     }
 
+    /// Releases the connection `id` (it hears nothing more).
     pub fn leave(&self, id: u64) {
         self.online
             .lock()
@@ -78,15 +79,16 @@ impl StaffHub {
         names
     }
 
-    /// Sends `msg` to every connection `who` accepts (name, roles, branch); a full queue
-    /// drops that connection (it reconnects and reloads).
-    pub fn send(&self, msg: &Value, who: impl Fn(&str, &[Role], Option<&str>) -> bool) {
+    /// Sends `msg` (encoded once) to every connection `who` accepts (name, roles, branch);
+    /// a full queue drops that connection (it reconnects and reloads).
+    pub fn send(&self, msg: &StaffMessage, who: impl Fn(&str, &[Role], Option<&str>) -> bool) {
+        let frame = msg.encode();
         let mut online = self.online.lock().unwrap_or_else(|p| p.into_inner());
         online.retain(|_, o| {
             if !who(&o.name, &o.roles, o.branch.as_deref()) {
                 return true;
             }
-            match o.tx.try_send(msg.clone()) {
+            match o.tx.try_send(Frame::clone(&frame)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(staff = %o.name, "staff console too slow; disconnected");
@@ -97,10 +99,12 @@ impl StaffHub {
         });
     }
 
+    /// How many connections are registered here.
     pub fn len(&self) -> usize {
         self.online.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Whether nobody is connected here.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,32 +1,30 @@
 //! Work orders: tickets with routing, priority and SLA from rules as data ([`rules`]; SLAs
 //! count the business minutes of the branch calendar), a state machine with a hash-chained
-//! history and an outbox ([`store`]), staff online on this node ([`hub`]), and the node's
-//! follower ([`Tickets::follow`]) that tells staff consoles and kiosk sessions about every
-//! ticket event — from this node or another — and runs the SLA watcher.
+//! history and an outbox (the private `store`; callers use [`Tickets`] and the types of
+//! [`model`]), staff online on this node ([`hub`]) and the messages of their WebSocket
+//! ([`wire`]), and the node's follower (`follow`: [`Tickets::follow`]) that tells staff
+//! consoles and kiosk sessions about every ticket event — from this node or another — and
+//! runs the SLA watcher.
 
+mod follow;
 pub mod hub;
+pub mod model;
 pub mod rules;
-pub mod store;
+mod store;
+pub mod wire;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
+use serde_json::Value;
 
 use crate::access::Role;
 use crate::branch::calendar::Calendar;
 use crate::config::{OutboxSettings, TicketSettings};
 use crate::store::{now_ms, Db};
 use hub::StaffHub;
+use model::{Event, Filter, NewEvent, Ticket, TicketError, TicketState};
 use rules::Rules;
-use store::{Event, NewEvent, NewTicket, Store, Ticket, TicketError, TicketState};
-
-/// Ticket events a node reads from the database per look.
-const FOLLOW_BATCH: i64 = 500;
-/// How often a node looks for new ticket events (staff and kiosks hear within this).
-const FOLLOW_EVERY: Duration = Duration::from_millis(150);
+use store::{NewTicket, Store};
 
 /// A ticket event for a kiosk session (the live handoff).
 #[derive(Debug, Clone)]
@@ -58,7 +56,7 @@ pub trait SessionInbox: Send + Sync + 'static {
 
 /// The tickets of this node.
 pub struct Tickets {
-    pub store: Store,
+    store: Store,
     pub rules: Rules,
     /// The branch calendar SLA deadlines count in.
     pub calendar: Calendar,
@@ -79,10 +77,7 @@ impl Tickets {
     ) -> Tickets {
         Tickets {
             calendar,
-            store: Store {
-                db,
-                webhooks: outbox.webhooks.iter().map(|w| w.name.clone()).collect(),
-            },
+            store: Store::new(db, outbox.webhooks.iter().map(|w| w.name.clone()).collect()),
             rules,
             settings,
             staff: StaffHub::default(),
@@ -104,12 +99,10 @@ impl Tickets {
         conditions: &[&str],
         actor: &str,
     ) -> Result<Ticket, TicketError> {
-        let spec = self.rules.types.get(kind).ok_or_else(|| {
-            TicketError::Invalid(
-                "invalid_ticket",
-                format!("no ticket type `{kind}` in the rules"),
-            )
-        })?;
+        let spec =
+            self.rules.types.get(kind).ok_or_else(|| {
+                TicketError::Invalid(format!("no ticket type `{kind}` in the rules"))
+            })?;
         let mut conditions = conditions.to_vec();
         if kind == "complaint" {
             conditions.push("complaint");
@@ -183,178 +176,61 @@ impl Tickets {
         self.works(&t.queue, roles) && branch.is_none_or(|b| b == t.branch_id)
     }
 
-    /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
-    /// and checks SLA deadlines, until `stop`.
-    pub fn follow<S: SessionInbox>(self: &Arc<Self>, stop: CancellationToken, sessions: Arc<S>) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut seen = me.store.chain_head().await.unwrap_or(0);
-            let mut sla_at = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(FOLLOW_EVERY) => {}
-                }
-                match me.store.events_after(seen, FOLLOW_BATCH).await {
-                    Ok(events) => {
-                        for e in events {
-                            seen = e.chain_seq;
-                            if let Err(err) = me.tell(&e, sessions.as_ref()).await {
-                                tracing::warn!(error = %err, ticket = %e.ticket_id, "ticket event not passed on");
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read ticket events"),
-                }
-                if sla_at.elapsed() >= Duration::from_secs(me.settings.sla_check_secs.max(1)) {
-                    sla_at = tokio::time::Instant::now();
-                    if let Err(e) = me.check_sla(now_ms()).await {
-                        tracing::warn!(error = %e, "SLA check failed");
-                    }
-                    if let Err(e) = me.auto_close(now_ms()).await {
-                        tracing::warn!(error = %e, "auto-close failed");
-                    }
-                }
-            }
-        });
+    /// The ticket with this id or number.
+    pub async fn get(&self, id_or_number: &str) -> Result<Ticket, TicketError> {
+        self.store.get(id_or_number).await
     }
 
-    async fn tell<S: SessionInbox>(&self, e: &Event, sessions: &S) -> Result<(), TicketError> {
-        let t = self.store.get(&e.ticket_id).await?;
-        let supervisor = self
-            .rules
-            .queues
-            .get(&t.queue)
-            .map(|q| q.supervisor.clone());
-        let msg = json!({"type": "ticket.event", "ticket": summary(&t), "event": e});
-        self.staff.send(&msg, |name, roles, branch| {
-            t.assignee.as_deref() == Some(name)
-                || supervisor.as_deref() == Some(name)
-                || (t.state == TicketState::New && self.sees(&t, roles, branch))
-                || (roles.contains(&Role::Admin) && branch.is_none_or(|b| b == t.branch_id))
-        });
-        if let Some(session) = &t.session_id {
-            sessions
-                .deliver(
-                    session,
-                    SessionEvent {
-                        ticket: t.clone(),
-                        event: e.clone(),
-                    },
-                )
-                .await;
-        }
-        Ok(())
+    /// Tickets matching `filter`, newest first.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<Ticket>, TicketError> {
+        self.store.list(filter).await
     }
 
-    /// Warns the assignee at 75 % of a deadline and escalates to the queue's supervisor at
-    /// 100 % — once each, whichever node gets there first.
-    pub async fn check_sla(&self, now: i64) -> Result<(), TicketError> {
-        for (t, marks) in self.store.sla_candidates().await? {
-            let stages = [
-                (
-                    t.first_response_due,
-                    t.first_response_at.is_none(),
-                    "response",
-                    0usize,
-                ),
-                (t.resolution_due, true, "resolution", 2usize),
-            ];
-            for (due, pending, what, i) in stages {
-                let Some(due) = due else { continue };
-                if !pending {
-                    continue;
-                }
-                let span = (due - t.created_at).max(1);
-                let supervisor = self
-                    .rules
-                    .queues
-                    .get(&t.queue)
-                    .map(|q| q.supervisor.clone())
-                    .unwrap_or_default();
-                if marks[i + 1].is_none() && now >= due {
-                    let column = format!("escalated_{what}_at");
-                    self.store
-                        .mark_once(
-                            &t.id,
-                            &column,
-                            NewEvent {
-                                kind: "sla_escalated",
-                                from: None,
-                                to: None,
-                                actor: "sla",
-                                comment: &format!(
-                                    "{what} deadline passed; escalated to {supervisor}"
-                                ),
-                                data: json!({"stage": what, "due": due, "supervisor": supervisor}),
-                            },
-                        )
-                        .await?;
-                } else if marks[i].is_none() && now >= t.created_at + span * 3 / 4 {
-                    let column = format!("warned_{what}_at");
-                    self.store
-                        .mark_once(
-                            &t.id,
-                            &column,
-                            NewEvent {
-                                kind: "sla_warning",
-                                from: None,
-                                to: None,
-                                actor: "sla",
-                                comment: &format!("75 % of the {what} time used"),
-                                data: json!({"stage": what, "due": due, "assignee": t.assignee}),
-                            },
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+    /// The ticket's history, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<Event>, TicketError> {
+        self.store.events(id).await
+    }
+
+    /// `staff` takes a new ticket; exactly one of several concurrent claims wins (the
+    /// others get [`model::Conflict::AlreadyClaimed`]).
+    pub async fn claim(&self, id: &str, staff: &str) -> Result<(Ticket, Event), TicketError> {
+        self.store.claim(id, staff).await
+    }
+
+    /// Moves the ticket to `to`, if that is a legal step from where it stands (`assignee`,
+    /// with `Assigned`, says who owns it); a concurrent change makes this one fail.
+    pub async fn transition(
+        &self,
+        id: &str,
+        to: TicketState,
+        actor: &str,
+        comment: &str,
+        assignee: Option<&str>,
+    ) -> Result<(Ticket, Event), TicketError> {
+        self.store
+            .transition(id, to, actor, comment, assignee)
+            .await
+    }
+
+    /// Gives an open ticket to `staff` (a supervisor's reassignment).
+    pub async fn reassign(
+        &self,
+        id: &str,
+        staff: &str,
+        actor: &str,
+        comment: &str,
+    ) -> Result<(Ticket, Event), TicketError> {
+        self.store.reassign(id, staff, actor, comment).await
+    }
+
+    /// Adds an event without a state change (comment, relay line, hand-back…).
+    pub async fn note(&self, id: &str, e: NewEvent<'_>) -> Result<(Ticket, Event), TicketError> {
+        self.store.note(id, e).await
     }
 }
 
-impl Tickets {
-    /// Closes tickets resolved more than `auto_close_resolved_hours` ago (the customer had
-    /// no more to say). Returns how many this node closed.
-    pub async fn auto_close(&self, now: i64) -> Result<usize, TicketError> {
-        let cutoff = now - i64::from(self.rules.auto_close_resolved_hours) * 3_600_000;
-        let resolved = self
-            .store
-            .list(&store::Filter {
-                state: Some("resolved".into()),
-                limit: 500,
-                ..Default::default()
-            })
-            .await?;
-        let mut closed = 0;
-        for t in resolved
-            .iter()
-            .filter(|t| t.resolved_at.is_some_and(|r| r <= cutoff))
-        {
-            let comment = format!(
-                "closed automatically {} hours after resolution",
-                self.rules.auto_close_resolved_hours
-            );
-            match self
-                .store
-                .transition(&t.id, TicketState::Closed, "auto_close", &comment, None)
-                .await
-            {
-                Ok(_) => closed += 1,
-                Err(TicketError::Conflict(..)) => {} // reopened or closed meanwhile
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(closed)
-    }
-}
-
-/// What consoles need of a ticket in a notification (no case packet).
-pub fn summary(t: &Ticket) -> Value {
-    json!({
-        "id": t.id, "number": t.number, "kind": t.kind, "queue": t.queue,
-        "priority": t.priority, "state": t.state, "branch_id": t.branch_id,
-        "assignee": t.assignee, "session_id": t.session_id,
-        "first_response_due": t.first_response_due, "resolution_due": t.resolution_due,
-    })
+/// Walks the whole audit chain of the tickets in `db`: how many links are intact, and the
+/// first broken one, if any.
+pub async fn verify_chain(db: &Db) -> Result<(i64, Option<String>), TicketError> {
+    Store::new(db.clone(), Vec::new()).verify_chain().await
 }

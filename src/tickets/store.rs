@@ -4,132 +4,13 @@
 //! chain (a SHA-256 hash over the previous link and the event) and one outbox row per
 //! webhook, so history, audit and delivery can never disagree.
 
-use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::model::{Conflict, Event, Filter, NewEvent, Ticket, TicketError, TicketState};
 use crate::store::{now_ms, Db};
-
-/// Where a ticket stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketState {
-    New,
-    Assigned,
-    InProgress,
-    PendingCustomer,
-    Resolved,
-    Closed,
-    Cancelled,
-}
-
-impl TicketState {
-    pub const ALL: [TicketState; 7] = [
-        TicketState::New,
-        TicketState::Assigned,
-        TicketState::InProgress,
-        TicketState::PendingCustomer,
-        TicketState::Resolved,
-        TicketState::Closed,
-        TicketState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TicketState::New => "new",
-            TicketState::Assigned => "assigned",
-            TicketState::InProgress => "in_progress",
-            TicketState::PendingCustomer => "pending_customer",
-            TicketState::Resolved => "resolved",
-            TicketState::Closed => "closed",
-            TicketState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TicketState> {
-        TicketState::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// The states a ticket may move to from this one.
-    pub fn next(self) -> &'static [TicketState] {
-        use TicketState::*;
-        match self {
-            New => &[Assigned, Cancelled],
-            Assigned => &[InProgress, New, Cancelled],
-            InProgress => &[PendingCustomer, Resolved, Cancelled],
-            PendingCustomer => &[InProgress, Resolved, Cancelled],
-            Resolved => &[Closed, InProgress],
-            Closed | Cancelled => &[],
-        }
-    }
-
-    /// Still being worked on (counts towards a teller's load and the SLA).
-    pub fn open(self) -> bool {
-        !matches!(
-            self,
-            TicketState::Resolved | TicketState::Closed | TicketState::Cancelled
-        )
-    }
-}
-
-/// Why a ticket operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TicketError {
-    #[error("ticket not found")]
-    NotFound,
-    /// code: `illegal_transition`, `already_claimed`, `state_changed`.
-    #[error("{1}")]
-    Conflict(&'static str, String),
-    /// code: `invalid_ticket`.
-    #[error("{1}")]
-    Invalid(&'static str, String),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-/// A ticket.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ticket {
-    pub id: String,
-    pub number: String,
-    pub kind: String,
-    pub queue: String,
-    pub priority: String,
-    pub state: TicketState,
-    pub branch_id: String,
-    pub kiosk_id: Option<String>,
-    pub session_id: Option<String>,
-    pub customer_ref: Option<String>,
-    /// The case packet: masked transcript, slots, device events, citations, risk flags.
-    pub case: Value,
-    pub assignee: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub first_response_due: Option<i64>,
-    pub resolution_due: Option<i64>,
-    pub first_response_at: Option<i64>,
-    pub resolved_at: Option<i64>,
-    pub closed_at: Option<i64>,
-}
-
-/// One event of a ticket's history.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub ticket_id: String,
-    pub seq: i64,
-    pub event_id: String,
-    pub kind: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub actor: String,
-    pub at: i64,
-    pub comment: String,
-    pub data: Value,
-    pub chain_seq: i64,
-    pub hash: String,
-}
 
 /// What a new ticket carries.
 #[derive(Debug, Clone)]
@@ -218,25 +99,20 @@ pub fn chain_hash(prev: &str, e: &Event) -> String {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-/// The ticket store.
+/// The ticket store (private to [`super::Tickets`]: callers go through the service).
 #[derive(Clone)]
 pub struct Store {
-    pub db: Db,
+    db: Db,
     /// Webhook names: each event gets one outbox row per name.
-    pub webhooks: Vec<String>,
-}
-
-/// An event to append.
-pub struct NewEvent<'a> {
-    pub kind: &'a str,
-    pub from: Option<TicketState>,
-    pub to: Option<TicketState>,
-    pub actor: &'a str,
-    pub comment: &'a str,
-    pub data: Value,
+    webhooks: Vec<String>,
 }
 
 impl Store {
+    /// The store over `db`; every event gets one outbox row per name in `webhooks`.
+    pub fn new(db: Db, webhooks: Vec<String>) -> Store {
+        Store { db, webhooks }
+    }
+
     async fn load(&self, tx: &mut Tx, id: &str) -> Result<Ticket, TicketError> {
         let row = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1"
@@ -407,7 +283,7 @@ impl Store {
         let t = self.load(&mut tx, id).await?;
         if !t.state.next().contains(&to) {
             return Err(TicketError::Conflict(
-                "illegal_transition",
+                Conflict::IllegalTransition,
                 format!(
                     "a ticket that is {} cannot become {} (allowed: {})",
                     t.state.as_str(),
@@ -449,9 +325,9 @@ impl Store {
         if n == 0 {
             return Err(TicketError::Conflict(
                 if to == TicketState::Assigned {
-                    "already_claimed"
+                    Conflict::AlreadyClaimed
                 } else {
-                    "state_changed"
+                    Conflict::StateChanged
                 },
                 "the ticket changed at the same moment; reload it".into(),
             ));
@@ -481,10 +357,12 @@ impl Store {
             .transition(id, TicketState::Assigned, staff, "claimed", Some(staff))
             .await
         {
-            Err(TicketError::Conflict("illegal_transition", _)) => Err(TicketError::Conflict(
-                "already_claimed",
-                "someone else has taken this ticket".into(),
-            )),
+            Err(TicketError::Conflict(Conflict::IllegalTransition, _)) => {
+                Err(TicketError::Conflict(
+                    Conflict::AlreadyClaimed,
+                    "someone else has taken this ticket".into(),
+                ))
+            }
             other => other,
         }
     }
@@ -501,7 +379,7 @@ impl Store {
         let t = self.load(&mut tx, id).await?;
         if !t.state.open() {
             return Err(TicketError::Conflict(
-                "illegal_transition",
+                Conflict::IllegalTransition,
                 format!("a ticket that is {} cannot be reassigned", t.state.as_str()),
             ));
         }
@@ -523,7 +401,7 @@ impl Store {
         .rows_affected();
         if n == 0 {
             return Err(TicketError::Conflict(
-                "state_changed",
+                Conflict::StateChanged,
                 "the ticket changed at the same moment; reload it".into(),
             ));
         }
@@ -570,10 +448,7 @@ impl Store {
             "escalated_resolution_at",
         ];
         if !COLUMNS.contains(&column) {
-            return Err(TicketError::Invalid(
-                "invalid_ticket",
-                format!("no SLA stage {column}"),
-            ));
+            return Err(TicketError::Invalid(format!("no SLA stage {column}")));
         }
         let mut tx = self.db.begin_write().await?;
         let n = sqlx::query(&format!(
@@ -593,6 +468,7 @@ impl Store {
         Ok(true)
     }
 
+    /// The ticket with this id or number.
     pub async fn get(&self, id: &str) -> Result<Ticket, TicketError> {
         let row = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1 OR number = $1"
@@ -604,6 +480,7 @@ impl Store {
         Ok(ticket_of(&row)?)
     }
 
+    /// The ticket's history, oldest first.
     pub async fn events(&self, id: &str) -> Result<Vec<Event>, TicketError> {
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM ticket_events WHERE ticket_id = $1 ORDER BY seq"
@@ -748,16 +625,4 @@ impl Store {
         }
         Ok((checked, None))
     }
-}
-
-/// Ticket list filters.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub queue: Option<String>,
-    pub state: Option<String>,
-    pub assignee: Option<String>,
-    pub branch: Option<String>,
-    pub kind: Option<String>,
-    pub session: Option<String>,
-    pub limit: i64,
 }

@@ -320,7 +320,7 @@ async fn audit_verify_finds_a_tampered_event_and_outbox_replay_requeues() {
         )
         .await
         .unwrap();
-    tickets.store.claim(&t.id, "chen").await.unwrap();
+    tickets.claim(&t.id, "chen").await.unwrap();
     // The receiver is down and one attempt is allowed: both deliveries die.
     let deadline = std::time::Instant::now() + crate::helpers::WAIT;
     loop {

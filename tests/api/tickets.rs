@@ -214,7 +214,9 @@ async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
         "the case packet holds the transcript: {case}"
     );
     assert!(detail["ticket"]["first_response_at"].is_i64());
-    let (links, broken) = app.state.tickets.store.verify_chain().await.unwrap();
+    let (links, broken) = concierge::tickets::verify_chain(&app.state.db)
+        .await
+        .unwrap();
     assert_eq!((links, broken), (6, None));
     let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE target = 'workflow'")
         .fetch_one(&app.state.db.pool)
@@ -413,7 +415,7 @@ async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
         "complaints are high priority by rule"
     );
     let id = r["ticket"]["id"].as_str().unwrap().to_string();
-    let t = app.state.tickets.store.get(&id).await.unwrap();
+    let t = app.state.tickets.get(&id).await.unwrap();
     let due = t.first_response_due.unwrap();
     assert!(due > t.created_at);
     let tickets = app.state.tickets.clone();
@@ -432,7 +434,7 @@ async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
     for _ in 0..3 {
         tickets.check_sla(due + 86_400_000).await.unwrap();
     }
-    let events = app.state.tickets.store.events(&id).await.unwrap();
+    let events = app.state.tickets.history(&id).await.unwrap();
     let count = |k: &str, stage: &str| {
         events
             .iter()
@@ -444,31 +446,33 @@ async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
     let esc = events.iter().find(|e| e.kind == "sla_escalated").unwrap();
     assert_eq!(esc.data["supervisor"], "supervisor");
     // A teller who responds stops the response clock; the resolution clock goes on.
-    app.state.tickets.store.claim(&id, "chen").await.unwrap();
+    app.state.tickets.claim(&id, "chen").await.unwrap();
     app.state
         .tickets
-        .store
         .transition(
             &id,
-            concierge::tickets::store::TicketState::InProgress,
+            concierge::tickets::model::TicketState::InProgress,
             "chen",
             "",
             None,
         )
         .await
         .unwrap();
-    let t = app.state.tickets.store.get(&id).await.unwrap();
+    let t = app.state.tickets.get(&id).await.unwrap();
     tickets
         .check_sla(t.resolution_due.unwrap() + 1)
         .await
         .unwrap();
-    let events = app.state.tickets.store.events(&id).await.unwrap();
+    let events = app.state.tickets.history(&id).await.unwrap();
     assert_eq!(
         events.iter().filter(|e| e.kind == "sla_escalated").count(),
         2
     );
     assert_eq!(
-        app.state.tickets.store.verify_chain().await.unwrap().1,
+        concierge::tickets::verify_chain(&app.state.db)
+            .await
+            .unwrap()
+            .1,
         None
     );
     app.stop().await;
@@ -500,8 +504,7 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
     let list = app
         .state
         .tickets
-        .store
-        .list(&concierge::tickets::store::Filter {
+        .list(&concierge::tickets::model::Filter {
             session: Some(session),
             limit: 5,
             ..Default::default()
@@ -511,7 +514,7 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
 
     assert_eq!(
         list[0].state,
-        concierge::tickets::store::TicketState::New,
+        concierge::tickets::model::TicketState::New,
         "still queued"
     );
     // The customer takes a number meanwhile: the bot serves them again.
@@ -527,7 +530,7 @@ async fn nobody_accepting_in_time_offers_a_number_and_keeps_the_ticket() {
     let id = list[0].id.clone();
     let deadline = Instant::now() + WAIT;
     loop {
-        let events = app.state.tickets.store.events(&id).await.unwrap();
+        let events = app.state.tickets.history(&id).await.unwrap();
         if events.iter().any(|e| e.kind == "customer_left") {
             break;
         }
@@ -596,10 +599,9 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     // Resolved long ago: closed automatically, once.
     let tickets = app.state.tickets.clone();
     tickets
-        .store
         .transition(
             &id,
-            concierge::tickets::store::TicketState::InProgress,
+            concierge::tickets::model::TicketState::InProgress,
             "chen",
             "",
             None,
@@ -607,10 +609,9 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
         .await
         .unwrap();
     tickets
-        .store
         .transition(
             &id,
-            concierge::tickets::store::TicketState::Resolved,
+            concierge::tickets::model::TicketState::Resolved,
             "chen",
             "",
             None,
@@ -628,8 +629,8 @@ async fn branch_scoped_staff_never_see_other_branches(engine: Engine) {
     let later = concierge::store::now_ms() + 73 * 3_600_000;
     assert_eq!(tickets.auto_close(later).await.unwrap(), 1);
     assert_eq!(tickets.auto_close(later).await.unwrap(), 0);
-    let t = tickets.store.get(&id).await.unwrap();
-    assert_eq!(t.state, concierge::tickets::store::TicketState::Closed);
+    let t = tickets.get(&id).await.unwrap();
+    assert_eq!(t.state, concierge::tickets::model::TicketState::Closed);
     app.stop().await;
 }
 
@@ -645,8 +646,13 @@ async fn release_hands_back_routing_balances_and_bad_console_input_is_answered()
     c1.ws.send(Message::Text("{not json".into())).await.unwrap();
     assert_eq!(c1.answer().await["code"], "malformed_message");
     c1.send(json!({"type": "dance", "ticket": "x"})).await;
+    assert_eq!(c1.answer().await["code"], "unknown_message_type");
+    c1.send(json!({"type": "accept", "ticket": "x"})).await;
     assert_eq!(c1.answer().await["code"], "not_found");
     c1.send(json!({"type": "accept"})).await;
+    assert_eq!(c1.answer().await["code"], "malformed_message");
+    c1.send(json!({"type": "accept", "ticket": "9".repeat(65)}))
+        .await;
     assert_eq!(c1.answer().await["code"], "malformed_message");
     c1.ws
         .send(Message::Text("x".repeat(20_000).into()))
@@ -700,8 +706,16 @@ async fn release_hands_back_routing_balances_and_bad_console_input_is_answered()
         .await;
     assert_eq!(c1.answer().await["code"], "not_owner", "not accepted yet");
     c1.send(json!({"type": "accept", "ticket": id})).await;
-    assert_eq!(c1.answer().await["type"], "ok");
+    assert_eq!(
+        c1.answer().await,
+        json!({"type": "ok", "for": "accept", "ticket": id})
+    );
     assert_eq!(kiosk.recv_type("handoff").await["status"], "connected");
+    c1.send(json!({"type": "accept", "ticket": id})).await;
+    assert_eq!(c1.answer().await["code"], "already_claimed");
+    c1.send(json!({"type": "say", "ticket": id, "text": "  "}))
+        .await;
+    assert_eq!(c1.answer().await["code"], "invalid_text");
     c1.send(json!({"type": "release", "ticket": id})).await;
     assert_eq!(c1.answer().await["type"], "ok");
     assert_eq!(kiosk.recv_type("handoff").await["status"], "ended");

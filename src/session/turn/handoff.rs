@@ -5,6 +5,7 @@
 //! from any node; a resumed session finds its open handoff again.
 
 use kiosk_protocol::{ErrorCode, HandoffKind, ServerMessage};
+use serde_json::json;
 
 use super::Worker;
 use crate::dialog::BotReply;
@@ -27,7 +28,7 @@ impl Worker {
     /// A handoff ticket was opened: the kiosk shows it as waiting, and the customer is told
     /// if nobody accepts within `tickets.handoff_wait_secs`.
     pub(super) async fn handoff_waiting(&mut self, number: &str, kind: HandoffKind) {
-        let ticket = match self.app.tickets.store.get(number).await {
+        let ticket = match self.app.tickets.get(number).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "handoff ticket not found after creation");
@@ -60,12 +61,12 @@ impl Worker {
 
     /// A session that resumes (reconnect, restart) finds its open handoff ticket again.
     pub(super) async fn resume_handoff(&mut self) {
-        let filter = crate::tickets::store::Filter {
+        let filter = crate::tickets::model::Filter {
             session: Some(self.session_id.to_string()),
             limit: 5,
             ..Default::default()
         };
-        let Ok(list) = self.app.tickets.store.list(&filter).await else {
+        let Ok(list) = self.app.tickets.list(&filter).await else {
             return;
         };
         let open = list.into_iter().find_map(|t| {
@@ -75,9 +76,9 @@ impl Worker {
         if let Some((t, kind)) = open {
             let owned = matches!(
                 t.state,
-                crate::tickets::store::TicketState::Assigned
-                    | crate::tickets::store::TicketState::InProgress
-                    | crate::tickets::store::TicketState::PendingCustomer
+                crate::tickets::model::TicketState::Assigned
+                    | crate::tickets::model::TicketState::InProgress
+                    | crate::tickets::model::TicketState::PendingCustomer
             );
             self.handoff = Some(LiveHandoff {
                 ticket_id: t.id,
@@ -114,7 +115,7 @@ impl Worker {
 
     /// While a person owns the session, what the customer says goes to them.
     pub(super) async fn relay_to_staff(&mut self, text: &str, kind: &str) -> Option<String> {
-        let text: String = text.chars().take(500).collect();
+        let text = crate::text::cut_utterance(text);
         let lines = [NewLine {
             speaker: Speaker::Customer,
             kind,
@@ -124,22 +125,9 @@ impl Worker {
         self.store(&lines, None, None).await;
         let Some(h) = &self.handoff else { return None };
         let masked = crate::access::mask_pii(&text);
-        let note = self
-            .app
-            .tickets
-            .store
-            .note(
-                &h.ticket_id,
-                crate::tickets::store::NewEvent {
-                    kind: "relay_customer",
-                    from: None,
-                    to: None,
-                    actor: "customer",
-                    comment: &masked,
-                    data: serde_json::json!({}),
-                },
-            )
-            .await;
+        let line =
+            crate::tickets::model::NewEvent::note("relay_customer", "customer", &masked, json!({}));
+        let note = self.app.tickets.note(&h.ticket_id, line).await;
         if let Err(e) = note {
             tracing::error!(error = %e, "customer line not relayed");
             self.error(
@@ -153,7 +141,7 @@ impl Worker {
 
     /// An event of this session's handoff ticket (from any node).
     pub(super) async fn ticket_event(&mut self, e: crate::tickets::SessionEvent) -> Option<String> {
-        use crate::tickets::store::TicketState;
+        use crate::tickets::model::TicketState;
         let h = self.handoff.clone()?;
         if e.ticket.id != h.ticket_id {
             return None;
@@ -212,22 +200,13 @@ impl Worker {
     /// nobody is there.
     pub(super) async fn customer_left(&self, reason: Option<&str>) {
         let Some(h) = &self.handoff else { return };
-        let left = self
-            .app
-            .tickets
-            .store
-            .note(
-                &h.ticket_id,
-                crate::tickets::store::NewEvent {
-                    kind: "customer_left",
-                    from: None,
-                    to: None,
-                    actor: "kiosk",
-                    comment: "客户已结束自助机会话",
-                    data: serde_json::json!({"reason": reason}),
-                },
-            )
-            .await;
+        let left = crate::tickets::model::NewEvent::note(
+            "customer_left",
+            "kiosk",
+            "客户已结束自助机会话",
+            json!({"reason": reason}),
+        );
+        let left = self.app.tickets.note(&h.ticket_id, left).await;
         if let Err(e) = left {
             tracing::error!(error = %e, "customer_left not recorded on the ticket");
         }

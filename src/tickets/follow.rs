@@ -1,0 +1,183 @@
+//! The node's follower: reads every new ticket event from the database (whatever node
+//! wrote it) and tells this node's staff consoles ([`super::hub`], as
+//! [`StaffMessage::TicketEvent`]) and the kiosk session of the ticket
+//! ([`super::SessionInbox`]); and the SLA watcher and auto-close it runs on the side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{Event, Filter, NewEvent, TicketError, TicketState};
+use super::wire::StaffMessage;
+use super::{SessionEvent, SessionInbox, Tickets};
+use crate::access::Role;
+use crate::store::now_ms;
+
+/// Ticket events a node reads from the database per look.
+const FOLLOW_BATCH: i64 = 500;
+/// How often a node looks for new ticket events (staff and kiosks hear within this).
+const FOLLOW_EVERY: Duration = Duration::from_millis(150);
+
+impl Tickets {
+    /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
+    /// and checks SLA deadlines, until `stop`.
+    pub fn follow<S: SessionInbox>(self: &Arc<Self>, stop: CancellationToken, sessions: Arc<S>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen = me.store.chain_head().await.unwrap_or(0);
+            let mut sla_at = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                }
+                match me.store.events_after(seen, FOLLOW_BATCH).await {
+                    Ok(events) => {
+                        for e in events {
+                            seen = e.chain_seq;
+                            if let Err(err) = me.tell(&e, sessions.as_ref()).await {
+                                tracing::warn!(error = %err, ticket = %e.ticket_id, "ticket event not passed on");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read ticket events"),
+                }
+                if sla_at.elapsed() >= Duration::from_secs(me.settings.sla_check_secs.max(1)) {
+                    sla_at = tokio::time::Instant::now();
+                    if let Err(e) = me.check_sla(now_ms()).await {
+                        tracing::warn!(error = %e, "SLA check failed");
+                    }
+                    if let Err(e) = me.auto_close(now_ms()).await {
+                        tracing::warn!(error = %e, "auto-close failed");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn tell<S: SessionInbox>(&self, e: &Event, sessions: &S) -> Result<(), TicketError> {
+        let t = self.store.get(&e.ticket_id).await?;
+        let supervisor = self
+            .rules
+            .queues
+            .get(&t.queue)
+            .map(|q| q.supervisor.clone());
+        let msg = StaffMessage::TicketEvent {
+            ticket: Box::new(t.summary()),
+            event: Box::new(e.clone()),
+        };
+        self.staff.send(&msg, |name, roles, branch| {
+            t.assignee.as_deref() == Some(name)
+                || supervisor.as_deref() == Some(name)
+                || (t.state == TicketState::New && self.sees(&t, roles, branch))
+                || (roles.contains(&Role::Admin) && branch.is_none_or(|b| b == t.branch_id))
+        });
+        if let Some(session) = &t.session_id {
+            sessions
+                .deliver(
+                    session,
+                    SessionEvent {
+                        ticket: t.clone(),
+                        event: e.clone(),
+                    },
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Warns the assignee at 75 % of a deadline and escalates to the queue's supervisor at
+    /// 100 % — once each, whichever node gets there first.
+    pub async fn check_sla(&self, now: i64) -> Result<(), TicketError> {
+        for (t, marks) in self.store.sla_candidates().await? {
+            let stages = [
+                (
+                    t.first_response_due,
+                    t.first_response_at.is_none(),
+                    "response",
+                    0usize,
+                ),
+                (t.resolution_due, true, "resolution", 2usize),
+            ];
+            for (due, pending, what, i) in stages {
+                let Some(due) = due else { continue };
+                if !pending {
+                    continue;
+                }
+                let span = (due - t.created_at).max(1);
+                let supervisor = self
+                    .rules
+                    .queues
+                    .get(&t.queue)
+                    .map(|q| q.supervisor.clone())
+                    .unwrap_or_default();
+                if marks[i + 1].is_none() && now >= due {
+                    let column = format!("escalated_{what}_at");
+                    self.store
+                        .mark_once(
+                            &t.id,
+                            &column,
+                            NewEvent::note(
+                                "sla_escalated",
+                                "sla",
+                                &format!("{what} deadline passed; escalated to {supervisor}"),
+                                json!({"stage": what, "due": due, "supervisor": supervisor}),
+                            ),
+                        )
+                        .await?;
+                } else if marks[i].is_none() && now >= t.created_at + span * 3 / 4 {
+                    let column = format!("warned_{what}_at");
+                    self.store
+                        .mark_once(
+                            &t.id,
+                            &column,
+                            NewEvent::note(
+                                "sla_warning",
+                                "sla",
+                                &format!("75 % of the {what} time used"),
+                                json!({"stage": what, "due": due, "assignee": t.assignee}),
+                            ),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes tickets resolved more than `auto_close_resolved_hours` ago (the customer had
+    /// no more to say). Returns how many this node closed.
+    pub async fn auto_close(&self, now: i64) -> Result<usize, TicketError> {
+        let cutoff = now - i64::from(self.rules.auto_close_resolved_hours) * 3_600_000;
+        let resolved = self
+            .store
+            .list(&Filter {
+                state: Some("resolved".into()),
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        let mut closed = 0;
+        for t in resolved
+            .iter()
+            .filter(|t| t.resolved_at.is_some_and(|r| r <= cutoff))
+        {
+            let comment = format!(
+                "closed automatically {} hours after resolution",
+                self.rules.auto_close_resolved_hours
+            );
+            match self
+                .store
+                .transition(&t.id, TicketState::Closed, "auto_close", &comment, None)
+                .await
+            {
+                Ok(_) => closed += 1,
+                Err(TicketError::Conflict(..)) => {} // reopened or closed meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
+    }
+}
