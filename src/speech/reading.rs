@@ -18,6 +18,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::text::currency;
+
 /// The text the synthesiser should read for `text`, with the voice's `lexicon` applied.
 ///
 /// Never panics; the work is linear in the length of `text` (times the longest lexicon
@@ -332,11 +334,11 @@ const LIANG_WORDS: &[&str] = &[
     "公里", "米", "杯", "样", "类", "户", "张", "分",
 ];
 
-/// Units after which even a long number is an amount (一万零八十六人), not a code.
+/// Units after which even a long number is an amount (一万零八十六人), not a code; so is
+/// every currency word of [`crate::text::currency`] (一万零八十六美元).
 const AMOUNT_WORDS: &[&str] = &[
-    "元", "块", "万", "亿", "美元", "港元", "港币", "欧元", "日元", "积分", "人", "户", "次", "笔",
-    "份", "个", "张", "位", "名", "家", "天", "岁", "米", "公里", "克", "公斤", "斤", "倍", "分",
-    "秒", "小时", "分钟",
+    "元", "块", "万", "亿", "积分", "人", "户", "次", "笔", "份", "个", "张", "位", "名", "家",
+    "天", "岁", "米", "公里", "克", "公斤", "斤", "倍", "分", "秒", "小时", "分钟",
 ];
 
 /// Words before a number that make it a code, read digit by digit (卡号 6222…, 验证码 1234).
@@ -358,16 +360,26 @@ const CODE_PREFIXES: &[&str] = &[
     "分机",
 ];
 
+/// Whether `rest` starts with `word`.
+fn starts_with(rest: &[char], word: &str) -> bool {
+    let mut n = 0;
+    word.chars().all(|wc| {
+        let ok = rest.get(n) == Some(&wc);
+        n += 1;
+        ok
+    })
+}
+
 /// Whether `rest` starts with one of `words`.
 fn starts_with_any(rest: &[char], words: &[&str]) -> bool {
-    words.iter().any(|w| {
-        let mut n = 0;
-        w.chars().all(|wc| {
-            let ok = rest.get(n) == Some(&wc);
-            n += 1;
-            ok
-        })
-    })
+    words.iter().any(|w| starts_with(rest, w))
+}
+
+/// Whether `rest` starts with a unit that makes the number before it an amount.
+fn starts_with_amount_word(rest: &[char]) -> bool {
+    starts_with_any(rest, AMOUNT_WORDS)
+        || currency::words().any(|(w, _)| starts_with(rest, w))
+        || starts_with_any(rest, LIANG_WORDS)
 }
 
 /// Pass 2 over the cleaned text: reads every token of letters and digits.
@@ -690,8 +702,7 @@ impl Reader {
             return 0;
         }
         let ordinal = self.after("第");
-        let amount =
-            grouped || starts_with_any(rest, AMOUNT_WORDS) || starts_with_any(rest, LIANG_WORDS);
+        let amount = grouped || starts_with_amount_word(rest);
         if !amount && (int.len() >= 5 || int.len() > 1 && int.starts_with('0')) {
             self.out.push_str(&read_digit_string(int));
             return 0;
@@ -1352,6 +1363,8 @@ mod tests {
             ("10086", "幺零零八六"),
             ("共10,086人", "共一万零八十六人"),
             ("10086人", "一万零八十六人"),
+            ("10086美元", "一万零八十六美元"),
+            ("10086英镑", "一万零八十六英镑"),
             ("120", "一百二十"),
             ("1001", "一千零一"),
             ("110", "一百一十"),
