@@ -122,11 +122,31 @@ mod tests {
             );
             assert_eq!(named_at_start(&format!("{word}现钞")), Some(code), "{word}");
         }
-        assert_eq!(name("USD"), Some("美元"));
-        assert_eq!(name("HKD"), Some("港币"));
-        assert_eq!(name("SGD"), Some("新加坡元"));
-        assert_eq!(name("CNY"), Some("人民币"));
-        assert_eq!(name("XAU"), None);
+        let said: Vec<(&str, &str)> = [
+            "USD", "EUR", "JPY", "HKD", "GBP", "AUD", "CAD", "SGD", "CHF", "KRW", "THB", "CNY",
+            "XAU",
+        ]
+        .into_iter()
+        .map(|code| (code, name(code).unwrap_or("?")))
+        .collect();
+        assert_eq!(
+            said,
+            [
+                ("USD", "美元"),
+                ("EUR", "欧元"),
+                ("JPY", "日元"),
+                ("HKD", "港币"),
+                ("GBP", "英镑"),
+                ("AUD", "澳元"),
+                ("CAD", "加元"),
+                ("SGD", "新加坡元"),
+                ("CHF", "瑞士法郎"),
+                ("KRW", "韩元"),
+                ("THB", "泰铢"),
+                ("CNY", "人民币"),
+                ("XAU", "?"),
+            ]
+        );
     }
 
     #[test]
