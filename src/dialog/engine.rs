@@ -1204,23 +1204,9 @@ fn in_wan(v: &str) -> String {
     }
 }
 
-/// The Chinese name of an ISO 4217 code.
+/// The Chinese name of an ISO 4217 code (the code itself for one it does not know).
 fn currency_name(code: &str) -> &str {
-    match code {
-        "USD" => "美元",
-        "EUR" => "欧元",
-        "JPY" => "日元",
-        "HKD" => "港币",
-        "GBP" => "英镑",
-        "AUD" => "澳元",
-        "CAD" => "加元",
-        "SGD" => "新加坡元",
-        "CHF" => "瑞士法郎",
-        "KRW" => "韩元",
-        "THB" => "泰铢",
-        "CNY" => "人民币",
-        other => other,
-    }
+    crate::text::currency::name(code).unwrap_or(code)
 }
 
 #[cfg(test)]

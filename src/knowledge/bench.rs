@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -21,6 +23,7 @@ use crate::access::Role;
 use crate::config::Settings;
 use crate::store::Db;
 
+/// The flags of `concierge bench knowledge`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KnowledgeBenchArgs {
     /// Generated articles (on top of the seed articles).
@@ -34,12 +37,15 @@ pub struct KnowledgeBenchArgs {
     pub bench_database_url: Option<String>,
 }
 
+/// `n` words drawn from the vocabulary.
 fn pick<'a>(rng: &mut StdRng, vocab: &'a [String], n: usize) -> Vec<&'a str> {
     (0..n)
         .map(|_| vocab.choose(rng).map(String::as_str).unwrap_or("银行"))
         .collect()
 }
 
+/// A random customer (or, one in ten, staff) article of vocabulary words; one in twenty is
+/// for a single branch.
 fn generated(rng: &mut StdRng, vocab: &[String]) -> ArticleDraft {
     let n = rng.gen_range(3..6);
     let title = pick(rng, vocab, n).concat();
@@ -75,6 +81,7 @@ fn generated(rng: &mut StdRng, vocab: &[String]) -> ArticleDraft {
     }
 }
 
+/// The `p` percentile of sorted durations, in milliseconds.
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -83,6 +90,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// Runs the benchmark on `--bench-database-url`, or on a new SQLite file in a temporary
+/// folder (in memory where /dev/shm exists) that is removed afterwards.
 pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result<ExitCode> {
     let mut temp: Option<PathBuf> = None;
     let url = match &args.bench_database_url {
@@ -110,6 +119,7 @@ pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result
     result
 }
 
+/// The whole run against the database at `url`: generate, rebuild, search, publish.
 async fn bench(
     settings: &Settings,
     args: &KnowledgeBenchArgs,
@@ -119,8 +129,47 @@ async fn bench(
     db.migrate().await?;
     let mut ks = settings.knowledge.clone();
     ks.seed_when_empty = true;
-    let kb = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
-    // The vocabulary: every word of the seed articles.
+    let seed_dir = &settings.data.knowledge_dir;
+    let kb = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    let vocab = vocabulary(&kb);
+    let mut rng = StdRng::seed_from_u64(7);
+    let started = Instant::now();
+    let drafts = generate(&kb, &vocab, &mut rng, args.articles).await?;
+    println!(
+        "generated {} articles from a vocabulary of {} words in {:.1} s (database {})",
+        args.articles,
+        vocab.len(),
+        started.elapsed().as_secs_f64(),
+        if url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    );
+
+    // A node starting: everything read from the database and indexed.
+    let t = Instant::now();
+    let node = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    let rebuild = t.elapsed();
+    println!(
+        "full rebuild from the database: {:.2} s for {} searchable articles",
+        rebuild.as_secs_f64(),
+        node.index().len()
+    );
+
+    let day = crate::domain::clock::now_local().date_naive();
+    let queries = draw_queries(&node, &drafts, &mut rng, args.queries);
+    time_searches(&node, &queries, day)?;
+
+    // Publish → searchable, here and on a second node following the database.
+    let follower = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    time_publishing(&node, &follower, day, ks.follow_ms).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The vocabulary of generated articles: every word (two characters or more) of the seed
+/// articles, sorted, once each.
+fn vocabulary(kb: &Knowledge) -> Vec<String> {
     let mut vocab: Vec<String> = kb
         .index()
         .live_docs()
@@ -134,12 +183,21 @@ async fn bench(
         .collect();
     vocab.sort();
     vocab.dedup();
-    let mut rng = StdRng::seed_from_u64(7);
-    let started = Instant::now();
+    vocab
+}
+
+/// Saves and publishes `count` generated articles `gen-00000`… through the store; returns
+/// each id with its draft.
+async fn generate(
+    kb: &Knowledge,
+    vocab: &[String],
+    rng: &mut StdRng,
+    count: usize,
+) -> anyhow::Result<Vec<(String, ArticleDraft)>> {
     let mut drafts = Vec::new();
-    for i in 0..args.articles {
+    for i in 0..count {
         let id = format!("gen-{i:05}");
-        let d = generated(&mut rng, &vocab);
+        let d = generated(rng, vocab);
         // An article already there (a reused database) is kept as it is.
         if let Ok(s) = kb.store.save("bench", &id, None, &d).await {
             kb.store
@@ -157,32 +215,20 @@ async fn bench(
         }
         drafts.push((id, d));
     }
-    println!(
-        "generated {} articles from a vocabulary of {} words in {:.1} s (database {})",
-        args.articles,
-        vocab.len(),
-        started.elapsed().as_secs_f64(),
-        if url.starts_with("sqlite") {
-            "SQLite"
-        } else {
-            "PostgreSQL"
-        }
-    );
+    Ok(drafts)
+}
 
-    // A node starting: everything read from the database and indexed.
-    let t = Instant::now();
-    let node = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
-    let rebuild = t.elapsed();
-    println!(
-        "full rebuild from the database: {:.2} s for {} searchable articles",
-        rebuild.as_secs_f64(),
-        node.index().len()
-    );
-
-    // Searches: golden questions and questions drawn from generated articles.
+/// `count` questions to search: golden questions and questions of generated articles, in
+/// turn.
+fn draw_queries(
+    node: &Knowledge,
+    drafts: &[(String, ArticleDraft)],
+    rng: &mut StdRng,
+    count: usize,
+) -> Vec<String> {
     let golden: Vec<String> = node.golden().iter().map(|g| g.question.clone()).collect();
-    let mut queries: Vec<String> = Vec::with_capacity(args.queries);
-    for i in 0..args.queries {
+    let mut queries: Vec<String> = Vec::with_capacity(count);
+    for i in 0..count {
         if i % 2 == 0 && !golden.is_empty() {
             queries.push(golden[i / 2 % golden.len()].clone());
         } else {
@@ -191,10 +237,14 @@ async fn bench(
             queries.push(q.clone());
         }
     }
-    let day = crate::domain::clock::now_local().date_naive();
+    queries
+}
+
+/// Times each search as a kiosk of branch B001 makes it; prints the latency percentiles.
+fn time_searches(node: &Knowledge, queries: &[String], day: NaiveDate) -> anyhow::Result<()> {
     let mut took = Vec::with_capacity(queries.len());
     let mut hits = 0usize;
-    for q in &queries {
+    for q in queries {
         let t = Instant::now();
         let found = node.search(&Query1 {
             text: q,
@@ -217,69 +267,25 @@ async fn bench(
         percentile(&took, 1.0),
         hits
     );
+    Ok(())
+}
 
-    // Publish → searchable, here and on a second node following the database.
-    let follower = Knowledge::open(db.clone(), ks.clone(), &settings.data.knowledge_dir).await?;
+/// Publishes five new articles on `node` and prints how long each took to be searchable
+/// there and on `follower`, which follows the database every `follow_ms`.
+async fn time_publishing(
+    node: &Knowledge,
+    follower: &Arc<Knowledge>,
+    day: NaiveDate,
+    follow_ms: u64,
+) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     follower.follow(stop.clone());
     let mut publish_ms = Vec::new();
-    let mut follow_ms = Vec::new();
+    let mut follower_ms = Vec::new();
     for n in 0..5 {
-        let id = format!("bench-new-{}-{n}", uuid::Uuid::new_v4().simple());
-        let word = format!("测试专用词{n}号");
-        let draft = ArticleDraft {
-            title: format!("{word}的说明"),
-            body: format!("{word}只在基准测试里出现。"),
-            summary: None,
-            questions: vec![format!("{word}是什么")],
-            tags: Vec::new(),
-            audience: "customer".into(),
-            branches: Vec::new(),
-            effective_from: None,
-            effective_to: None,
-        };
-        let saved = node.save("editor", &id, None, draft).await?;
-        node.submit("editor", &id, saved.version, "").await?;
-        let t = Instant::now();
-        node.approve(
-            "reviewer",
-            &[Role::ContentReviewer],
-            &id,
-            saved.version,
-            None,
-            &Default::default(),
-        )
-        .await?;
-        let approved = t.elapsed();
-        let q = Query1 {
-            text: &word,
-            audience: Audience::Customer,
-            branch: None,
-            day,
-            limit: 1,
-            explain: false,
-        };
-        anyhow::ensure!(
-            node.search(&q)?.hits.first().is_some_and(|h| h.id == id),
-            "not searchable on the publishing node right after the approval"
-        );
-        loop {
-            if follower
-                .search(&q)?
-                .hits
-                .first()
-                .is_some_and(|h| h.id == id)
-            {
-                break;
-            }
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(30),
-                "the follower never saw it"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (approved, followed) = publish_one(node, follower, day, n).await?;
         publish_ms.push(approved.as_secs_f64() * 1000.0);
-        follow_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        follower_ms.push(followed.as_secs_f64() * 1000.0);
     }
     stop.cancel();
     let fmt = |v: &[f64]| {
@@ -294,8 +300,73 @@ async fn bench(
     );
     println!(
         "approve → searchable on a second node (follow_ms {}): {} ms",
-        ks.follow_ms,
-        fmt(&follow_ms)
+        follow_ms,
+        fmt(&follower_ms)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Writes, submits and approves article number `n` with a word of its own; returns how long
+/// the approval took (it is searchable on `node` then) and how long until `follower` finds
+/// it too (at most 30 s).
+async fn publish_one(
+    node: &Knowledge,
+    follower: &Knowledge,
+    day: NaiveDate,
+    n: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let id = format!("bench-new-{}-{n}", uuid::Uuid::new_v4().simple());
+    let word = format!("测试专用词{n}号");
+    let draft = ArticleDraft {
+        title: format!("{word}的说明"),
+        body: format!("{word}只在基准测试里出现。"),
+        summary: None,
+        questions: vec![format!("{word}是什么")],
+        tags: Vec::new(),
+        audience: "customer".into(),
+        branches: Vec::new(),
+        effective_from: None,
+        effective_to: None,
+    };
+    let saved = node.save("editor", &id, None, draft).await?;
+    node.submit("editor", &id, saved.version, "").await?;
+    let t = Instant::now();
+    node.approve(
+        "reviewer",
+        &[Role::ContentReviewer],
+        &id,
+        saved.version,
+        None,
+        &Default::default(),
+    )
+    .await?;
+    let approved = t.elapsed();
+    let q = Query1 {
+        text: &word,
+        audience: Audience::Customer,
+        branch: None,
+        day,
+        limit: 1,
+        explain: false,
+    };
+    anyhow::ensure!(
+        node.search(&q)?.hits.first().is_some_and(|h| h.id == id),
+        "not searchable on the publishing node right after the approval"
+    );
+    loop {
+        if follower
+            .search(&q)?
+            .hits
+            .first()
+            .is_some_and(|h| h.id == id)
+        {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the follower never saw it"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((approved, t.elapsed()))
 }

@@ -15,6 +15,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::domain::ids::{gb11643_ok, luhn_ok};
+use crate::text::currency;
 
 /// What was found in one utterance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -358,38 +359,10 @@ fn time(text: &str, slots: &mut Slots) {
 
 // ---- money ----
 
-const CURRENCIES: &[(&str, &str)] = &[
-    ("新加坡元", "SGD"),
-    ("瑞士法郎", "CHF"),
-    ("人民币", "CNY"),
-    ("美元", "USD"),
-    ("美金", "USD"),
-    ("美刀", "USD"),
-    ("欧元", "EUR"),
-    ("日元", "JPY"),
-    ("日币", "JPY"),
-    ("港币", "HKD"),
-    ("港元", "HKD"),
-    ("港纸", "HKD"),
-    ("英镑", "GBP"),
-    ("澳元", "AUD"),
-    ("澳币", "AUD"),
-    ("加元", "CAD"),
-    ("加币", "CAD"),
-    ("新币", "SGD"),
-    ("瑞郎", "CHF"),
-    ("韩元", "KRW"),
-    ("韩币", "KRW"),
-    ("泰铢", "THB"),
-];
-
+/// The currency named first (ISO 4217, see [`crate::text::currency`]).
 fn currency(text: &str, slots: &mut Slots) {
-    if let Some((_, code)) = CURRENCIES
-        .iter()
-        .filter_map(|(w, code)| text.find(w).map(|at| (at, code)))
-        .min_by_key(|(at, _)| *at)
-    {
-        slots.set("currency", *code);
+    if let Some(code) = currency::first_named(text) {
+        slots.set("currency", code);
     }
 }
 
@@ -412,7 +385,7 @@ fn amount(text: &str, slots: &mut Slots) {
         let after = &text[m.end()..];
         let before = &text[..m.start()];
         let with_unit = MONEY_AFTER.iter().any(|u| after.starts_with(u))
-            || CURRENCIES.iter().any(|(w, _)| after.starts_with(w));
+            || currency::named_at_start(after).is_some();
         if !with_unit
             && (NOT_MONEY_AFTER.iter().any(|u| after.starts_with(u))
                 || NOT_MONEY_BEFORE.iter().any(|w| before.ends_with(w))

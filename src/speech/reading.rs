@@ -18,6 +18,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::text::currency;
+
 /// The text the synthesiser should read for `text`, with the voice's `lexicon` applied.
 ///
 /// Never panics; the work is linear in the length of `text` (times the longest lexicon
@@ -332,11 +334,11 @@ const LIANG_WORDS: &[&str] = &[
     "公里", "米", "杯", "样", "类", "户", "张", "分",
 ];
 
-/// Units after which even a long number is an amount (一万零八十六人), not a code.
+/// Units after which even a long number is an amount (一万零八十六人), not a code; so is
+/// every currency word of [`crate::text::currency`] (一万零八十六美元).
 const AMOUNT_WORDS: &[&str] = &[
-    "元", "块", "万", "亿", "美元", "港元", "港币", "欧元", "日元", "积分", "人", "户", "次", "笔",
-    "份", "个", "张", "位", "名", "家", "天", "岁", "米", "公里", "克", "公斤", "斤", "倍", "分",
-    "秒", "小时", "分钟",
+    "元", "块", "万", "亿", "积分", "人", "户", "次", "笔", "份", "个", "张", "位", "名", "家",
+    "天", "岁", "米", "公里", "克", "公斤", "斤", "倍", "分", "秒", "小时", "分钟",
 ];
 
 /// Words before a number that make it a code, read digit by digit (卡号 6222…, 验证码 1234).
@@ -358,16 +360,26 @@ const CODE_PREFIXES: &[&str] = &[
     "分机",
 ];
 
+/// Whether `rest` starts with `word`.
+fn starts_with(rest: &[char], word: &str) -> bool {
+    let mut n = 0;
+    word.chars().all(|wc| {
+        let ok = rest.get(n) == Some(&wc);
+        n += 1;
+        ok
+    })
+}
+
 /// Whether `rest` starts with one of `words`.
 fn starts_with_any(rest: &[char], words: &[&str]) -> bool {
-    words.iter().any(|w| {
-        let mut n = 0;
-        w.chars().all(|wc| {
-            let ok = rest.get(n) == Some(&wc);
-            n += 1;
-            ok
-        })
-    })
+    words.iter().any(|w| starts_with(rest, w))
+}
+
+/// Whether `rest` starts with a unit that makes the number before it an amount.
+fn starts_with_amount_word(rest: &[char]) -> bool {
+    starts_with_any(rest, AMOUNT_WORDS)
+        || currency::words().any(|(w, _)| starts_with(rest, w))
+        || starts_with_any(rest, LIANG_WORDS)
 }
 
 /// Pass 2 over the cleaned text: reads every token of letters and digits.
@@ -527,18 +539,7 @@ impl Reader {
         let has_letter = token.bytes().any(|b| b.is_ascii_alphabetic());
         let has_digit = token.bytes().any(|b| b.is_ascii_digit());
         if !has_digit {
-            // Words (and abbreviations like e.g); joiners other than . and - are noise.
-            let word: String = token
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                        c
-                    } else {
-                        ' '
-                    }
-                })
-                .collect();
-            self.out.push_str(word.trim());
+            self.read_word(token);
             return 0;
         }
         if has_letter {
@@ -546,87 +547,128 @@ impl Reader {
             self.out.push_str(&spoken);
             return 0;
         }
-        let currency = self.currency;
         let (rest, spaces) = self.rest(end);
         let rest: Vec<char> = rest.iter().take(8).copied().collect();
 
         // Card and phone masks: say the visible tail.
         if token.contains('*') {
-            let tail: String = token
-                .chars()
-                .rev()
-                .take_while(char::is_ascii_digit)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            if !tail.is_empty() {
-                self.tail_prefix();
-                if !self.after("尾号") {
-                    self.out.push_str("尾号");
-                }
-                self.out.push_str(&digits_yao(&tail));
-            }
+            self.read_mask(token);
             return 0;
         }
         if let Some(date) = read_date(token) {
             self.out.push_str(&date);
             return 0;
         }
-        // Ranges and grouped numbers: 1-2个, 9:00-17:00, 400-820-8820, 6222 0212 3456 7890.
-        for sep in ['~', '-', ' '] {
-            if token.contains(sep) {
-                let parts: Vec<&str> = token.split(sep).collect();
-                let all_digits = parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-                let total: usize = parts.iter().map(|p| p.len()).sum();
-                if sep == ' '
-                    || all_digits
-                        && (parts.len() >= 3
-                            || total >= 7
-                            || parts.iter().any(|p| p.len() >= 5 || p.starts_with('0')))
-                {
-                    let groups: Vec<String> = parts
-                        .iter()
-                        .filter(|p| !p.is_empty())
-                        .map(|p| digits_yao(p))
-                        .collect();
-                    self.out.push_str(&groups.join("，"));
-                    return 0;
+        if self.read_joined(token, &rest) {
+            return 0;
+        }
+        self.read_plain_number(token, &rest, spaces)
+    }
+
+    /// Words (and abbreviations like e.g); joiners other than . and - are noise.
+    fn read_word(&mut self, token: &str) {
+        let word: String = token
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    ' '
                 }
-                let two = counted_or_cardinal(&rest);
-                let read: Vec<String> = parts.iter().map(|p| read_simple(p, two)).collect();
-                self.out.push_str(&read.join("至"));
-                return 0;
+            })
+            .collect();
+        self.out.push_str(word.trim());
+    }
+
+    /// A masked card or phone number (`****6789`): 尾号 and the visible tail, digit by digit.
+    fn read_mask(&mut self, token: &str) {
+        let tail: String = token
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if !tail.is_empty() {
+            self.tail_prefix();
+            if !self.after("尾号") {
+                self.out.push_str("尾号");
             }
+            self.out.push_str(&digits_yao(&tail));
+        }
+    }
+
+    /// Numbers joined by a sign that decides the reading: ranges and digit groups, times
+    /// and ratios, fractions, percentages. Whether `token` was one (and is read).
+    fn read_joined(&mut self, token: &str, rest: &[char]) -> bool {
+        if let Some(sep) = ['~', '-', ' '].into_iter().find(|sep| token.contains(*sep)) {
+            self.read_range_or_groups(token, sep, rest);
+            return true;
         }
         if token.contains(':') || token.contains('：') {
             self.out.push_str(&read_time_or_ratio(token));
-            return 0;
+            return true;
         }
         if let Some((a, b)) = token.split_once('/') {
-            let simple =
-                |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
-            if simple(a) && simple(b) && !b.contains('/') {
-                self.out.push_str(&natural(b, Two::Er));
-                self.out.push_str("分之");
-                self.out.push_str(&natural(a, Two::Er));
-            } else {
-                let parts: Vec<String> = token
-                    .split('/')
-                    .map(|p| read_simple(p, Two::Cardinal))
-                    .collect();
-                self.out.push_str(&parts.join("，"));
-            }
-            return 0;
+            self.read_fraction(token, a, b);
+            return true;
         }
         if let Some(number) = token.strip_suffix('%') {
             self.out.push_str(&read_percent(number));
-            return 0;
+            return true;
         }
+        false
+    }
 
-        // A plain number: digits, thousands separators and a decimal point.
+    /// Ranges and grouped numbers split at `sep`: 1-2个, 9:00-17:00, 400-820-8820,
+    /// 6222 0212 3456 7890. Groups and long parts are read digit by digit, ranges with 至.
+    fn read_range_or_groups(&mut self, token: &str, sep: char, rest: &[char]) {
+        let parts: Vec<&str> = token.split(sep).collect();
+        let all_digits = parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if sep == ' '
+            || all_digits
+                && (parts.len() >= 3
+                    || total >= 7
+                    || parts.iter().any(|p| p.len() >= 5 || p.starts_with('0')))
+        {
+            let groups: Vec<String> = parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| digits_yao(p))
+                .collect();
+            self.out.push_str(&groups.join("，"));
+            return;
+        }
+        let two = counted_or_cardinal(rest);
+        let read: Vec<String> = parts.iter().map(|p| read_simple(p, two)).collect();
+        self.out.push_str(&read.join("至"));
+    }
+
+    /// `a/b`: a fraction (3/4 → 四分之三) when both are short numbers; otherwise each piece.
+    fn read_fraction(&mut self, token: &str, a: &str, b: &str) {
+        let simple =
+            |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+        if simple(a) && simple(b) && !b.contains('/') {
+            self.out.push_str(&natural(b, Two::Er));
+            self.out.push_str("分之");
+            self.out.push_str(&natural(a, Two::Er));
+        } else {
+            let parts: Vec<String> = token
+                .split('/')
+                .map(|p| read_simple(p, Two::Cardinal))
+                .collect();
+            self.out.push_str(&parts.join("，"));
+        }
+    }
+
+    /// A plain number: digits, thousands separators and a decimal point, read as a code,
+    /// money, a decimal, a year, a long digit string or a natural number, by what stands
+    /// around it. Returns the characters of `rest` consumed (see [`Reader::read_token`]).
+    fn read_plain_number(&mut self, token: &str, rest: &[char], spaces: usize) -> usize {
         let Some((int, frac, grouped)) = split_number(token) else {
             // 1,2,3 or 1.2.3: read the pieces.
             let sep = if token.contains(',') { '，' } else { '点' };
@@ -646,23 +688,8 @@ impl Reader {
         }
 
         // Money.
-        let yuan = rest.first() == Some(&'元');
-        let big_unit = matches!(rest.first(), Some('万' | '亿'));
-        if currency || yuan {
-            if big_unit {
-                // ¥1.5万 / 1.5万元: 一点五万元.
-                self.out.push_str(&read_decimal(int, frac, Two::Counted));
-                if currency {
-                    let unit = rest[0];
-                    self.out.push(unit);
-                    self.out.push('元');
-                    let yuan_after = rest.get(1) == Some(&'元');
-                    return spaces + 1 + usize::from(yuan_after);
-                }
-                return 0;
-            }
-            self.out.push_str(&read_yuan(int, frac));
-            return if yuan { spaces + 1 } else { 0 };
+        if self.currency || rest.first() == Some(&'元') {
+            return self.read_money(int, frac, rest, spaces);
         }
 
         if let Some(frac) = frac {
@@ -675,8 +702,7 @@ impl Reader {
             return 0;
         }
         let ordinal = self.after("第");
-        let amount =
-            grouped || starts_with_any(&rest, AMOUNT_WORDS) || starts_with_any(&rest, LIANG_WORDS);
+        let amount = grouped || starts_with_amount_word(rest);
         if !amount && (int.len() >= 5 || int.len() > 1 && int.starts_with('0')) {
             self.out.push_str(&read_digit_string(int));
             return 0;
@@ -684,10 +710,36 @@ impl Reader {
         let two = if ordinal {
             Two::Er
         } else {
-            counted_or_cardinal(&rest)
+            counted_or_cardinal(rest)
         };
         self.out.push_str(&natural(int, two));
         0
+    }
+
+    /// An amount after `¥` or before 元: in yuan, jiao and fen, or 一点五万元 before 万/亿.
+    /// Returns the characters of `rest` (and the `spaces` before it) consumed.
+    fn read_money(&mut self, int: &str, frac: Option<&str>, rest: &[char], spaces: usize) -> usize {
+        let currency = self.currency;
+        let yuan = rest.first() == Some(&'元');
+        let big_unit = matches!(rest.first(), Some('万' | '亿'));
+        if big_unit {
+            // ¥1.5万 / 1.5万元: 一点五万元.
+            self.out.push_str(&read_decimal(int, frac, Two::Counted));
+            if currency {
+                let unit = rest[0];
+                self.out.push(unit);
+                self.out.push('元');
+                let yuan_after = rest.get(1) == Some(&'元');
+                return spaces + 1 + usize::from(yuan_after);
+            }
+            return 0;
+        }
+        self.out.push_str(&read_yuan(int, frac));
+        if yuan {
+            spaces + 1
+        } else {
+            0
+        }
     }
 
     /// Drops the `为`/`是`/`：` of `尾号为`, which reads better without.
@@ -1311,6 +1363,8 @@ mod tests {
             ("10086", "幺零零八六"),
             ("共10,086人", "共一万零八十六人"),
             ("10086人", "一万零八十六人"),
+            ("10086美元", "一万零八十六美元"),
+            ("10086英镑", "一万零八十六英镑"),
             ("120", "一百二十"),
             ("1001", "一千零一"),
             ("110", "一百一十"),

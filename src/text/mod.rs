@@ -2,6 +2,7 @@
 //! (width, Traditional → Simplified, case, filler words; [`normalize`]), numerals read and
 //! rewritten as digits ([`numbers`]), and the one jieba word dictionary ([`jieba`]).
 
+pub mod currency;
 pub mod normalize;
 pub mod numbers;
 

@@ -1,20 +1,26 @@
 //! The `concierge` binary as an operator uses it.
 
 use std::io::Write;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use kiosk_protocol::PeerRole;
 
 use crate::helpers::*;
 
-#[test]
-fn validate_accepts_the_project_data() {
-    let out = concierge().arg("validate").output().unwrap();
+/// `out` of a command that must have succeeded (else the test fails with its stderr).
+fn succeeded(out: Output) -> Output {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn validate_accepts_the_project_data() {
+    let out = succeeded(concierge().arg("validate").output().unwrap());
     assert!(String::from_utf8_lossy(&out.stdout).contains("32 intents"));
 }
 
@@ -100,11 +106,7 @@ fn kiosk_register_prints_a_token_once_and_stores_only_its_hash() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(out);
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("ck_"));
     let db_bytes = std::fs::read(dir.path().join("c.db")).unwrap();
@@ -139,12 +141,7 @@ fn user_add_reads_the_password_from_stdin() {
         "--database-url",
         &url,
     ]);
-    let out = run_with_stdin(cmd, b"a good long password\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(run_with_stdin(cmd, b"a good long password\n"));
     assert!(out.stdout.is_empty(), "nothing secret is printed");
     let out = concierge()
         .args([
@@ -163,43 +160,33 @@ fn user_add_reads_the_password_from_stdin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `janitor`"));
 }
 
+/// `concierge chat` against `app` as kiosk K001, keeping its session id in `session_file`.
+fn chat_as_k001(app: &TestApp, token: &str, session_file: &Path) -> Command {
+    let mut chat = concierge();
+    chat.args([
+        "chat",
+        "--url",
+        &app.http(""),
+        "--kiosk",
+        "K001",
+        "--token",
+        token,
+        "--session-file",
+    ])
+    .arg(session_file);
+    chat
+}
+
 #[tokio::test]
 async fn chat_holds_a_session_and_a_second_chat_resumes_it() {
     let app = spawn_app().await;
     let token = app.kiosk("K001", "B001", PeerRole::Screen).await;
     let dir = tempfile::tempdir().unwrap();
     let session_file = dir.path().join("chat.session");
-    let url = app.http("");
-    let sf = session_file.clone();
-    let tk = token.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = concierge()
-            .args([
-                "chat",
-                "--url",
-                &url,
-                "--kiosk",
-                "K001",
-                "--token",
-                &tk,
-                "--session-file",
-            ])
-            .arg(&sf)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all("你好\n3\n".as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let chat = chat_as_k001(&app, &token, &session_file);
+    let out = tokio::task::spawn_blocking(move || run_with_stdin(chat, "你好\n3\n".as_bytes()))
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -215,26 +202,10 @@ async fn chat_holds_a_session_and_a_second_chat_resumes_it() {
     assert!(stdout.contains(sid.trim()));
 
     // A second chat resumes the same session.
-    let url = app.http("");
-    let out = tokio::task::spawn_blocking(move || {
-        concierge()
-            .args([
-                "chat",
-                "--url",
-                &url,
-                "--kiosk",
-                "K001",
-                "--token",
-                &token,
-                "--session-file",
-            ])
-            .arg(&session_file)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut chat = chat_as_k001(&app, &token, &session_file);
+    let out = tokio::task::spawn_blocking(move || chat.stdin(Stdio::null()).output().unwrap())
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("（已恢复）"), "{stdout}");
 }
@@ -246,18 +217,7 @@ async fn chat_answers_device_requests_from_its_simulated_devices() {
     let admin = app.staff("ops", "admin").await;
     let dir = tempfile::tempdir().unwrap();
     let session_file = dir.path().join("chat.session");
-    let mut child = concierge()
-        .args([
-            "chat",
-            "--url",
-            &app.http(""),
-            "--kiosk",
-            "K001",
-            "--token",
-            &token,
-            "--session-file",
-        ])
-        .arg(&session_file)
+    let mut child = chat_as_k001(&app, &token, &session_file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -269,16 +229,13 @@ async fn chat_answers_device_requests_from_its_simulated_devices() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(app.http("/v1/admin/kiosks/K001/devices/invoke"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"device": "queue_printer", "action": "print_ticket"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = app
+        .post_json(
+            "/v1/admin/kiosks/K001/devices/invoke",
+            &admin,
+            serde_json::json!({"device": "queue_printer", "action": "print_ticket"}),
+        )
+        .await;
     assert_eq!(body["ok"], true, "{body}");
     child.stdin.take().unwrap().write_all(b"/quit\n").unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())

@@ -25,7 +25,6 @@ const REFERENCE_SHA256: [(&str, &str); 3] = [
     ),
 ];
 
-/// The fetched models directory, or `None` (after saying so) when there is none.
 /// A models directory in a temp dir with copies of `names` and the manifest.
 fn copy_models(from: &Path, names: &[&str]) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,36 @@
+//! `concierge bench …`: the load generators (kiosk sessions, knowledge search, speech
+//! recognition); each lives with what it measures.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::Global;
+
+/// `concierge bench …`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Open N kiosk sessions that each send one turn per second; print turns/s, latency
+    /// percentiles and errors.
+    Kiosks(crate::client::bench::BenchArgs),
+    /// Generate N knowledge articles, then time a full rebuild, searches, and publish →
+    /// searchable on this node and on a second node following the same database.
+    Knowledge(crate::knowledge::bench::KnowledgeBenchArgs),
+    /// Recognise clips and print, per clip, audio seconds, processing seconds, real-time
+    /// factor and character error rate against their expected texts.
+    Asr(crate::ops::asr::AsrBenchArgs),
+}
+
+/// Runs one load generator.
+pub(super) async fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Asr(args) => crate::ops::asr::bench(&global.settings()?, &args).await,
+        BenchCommand::Knowledge(args) => {
+            crate::knowledge::bench::run(global.settings()?, args).await
+        }
+        BenchCommand::Kiosks(args) => {
+            crate::startup::raise_fd_limit();
+            crate::client::bench::run(args).await
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! `concierge serve`: the server (HTTP API, kiosk WebSocket, metrics) until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use super::Global;
+use crate::startup::{self, Application};
+
+/// The flags of `concierge serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+/// Builds the application and serves until a shutdown signal.
+pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    startup::raise_fd_limit();
+    let settings = global.settings_listening(args.listen)?;
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "concierge serving");
+    eprintln!("concierge: serving on http://{}", app_addr(&app));
+    app.run_until_stopped(startup::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address the server is reachable at: the configured host with the port it bound.
+fn app_addr(app: &Application) -> String {
+    let s = app.state();
+    let listen = &s.settings.server.listen;
+    match listen.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", app.port()),
+        None => listen.clone(),
+    }
+}
