@@ -185,7 +185,7 @@ async fn host_failures_are_errors_not_answers() {
 async fn a_journey_runs_against_the_http_host() {
     let (base, host) = fake_host().await;
     let app = crate::helpers::spawn_app_with(crate::helpers::Engine::Sqlite, |s| {
-        s.banking.backend = "http".into();
+        s.banking.backend = concierge::config::BankBackend::Http;
         s.banking.base_url = base.clone();
         s.banking.api_token = SecretString::from(TOKEN.to_string());
     })

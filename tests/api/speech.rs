@@ -32,7 +32,7 @@ fn expected_texts() -> std::collections::BTreeMap<String, String> {
 /// Speech loaded as `serve` loads it, from the fetched models.
 fn load_speech(models: &Path) -> Speech {
     let mut settings = concierge::config::Settings::for_tests("sqlite::memory:", &project_root());
-    settings.speech.asr_backend = "whisper".into();
+    settings.speech.asr_backend = concierge::config::AsrBackend::Whisper;
     settings.speech.models_dir = models.to_path_buf();
     let content = concierge::validate::load_content(&settings).unwrap();
     let texts = concierge::speech::knowledge_texts(&content);
@@ -43,7 +43,7 @@ fn load_speech(models: &Path) -> Speech {
 async fn hearing_app(models: &Path) -> TestApp {
     let models = models.to_path_buf();
     spawn_app_with(Engine::Sqlite, move |s| {
-        s.speech.asr_backend = "whisper".into();
+        s.speech.asr_backend = concierge::config::AsrBackend::Whisper;
         s.speech.models_dir = models;
     })
     .await

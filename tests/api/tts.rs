@@ -137,7 +137,7 @@ async fn a_default_voice_without_a_profile_is_reported_with_the_voices_available
     let message = err.to_string();
     assert!(message.contains("voices/xiaoming.yaml"), "{message}");
     assert!(message.contains("xiaoan, xiaoan-elder"), "{message}");
-    settings.backend = "off".into();
+    settings.backend = concierge::config::TtsBackend::Off;
     assert!(tts::build(&settings, &voices).unwrap().is_none());
 }
 
@@ -240,7 +240,7 @@ fn cloud_voices() -> BTreeMap<String, VoiceProfile> {
 
 fn cloud(base_url: &str, key: &str) -> Tts {
     let (mut settings, _) = project_tts();
-    settings.backend = "openai".into();
+    settings.backend = concierge::config::TtsBackend::OpenAi;
     settings.voice = "cloud".into();
     settings.openai_base_url = base_url.into();
     settings.openai_api_key = SecretString::from(key.to_string());
