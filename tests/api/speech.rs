@@ -21,11 +21,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-fn fixture(name: &str) -> PathBuf {
+/// A clip of tests/fixtures/audio.
+pub fn fixture(name: &str) -> PathBuf {
     project_root().join("tests/fixtures/audio").join(name)
 }
 
-fn expected_texts() -> std::collections::BTreeMap<String, String> {
+/// What each fixture clip says, by file name.
+pub fn expected_texts() -> std::collections::BTreeMap<String, String> {
     concierge::ops::asr::load_transcripts(&fixture("transcripts.jsonl")).unwrap()
 }
 
