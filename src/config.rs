@@ -3,8 +3,10 @@
 //! line overrides (`--listen`, `--database-url`). Secrets are wrapped in [`SecretString`] so
 //! they never appear in `Debug` output or logs.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +14,143 @@ use serde::Deserialize;
 
 /// The defaults, compiled into the binary so a fresh machine needs no file.
 pub const DEFAULT_TOML: &str = include_str!("../deploy/config/default.toml");
+
+/// Declares a settings choice: an enum read from a fixed set of strings (`Name = "wire"`,
+/// `| "alias"` for other spellings accepted), with [`FromStr`], `Display` and a
+/// `Deserialize` whose error names the values allowed (the configuration loader adds the
+/// key). No value falls back to another.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident {
+        $($(#[$vdoc:meta])* $variant:ident = $wire:literal $(| $alias:literal)*,)+
+    }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order the settings file documents them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as the settings file spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownChoice;
+
+            fn from_str(value: &str) -> Result<$name, UnknownChoice> {
+                match value {
+                    $($wire $(| $alias)* => Ok($name::$variant),)+
+                    _ => Err(UnknownChoice::new(value, &[$($wire),+])),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+choice!(
+    /// `[banking] backend`: which implementation of the core-banking port serves journeys.
+    BankBackend {
+        /// The fake bank in the database (`concierge sandbox seed`).
+        Sandbox = "sandbox",
+        /// The bank's host over HTTP(S) (`banking.base_url`).
+        Http = "http",
+    }
+);
+
+choice!(
+    /// `[speech] asr_backend`: which recogniser hears the customer.
+    AsrBackend {
+        /// whisper.cpp with a local ggml model (the embedded default).
+        Whisper = "whisper",
+        /// An OpenAI-compatible transcription API (`speech.openai_base_url`).
+        OpenAi = "openai",
+        /// No recognition: kiosks work by text.
+        Off = "off",
+    }
+);
+
+choice!(
+    /// `[speech.tts] backend`: which engine speaks the replies.
+    TtsBackend {
+        /// The `espeak-ng` program (the embedded default; `espeak-ng` is accepted too).
+        Espeak = "espeak" | "espeak-ng",
+        /// An OpenAI-compatible speech API (`speech.tts.openai_base_url`).
+        OpenAi = "openai",
+        /// No synthesis: kiosks show text only.
+        Off = "off",
+    }
+);
+
+/// The `engine` of a voice profile (`voices/*.yaml`, data) and the backend that speaks it.
+const VOICE_ENGINES: [(&str, TtsBackend); 2] = [
+    ("espeak-ng", TtsBackend::Espeak),
+    ("openai", TtsBackend::OpenAi),
+];
+
+impl TtsBackend {
+    /// The backend that speaks voice profiles of `engine` (`espeak-ng` or `openai` as
+    /// `voices/*.yaml` write it); `None` for an engine no backend speaks. Profiles and
+    /// backends are compared through this function only.
+    pub fn for_voice_engine(engine: &str) -> Option<TtsBackend> {
+        VOICE_ENGINES
+            .iter()
+            .find(|(name, _)| *name == engine)
+            .map(|(_, backend)| *backend)
+    }
+
+    /// How voice profiles name this backend's engine (`None` for `off`).
+    pub fn voice_engine(self) -> Option<&'static str> {
+        VOICE_ENGINES
+            .iter()
+            .find(|(_, backend)| *backend == self)
+            .map(|(name, _)| *name)
+    }
+}
+
+/// A settings value that is none of its choice's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value `{value}` (use {allowed})")]
+pub struct UnknownChoice {
+    /// The value given (its first 40 characters).
+    pub value: String,
+    /// The values allowed, quoted: `"sandbox" or "http"`.
+    pub allowed: String,
+}
+
+impl UnknownChoice {
+    fn new(value: &str, allowed: &[&str]) -> UnknownChoice {
+        let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+        let allowed = match quoted.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => quoted.concat(),
+        };
+        UnknownChoice {
+            value: value.chars().take(40).collect(),
+            allowed,
+        }
+    }
+}
 
 /// All settings of a Concierge node.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,9 +173,8 @@ pub struct Settings {
 pub struct SpeechSettings {
     /// Where `concierge models fetch` puts model files and where `serve` looks for them.
     pub models_dir: PathBuf,
-    /// `whisper` (embedded, local ggml model), `openai` (an OpenAI-compatible transcription
-    /// API) or `off`.
-    pub asr_backend: String,
+    /// Which recogniser hears the customer.
+    pub asr_backend: AsrBackend,
     /// The whisper ggml model file, relative to `models_dir` (or absolute).
     pub whisper_model: PathBuf,
     /// The Silero VAD ggml model file, relative to `models_dir`; without it an energy-based
@@ -137,8 +275,8 @@ pub struct KnowledgeSettings {
 /// Which core-banking implementation serves the journeys.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BankingSettings {
-    /// `sandbox` (the fake bank in the database) or `http` (the bank's host).
-    pub backend: String,
+    /// Which implementation of the core-banking port serves the journeys.
+    pub backend: BankBackend,
     /// With `http`: the base URL of the core-banking endpoints (see `banking::http`).
     pub base_url: String,
     /// With `http`: the bearer token for the host.
@@ -215,12 +353,20 @@ pub struct Overrides {
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A source could not be read or parsed, or a value has the wrong type.
+    /// A source could not be read or parsed, or a value has the wrong type or is none of
+    /// its choices. (Not a `source`: the message already holds it, and `{:#}` would print
+    /// it twice.)
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     /// A value parsed but makes no sense.
     #[error("configuration: {key}: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> ConfigError {
+        ConfigError::Load(e)
+    }
 }
 
 impl Settings {
@@ -270,7 +416,7 @@ impl Settings {
         s.tickets.rules_file = data_root.join("deploy/config/tickets.yaml");
         s.branch.rules_file = data_root.join("deploy/config/branch.yaml");
         // Tests that need speech turn it on with their own models folder.
-        s.speech.asr_backend = "off".into();
+        s.speech.asr_backend = AsrBackend::Off;
         s
     }
 
@@ -295,23 +441,14 @@ impl Settings {
                 "must start with sqlite:// or postgres://".into(),
             );
         }
-        match self.banking.backend.as_str() {
-            "sandbox" => {}
-            "http" => {
-                let ok = url::Url::parse(&self.banking.base_url)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-                if !ok {
-                    return invalid(
-                        "banking.base_url",
-                        "with backend = \"http\" it must be an http(s):// URL".into(),
-                    );
-                }
-            }
-            other => {
+        if self.banking.backend == BankBackend::Http {
+            let ok = url::Url::parse(&self.banking.base_url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
                 return invalid(
-                    "banking.backend",
-                    format!("`{other}`: use \"sandbox\" or \"http\""),
-                )
+                    "banking.base_url",
+                    "with backend = \"http\" it must be an http(s):// URL".into(),
+                );
             }
         }
         if self.banking.timeout_ms < 100 {
@@ -372,9 +509,9 @@ impl Settings {
 /// `[speech.tts]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TtsSettings {
-    /// `espeak`, `openai` or `off`. The default voice's `engine` must match (a voice
-    /// profile is written for one engine: `cmn` means nothing to an OpenAI server).
-    pub backend: String,
+    /// Which engine speaks. The default voice's `engine` must match (a voice profile is
+    /// written for one engine: `cmn` means nothing to an OpenAI server).
+    pub backend: TtsBackend,
     /// The default voice profile (file stem in voices/); `<voice>-elder`, when present,
     /// speaks in the kiosk's elder-friendly mode.
     pub voice: String,
@@ -431,6 +568,105 @@ mod tests {
         };
         let err = Settings::load_with_env(&o, false).unwrap_err().to_string();
         assert!(err.contains("server.listen"), "{err}");
+    }
+
+    /// Loads the defaults with `toml` as the config file.
+    fn load_file(toml: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        Settings::load_with_env(&o, false)
+    }
+
+    #[test]
+    fn the_backends_load_typed_from_their_wire_values() {
+        let s = load_file(
+            "[banking]\nbackend = \"http\"\nbase_url = \"http://127.0.0.1:9/core\"\n\
+             [speech]\nasr_backend = \"openai\"\n[speech.tts]\nbackend = \"off\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.banking.backend, BankBackend::Http);
+        assert_eq!(s.speech.asr_backend, AsrBackend::OpenAi);
+        assert_eq!(s.speech.tts.backend, TtsBackend::Off);
+        let d = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(d.banking.backend, BankBackend::Sandbox);
+        assert_eq!(d.speech.asr_backend, AsrBackend::Whisper);
+        assert_eq!(d.speech.tts.backend, TtsBackend::Espeak);
+        // The spelling of the voice engine has always been accepted as a backend too.
+        let s = load_file("[speech.tts]\nbackend = \"espeak-ng\"\n").unwrap();
+        assert_eq!(s.speech.tts.backend, TtsBackend::Espeak);
+    }
+
+    #[test]
+    fn a_bad_backend_fails_the_load_naming_the_key_and_the_values_allowed() {
+        let cases = [
+            (
+                "[speech]\nasr_backend = \"whsiper\"\n",
+                "speech.asr_backend",
+                "`whsiper` (use \"whisper\", \"openai\" or \"off\")",
+            ),
+            (
+                "[banking]\nbackend = \"mainframe\"\n",
+                "banking.backend",
+                "`mainframe` (use \"sandbox\" or \"http\")",
+            ),
+            (
+                "[speech.tts]\nbackend = \"festival\"\n",
+                "speech.tts.backend",
+                "`festival` (use \"espeak\", \"openai\" or \"off\")",
+            ),
+            (
+                "[speech]\nasr_backend = \"Whisper\"\n",
+                "speech.asr_backend",
+                "`Whisper`",
+            ),
+        ];
+        for (toml, key, value) in cases {
+            let err = load_file(toml).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+            assert!(err.contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_choice_reads_back_its_own_spelling() {
+        for b in BankBackend::ALL {
+            assert_eq!(b.as_str().parse::<BankBackend>(), Ok(*b));
+        }
+        for b in AsrBackend::ALL {
+            assert_eq!(b.to_string().parse::<AsrBackend>(), Ok(*b));
+        }
+        for b in TtsBackend::ALL {
+            assert_eq!(b.as_str().parse::<TtsBackend>(), Ok(*b));
+        }
+        let long = "x".repeat(10_000);
+        let err = long.parse::<AsrBackend>().unwrap_err();
+        assert_eq!(err.value.len(), 40, "a long value is not echoed whole");
+    }
+
+    #[test]
+    fn voice_engines_and_tts_backends_map_both_ways() {
+        for b in TtsBackend::ALL {
+            match b.voice_engine() {
+                Some(engine) => assert_eq!(TtsBackend::for_voice_engine(engine), Some(*b)),
+                None => assert_eq!(*b, TtsBackend::Off),
+            }
+        }
+        assert_eq!(TtsBackend::Espeak.voice_engine(), Some("espeak-ng"));
+        assert_eq!(TtsBackend::for_voice_engine("espeak"), None);
+        assert_eq!(TtsBackend::for_voice_engine("off"), None);
+    }
+
+    #[test]
+    fn an_http_bank_needs_an_http_base_url() {
+        let err = load_file("[banking]\nbackend = \"http\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("banking.base_url"), "{err}");
     }
 
     #[test]

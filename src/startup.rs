@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::actions::Registry;
 use crate::branch::Branch;
-use crate::config::Settings;
+use crate::config::{BankBackend, Settings};
 use crate::content::Content;
 use crate::devices::DeviceBroker;
 use crate::dialog::Engine;
@@ -41,13 +41,15 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 
 /// The core-banking port the settings choose.
 fn bank_port(settings: &Settings, db: &Db) -> anyhow::Result<Arc<dyn CoreBanking>> {
-    Ok(match settings.banking.backend.as_str() {
-        "http" => Arc::new(crate::ports::banking::http::HttpBank::new(
+    Ok(match settings.banking.backend {
+        BankBackend::Http => Arc::new(crate::ports::banking::http::HttpBank::new(
             &settings.banking.base_url,
             settings.banking.api_token.clone(),
             Duration::from_millis(settings.banking.timeout_ms),
         )?),
-        _ => Arc::new(crate::ports::banking::sandbox::SandboxBank::new(db.clone())),
+        BankBackend::Sandbox => {
+            Arc::new(crate::ports::banking::sandbox::SandboxBank::new(db.clone()))
+        }
     })
 }
 

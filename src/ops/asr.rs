@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::config::Settings;
+use crate::config::{AsrBackend, Settings, TtsBackend};
 use crate::speech::vad::{Segmenter, SegmenterConfig, VadEvent, SAMPLE_RATE};
 use crate::speech::wav::read_wav;
 use crate::speech::Speech;
@@ -90,8 +90,8 @@ pub fn nlu_cer(reference: &str, hypothesis: &str) -> f64 {
 /// Loads speech as `serve` would, with the command's overrides.
 async fn load(settings: &Settings, flags: &AsrFlags) -> anyhow::Result<Arc<Speech>> {
     let mut s = settings.speech.clone();
-    if s.asr_backend == "off" {
-        s.asr_backend = "whisper".into();
+    if s.asr_backend == AsrBackend::Off {
+        s.asr_backend = AsrBackend::Whisper;
     }
     if let Some(m) = &flags.model {
         s.whisper_model = std::path::absolute(m)?;
@@ -104,7 +104,7 @@ async fn load(settings: &Settings, flags: &AsrFlags) -> anyhow::Result<Arc<Speec
     }
     s.correction = !flags.no_correct;
     s.fit_audio_ctx = !flags.full_window;
-    s.tts.backend = "off".into();
+    s.tts.backend = TtsBackend::Off;
     let content = crate::validate::load_content(settings)?;
     let speech = tokio::task::spawn_blocking(move || {
         let texts = crate::speech::knowledge_texts(&content);

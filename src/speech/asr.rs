@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::vad::SAMPLE_RATE;
 pub use super::BoxFuture;
-use crate::config::SpeechSettings;
+use crate::config::{AsrBackend, SpeechSettings};
 
 /// The longest audio one request may carry (whisper's window).
 pub const MAX_AUDIO_SECS: usize = 30;
@@ -51,7 +51,7 @@ pub enum AsrError {
 
 /// Recognises 16 kHz mono audio.
 pub trait Recognizer: Send + Sync {
-    /// `whisper` or `openai`.
+    /// The `[speech] asr_backend` value of this recogniser (`whisper`, `openai`).
     fn name(&self) -> &'static str;
     /// Recognises one utterance (samples in [-1, 1] at 16 kHz).
     fn transcribe(&self, audio: Vec<f32>) -> BoxFuture<'_, Result<Transcript, AsrError>>;
@@ -233,7 +233,7 @@ fn check_audio(audio: &[f32]) -> Result<(), AsrError> {
 
 impl Recognizer for WhisperAsr {
     fn name(&self) -> &'static str {
-        "whisper"
+        AsrBackend::Whisper.as_str()
     }
 
     fn transcribe(&self, audio: Vec<f32>) -> BoxFuture<'_, Result<Transcript, AsrError>> {
@@ -311,7 +311,7 @@ struct TextOnly {
 
 impl Recognizer for OpenAiAsr {
     fn name(&self) -> &'static str {
-        "openai"
+        AsrBackend::OpenAi.as_str()
     }
 
     fn transcribe(&self, audio: Vec<f32>) -> BoxFuture<'_, Result<Transcript, AsrError>> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// A boxed, sendable future: what the speech ports' methods return (object-safe traits).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-use crate::config::SpeechSettings;
+use crate::config::{AsrBackend, SpeechSettings};
 use crate::content::Content;
 use asr::{AsrError, Recognizer};
 use correct::{Change, Corrector};
@@ -85,47 +85,12 @@ impl Speech {
         knowledge_texts: &[String],
     ) -> Speech {
         let mut speech = Speech::off(settings);
-        match settings.asr_backend.as_str() {
-            "off" => speech
+        match settings.asr_backend {
+            AsrBackend::Off => speech
                 .notes
                 .push("speech recognition is off ([speech] asr_backend = \"off\")".into()),
-            "openai" => speech.asr = Some(Arc::new(asr::OpenAiAsr::new(settings))),
-            _ => {
-                let status = models::status(
-                    &settings.models_dir,
-                    &settings.whisper_model,
-                    &settings.vad_model,
-                );
-                if status.whisper.ok() {
-                    match asr::WhisperAsr::load(asr::WhisperOptions::from_settings(settings)) {
-                        Ok(a) => speech.asr = Some(Arc::new(a)),
-                        Err(e) => speech.notes.push(format!(
-                            "speech recognition is off: {e}; run `concierge models fetch`"
-                        )),
-                    }
-                } else {
-                    speech.notes.push(format!(
-                        "speech recognition is off: {} is {}; {}",
-                        status.whisper.path.display(),
-                        describe(&status.whisper.state),
-                        status.whisper.hint.clone().unwrap_or_default()
-                    ));
-                }
-                if status.vad.ok() {
-                    match vad::Silero::load(&status.vad.path) {
-                        Ok(s) => speech.silero = Some(Arc::new(s)),
-                        Err(e) => speech
-                            .notes
-                            .push(format!("Silero VAD is off ({e}); energy detection only")),
-                    }
-                } else if speech.asr.is_some() {
-                    speech.notes.push(format!(
-                        "Silero VAD is off: {} is {}; energy detection only",
-                        status.vad.path.display(),
-                        describe(&status.vad.state)
-                    ));
-                }
-            }
+            AsrBackend::OpenAi => speech.asr = Some(Arc::new(asr::OpenAiAsr::new(settings))),
+            AsrBackend::Whisper => speech.load_whisper(settings),
         }
         if speech.asr.is_some() && settings.correction {
             speech.corrector = Some(Arc::new(Corrector::from_content(content, knowledge_texts)));
@@ -135,6 +100,45 @@ impl Speech {
             Err(e) => speech.notes.push(format!("speech synthesis is off: {e}")),
         }
         speech
+    }
+
+    /// Loads whisper and Silero from the models folder; what is missing or broken becomes a
+    /// note (the node then runs text-only, or with energy detection only).
+    fn load_whisper(&mut self, settings: &SpeechSettings) {
+        let status = models::status(
+            &settings.models_dir,
+            &settings.whisper_model,
+            &settings.vad_model,
+        );
+        if status.whisper.ok() {
+            match asr::WhisperAsr::load(asr::WhisperOptions::from_settings(settings)) {
+                Ok(a) => self.asr = Some(Arc::new(a)),
+                Err(e) => self.notes.push(format!(
+                    "speech recognition is off: {e}; run `concierge models fetch`"
+                )),
+            }
+        } else {
+            self.notes.push(format!(
+                "speech recognition is off: {} is {}; {}",
+                status.whisper.path.display(),
+                describe(&status.whisper.state),
+                status.whisper.hint.clone().unwrap_or_default()
+            ));
+        }
+        if status.vad.ok() {
+            match vad::Silero::load(&status.vad.path) {
+                Ok(s) => self.silero = Some(Arc::new(s)),
+                Err(e) => self
+                    .notes
+                    .push(format!("Silero VAD is off ({e}); energy detection only")),
+            }
+        } else if self.asr.is_some() {
+            self.notes.push(format!(
+                "Silero VAD is off: {} is {}; energy detection only",
+                status.vad.path.display(),
+                describe(&status.vad.state)
+            ));
+        }
     }
 
     /// Recognises one utterance and corrects it onto the domain lexicon.

@@ -19,7 +19,7 @@ pub use super::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::TtsSettings;
+use crate::config::{self, TtsSettings};
 use crate::content::VoiceProfile;
 use crate::speech::reading::for_reading;
 
@@ -201,8 +201,9 @@ impl Pcm {
 
 /// One synthesis engine. Object-safe: [`Tts`] holds them as `Arc<dyn TtsBackend>`.
 pub trait TtsBackend: Send + Sync + std::fmt::Debug {
-    /// The engine name voice profiles use (`espeak-ng`, `openai`).
-    fn engine(&self) -> &'static str;
+    /// The `[speech.tts] backend` this engine is (voice profiles name it by
+    /// [`config::TtsBackend::voice_engine`]).
+    fn backend(&self) -> config::TtsBackend;
 
     /// Synthesises `text` (already normalised for reading) with `voice`.
     fn synthesize<'a>(
@@ -311,8 +312,8 @@ impl EspeakBackend {
 }
 
 impl TtsBackend for EspeakBackend {
-    fn engine(&self) -> &'static str {
-        "espeak-ng"
+    fn backend(&self) -> config::TtsBackend {
+        config::TtsBackend::Espeak
     }
 
     fn synthesize<'a>(
@@ -399,8 +400,8 @@ impl OpenAiBackend {
 }
 
 impl TtsBackend for OpenAiBackend {
-    fn engine(&self) -> &'static str {
-        "openai"
+    fn backend(&self) -> config::TtsBackend {
+        config::TtsBackend::OpenAi
     }
 
     fn synthesize<'a>(
@@ -420,7 +421,7 @@ impl TtsBackend for OpenAiBackend {
 pub struct Tts {
     voice: VoiceProfile,
     elder: Option<VoiceProfile>,
-    backends: BTreeMap<&'static str, Arc<dyn TtsBackend>>,
+    backends: BTreeMap<config::TtsBackend, Arc<dyn TtsBackend>>,
     max_chars: usize,
 }
 
@@ -431,15 +432,8 @@ pub fn build(
     settings: &TtsSettings,
     voices: &BTreeMap<String, VoiceProfile>,
 ) -> Result<Option<Tts>, TtsError> {
-    let engine = match settings.backend.as_str() {
-        "off" => return Ok(None),
-        "espeak" | "espeak-ng" => "espeak-ng",
-        "openai" => "openai",
-        other => {
-            return Err(TtsError::Config(format!(
-                "[speech.tts] backend `{other}` must be espeak, openai or off"
-            )))
-        }
+    let Some(engine) = settings.backend.voice_engine() else {
+        return Ok(None);
     };
     if settings.max_chars == 0 {
         return Err(TtsError::Config(
@@ -456,7 +450,7 @@ pub fn build(
     })?;
     let elder = voices.get(&format!("{}-elder", settings.voice));
     for v in std::iter::once(voice).chain(elder) {
-        if v.engine != engine {
+        if config::TtsBackend::for_voice_engine(&v.engine) != Some(settings.backend) {
             return Err(TtsError::Config(format!(
                 "voice `{}` (voices/{}.yaml) is for engine {} but [speech.tts] backend is {}; \
                  pick a voice written for {engine} (available: {})",
@@ -469,9 +463,9 @@ pub fn build(
         }
     }
     let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-    let mut backends: BTreeMap<&'static str, Arc<dyn TtsBackend>> = BTreeMap::new();
+    let mut backends: BTreeMap<config::TtsBackend, Arc<dyn TtsBackend>> = BTreeMap::new();
     backends.insert(
-        "espeak-ng",
+        config::TtsBackend::Espeak,
         Arc::new(EspeakBackend {
             binary: settings.espeak_binary.clone(),
             timeout,
@@ -479,7 +473,7 @@ pub fn build(
         }),
     );
     backends.insert(
-        "openai",
+        config::TtsBackend::OpenAi,
         Arc::new(OpenAiBackend {
             base_url: settings.openai_base_url.clone(),
             api_key: settings.openai_api_key.clone(),
@@ -498,9 +492,9 @@ pub fn build(
 }
 
 impl Tts {
-    /// Replaces the backend of `backend.engine()` (tests use fakes).
+    /// Replaces the backend of `backend.backend()` (tests use fakes).
     pub fn with_backend(mut self, backend: Arc<dyn TtsBackend>) -> Tts {
-        self.backends.insert(backend.engine(), backend);
+        self.backends.insert(backend.backend(), backend);
         self
     }
 
@@ -534,7 +528,9 @@ impl Tts {
         if read.trim().is_empty() {
             return Err(TtsError::EmptyText);
         }
-        let backend = self.backends.get(voice.engine.as_str()).ok_or_else(|| {
+        let backend =
+            config::TtsBackend::for_voice_engine(&voice.engine).and_then(|b| self.backends.get(&b));
+        let backend = backend.ok_or_else(|| {
             TtsError::Config(format!(
                 "voice `{}` names engine `{}`, which has no backend",
                 voice.name, voice.engine
@@ -682,8 +678,8 @@ mod tests {
     struct Recorder(std::sync::Mutex<Vec<(String, String)>>);
 
     impl TtsBackend for Recorder {
-        fn engine(&self) -> &'static str {
-            "espeak-ng"
+        fn backend(&self) -> config::TtsBackend {
+            config::TtsBackend::Espeak
         }
         fn synthesize<'a>(
             &'a self,
@@ -712,7 +708,7 @@ mod tests {
 
     fn settings(backend: &str, voice: &str) -> TtsSettings {
         TtsSettings {
-            backend: backend.into(),
+            backend: backend.parse().unwrap(),
             voice: voice.into(),
             espeak_binary: "espeak-ng".into(),
             openai_base_url: "http://127.0.0.1:9/v1".into(),
@@ -769,8 +765,6 @@ mod tests {
         assert!(message.contains("cloud, xiaoan, xiaoan-elder"), "{message}");
         let err = build(&settings("openai", "xiaoan"), &voices()).unwrap_err();
         assert!(err.to_string().contains("engine espeak-ng"), "{err}");
-        let err = build(&settings("festival", "xiaoan"), &voices()).unwrap_err();
-        assert!(err.to_string().contains("espeak, openai or off"), "{err}");
         let tts = build(&settings("openai", "cloud"), &voices())
             .unwrap()
             .unwrap();

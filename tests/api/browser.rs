@@ -1149,7 +1149,7 @@ async fn a_customer_speaks_into_the_kiosk_microphone_and_is_understood() {
         return;
     };
     let app = spawn_app_with(Engine::Sqlite, move |s| {
-        s.speech.asr_backend = "whisper".into();
+        s.speech.asr_backend = concierge::config::AsrBackend::Whisper;
         s.speech.models_dir = models;
     })
     .await;

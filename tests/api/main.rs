@@ -10,6 +10,7 @@ mod architecture;
 mod banking;
 mod browser;
 mod cli;
+mod contracts;
 mod conversations;
 mod floor;
 mod http;

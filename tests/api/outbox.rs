@@ -35,7 +35,7 @@ const DEADLINE: Duration = Duration::from_secs(8);
 
 /// What the receiver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Ok,
     Fail,
     /// Answers long after the outbox's 300 ms timeout.
@@ -44,25 +44,25 @@ enum Mode {
     Slow,
 }
 
-struct Received {
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     mode: Mutex<Mode>,
-    log: Mutex<Vec<Received>>,
+    pub(crate) log: Mutex<Vec<Received>>,
 }
 
 /// A local webhook receiver that records every request.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Receiver {
     /// Listening on a free port.
-    async fn up() -> Receiver {
+    pub(crate) async fn up() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let receiver = Receiver::new(listener.local_addr().unwrap().port());
         receiver.serve(listener);
@@ -70,7 +70,7 @@ impl Receiver {
     }
 
     /// Down: a port nothing listens on (yet); [`Receiver::start`] brings it up.
-    fn down() -> Receiver {
+    pub(crate) fn down() -> Receiver {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         Receiver::new(probe.local_addr().unwrap().port())
     }
@@ -85,7 +85,7 @@ impl Receiver {
         }
     }
 
-    async fn start(&self) {
+    pub(crate) async fn start(&self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -99,24 +99,24 @@ impl Receiver {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    fn set(&self, mode: Mode) {
+    pub(crate) fn set(&self, mode: Mode) {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.shared.log.lock().unwrap().len()
     }
 
-    fn header(&self, i: usize, name: &str) -> String {
+    pub(crate) fn header(&self, i: usize, name: &str) -> String {
         let log = self.shared.log.lock().unwrap();
         log[i].headers[name].to_str().unwrap().to_string()
     }
 
-    fn event_ids(&self) -> Vec<String> {
+    pub(crate) fn event_ids(&self) -> Vec<String> {
         let log = self.shared.log.lock().unwrap();
         log.iter()
             .map(|r| {
@@ -248,7 +248,7 @@ async fn deliver_until(
 }
 
 /// HMAC-SHA256 written out here from RFC 2104, independently of the code under test.
-fn expected_signature(key: &[u8], body: &[u8]) -> String {
+pub(crate) fn expected_signature(key: &[u8], body: &[u8]) -> String {
     let mut k = [0u8; 64];
     k[..key.len()].copy_from_slice(key);
     let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();

@@ -21,18 +21,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-fn fixture(name: &str) -> PathBuf {
+/// A clip of tests/fixtures/audio.
+pub fn fixture(name: &str) -> PathBuf {
     project_root().join("tests/fixtures/audio").join(name)
 }
 
-fn expected_texts() -> std::collections::BTreeMap<String, String> {
+/// What each fixture clip says, by file name.
+pub fn expected_texts() -> std::collections::BTreeMap<String, String> {
     concierge::ops::asr::load_transcripts(&fixture("transcripts.jsonl")).unwrap()
 }
 
 /// Speech loaded as `serve` loads it, from the fetched models.
 fn load_speech(models: &Path) -> Speech {
     let mut settings = concierge::config::Settings::for_tests("sqlite::memory:", &project_root());
-    settings.speech.asr_backend = "whisper".into();
+    settings.speech.asr_backend = concierge::config::AsrBackend::Whisper;
     settings.speech.models_dir = models.to_path_buf();
     let content = concierge::validate::load_content(&settings).unwrap();
     let texts = concierge::speech::knowledge_texts(&content);
@@ -43,7 +45,7 @@ fn load_speech(models: &Path) -> Speech {
 async fn hearing_app(models: &Path) -> TestApp {
     let models = models.to_path_buf();
     spawn_app_with(Engine::Sqlite, move |s| {
-        s.speech.asr_backend = "whisper".into();
+        s.speech.asr_backend = concierge::config::AsrBackend::Whisper;
         s.speech.models_dir = models;
     })
     .await

@@ -1,82 +1,18 @@
 //! Speech synthesis: real espeak-ng with the project's voice profiles, and the
 //! OpenAI-compatible backend against a local fake speech server (good answers, errors,
 //! garbage and a server that never answers).
+//!
+//! The contract every backend meets, and the fake speech server, are in `contracts::tts`.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
-use concierge::config::Settings;
-use concierge::config::TtsSettings;
-use concierge::content::{Content, VoiceProfile};
-use concierge::speech::tts::{self, Pcm, Tts, TtsError};
-use secrecy::SecretString;
-use serde_json::{json, Value};
+use concierge::config::{Settings, TtsBackend};
+use concierge::content::Content;
+use concierge::speech::tts::{self, TtsError};
+use serde_json::json;
 
+use crate::contracts::tts::{cloud, espeak, fake_server, peak, project_tts, Behaviour};
 use crate::helpers::*;
-
-/// The project's `[speech.tts]` settings and voices/ profiles.
-fn project_tts() -> (TtsSettings, BTreeMap<String, VoiceProfile>) {
-    let settings = Settings::for_tests("sqlite::memory:", &project_root());
-    let content = Content::load(&settings.data, &concierge::actions::Registry::standard())
-        .expect("project data loads");
-    (settings.speech.tts, content.voices)
-}
-
-fn espeak() -> Tts {
-    let (settings, voices) = project_tts();
-    tts::build(&settings, &voices)
-        .expect("the default voice exists")
-        .expect("tts is on by default")
-}
-
-/// Peak amplitude, to tell speech from silence.
-fn peak(pcm: &Pcm) -> i32 {
-    pcm.samples
-        .iter()
-        .map(|s| i32::from(*s).abs())
-        .max()
-        .unwrap_or(0)
-}
-
-/// What every backend must do, checked against each (espeak-ng, and the OpenAI backend on
-/// the fake server).
-async fn tts_contract(tts: &Tts) {
-    tts.check().await.expect("check passes");
-    let text = "您好，请问办理什么业务？";
-    let normal = tts.speak(text, false).await.unwrap();
-    assert!(normal.sample_rate >= 8000, "{}", normal.sample_rate);
-    let ms = normal.duration_ms();
-    assert!((700..15_000).contains(&ms), "{ms} ms");
-    assert!(peak(&normal) > 1000, "peak {}", peak(&normal));
-    assert!(normal.rms() > 100.0, "rms {}", normal.rms());
-    assert_ne!(tts.voice(true).name, tts.voice(false).name);
-    let elder = tts.speak(text, true).await.unwrap();
-    assert!(
-        elder.duration_ms() as f64 > ms as f64 * 1.15,
-        "elder {} ms, normal {ms} ms",
-        elder.duration_ms()
-    );
-    let err = tts.speak("😊", false).await.unwrap_err();
-    assert_eq!(err.code(), "tts_empty_text");
-}
-
-#[tokio::test]
-async fn espeak_meets_the_tts_contract() {
-    // espeak-ng must be installed: apt-get install espeak-ng.
-    tts_contract(&espeak()).await;
-}
-
-#[tokio::test]
-async fn the_openai_backend_meets_the_tts_contract() {
-    let (url, _) = fake_server(Behaviour::Wav).await;
-    tts_contract(&cloud(&url, "k")).await;
-}
 
 #[tokio::test]
 async fn espeak_reads_numbers_as_words() {
@@ -137,116 +73,8 @@ async fn a_default_voice_without_a_profile_is_reported_with_the_voices_available
     let message = err.to_string();
     assert!(message.contains("voices/xiaoming.yaml"), "{message}");
     assert!(message.contains("xiaoan, xiaoan-elder"), "{message}");
-    settings.backend = "off".into();
+    settings.backend = TtsBackend::Off;
     assert!(tts::build(&settings, &voices).unwrap().is_none());
-}
-
-// ---------------------------------------------------------------------------------------
-// OpenAI-compatible backend against a fake speech server.
-
-/// How the fake speech server answers.
-#[derive(Clone, Copy)]
-enum Behaviour {
-    Wav,
-    ServerError,
-    Garbage,
-    Hang,
-}
-
-/// The requests the fake saw: the Authorization header and the JSON body.
-type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
-
-#[derive(Clone)]
-struct Fake {
-    behaviour: Behaviour,
-    seen: Seen,
-}
-
-async fn fake_speech(
-    State(fake): State<Fake>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> axum::response::Response {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    fake.seen.lock().unwrap().push((auth, body.clone()));
-    match fake.behaviour {
-        Behaviour::Wav => {
-            // One second of a 440 Hz tone per ten input characters, 24 kHz like OpenAI.
-            // Slower speeds take proportionally longer, like a real server.
-            let chars = body["input"].as_str().unwrap_or("").chars().count();
-            let speed = body["speed"].as_f64().unwrap_or(1.0);
-            let n = (2400.0 * chars.max(1) as f64 / speed) as usize;
-            let pcm = Pcm {
-                sample_rate: 24_000,
-                samples: (0..n)
-                    .map(|i| {
-                        ((i as f64 * 440.0 * std::f64::consts::TAU / 24_000.0).sin() * 10_000.0)
-                            as i16
-                    })
-                    .collect(),
-            };
-            ([("content-type", "audio/wav")], pcm.to_wav_bytes()).into_response()
-        }
-        Behaviour::ServerError => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": {"message": "model overloaded"}})),
-        )
-            .into_response(),
-        Behaviour::Garbage => {
-            ([("content-type", "audio/wav")], "<html>not audio</html>").into_response()
-        }
-        Behaviour::Hang => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            StatusCode::OK.into_response()
-        }
-    }
-}
-
-/// Starts a fake speech server on 127.0.0.1:0; returns its base URL (…/v1) and what it saw.
-async fn fake_server(behaviour: Behaviour) -> (String, Seen) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let app = Router::new()
-        .route("/v1/audio/speech", post(fake_speech))
-        .with_state(Fake {
-            behaviour,
-            seen: seen.clone(),
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (format!("http://{addr}/v1"), seen)
-}
-
-fn cloud_voices() -> BTreeMap<String, VoiceProfile> {
-    let voice = |name: &str, speed: Option<f64>| VoiceProfile {
-        name: name.into(),
-        engine: "openai".into(),
-        voice: "xiaoan-zh".into(),
-        rate: 165,
-        pitch: 50,
-        speed,
-        lexicon: [("行长".to_string(), "航长".to_string())].into(),
-    };
-    [voice("cloud", None), voice("cloud-elder", Some(0.8))]
-        .into_iter()
-        .map(|v| (v.name.clone(), v))
-        .collect()
-}
-
-fn cloud(base_url: &str, key: &str) -> Tts {
-    let (mut settings, _) = project_tts();
-    settings.backend = "openai".into();
-    settings.voice = "cloud".into();
-    settings.openai_base_url = base_url.into();
-    settings.openai_api_key = SecretString::from(key.to_string());
-    settings.openai_model = "cosyvoice-2".into();
-    settings.timeout_ms = 1500;
-    tts::build(&settings, &cloud_voices()).unwrap().unwrap()
 }
 
 #[tokio::test]

@@ -11,8 +11,10 @@
 //! | `GET {base}/cards/{handle}/balance` | — | `{"balance_cents": i64}` or `404` |
 //! | `POST {base}/cards/{handle}/freeze` | `{"reason"}` | `200` or `404` |
 //!
-//! Any other status, a timeout or a malformed body is an error (the flow's `on_error`);
-//! bodies larger than 1 MiB are refused. Identifiers are never logged.
+//! No answer or a timeout is [`BankError::Unavailable`], any other status
+//! [`BankError::Rejected`], a malformed body or one larger than 1 MiB
+//! [`BankError::BadResponse`]: the flow's `on_error` path, with the error's code. Identifiers
+//! are never logged, nor put in errors (URLs carry them: they are left out).
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Card, CoreBanking, Customer};
+use super::{BankError, BankResult, Card, CoreBanking, Customer};
 
 /// Largest answer body accepted.
 const MAX_BODY: usize = 1024 * 1024;
@@ -72,8 +74,10 @@ impl HttpBank {
         })
     }
 
-    fn url(&self, path: &str) -> anyhow::Result<url::Url> {
-        self.base.join(path).context("bad banking path")
+    fn url(&self, path: &str) -> BankResult<url::Url> {
+        self.base
+            .join(path)
+            .map_err(|e| BankError::Internal(format!("bad banking path: {e}")))
     }
 
     /// Sends a request; `Ok(None)` for 404, the parsed body for 2xx, else an error.
@@ -81,39 +85,38 @@ impl HttpBank {
         &self,
         req: reqwest::RequestBuilder,
         what: &str,
-    ) -> anyhow::Result<Option<T>> {
+    ) -> BankResult<Option<T>> {
         let res = req
             .bearer_auth(self.token.expose_secret())
             .send()
             .await
-            .with_context(|| format!("core banking {what}: no answer"))?;
+            .map_err(|e| transport(what, e))?;
         let status = res.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !status.is_success() {
-            anyhow::bail!("core banking {what}: status {status}");
+            return Err(BankError::Rejected(format!("{what}: status {status}")));
         }
+        let too_large = || BankError::BadResponse(format!("{what}: answer too large"));
         if res.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            anyhow::bail!("core banking {what}: answer too large");
+            return Err(too_large());
         }
-        let bytes = res
-            .bytes()
-            .await
-            .with_context(|| format!("core banking {what}: body"))?;
-        anyhow::ensure!(
-            bytes.len() <= MAX_BODY,
-            "core banking {what}: answer too large"
-        );
-        if bytes.is_empty() {
-            // 200 without a body (freeze): only `()`-like answers accept it.
-            return serde_json::from_slice(b"null")
-                .map(Some)
-                .with_context(|| format!("core banking {what}: empty answer"));
+        let bytes = res.bytes().await.map_err(|e| transport(what, e))?;
+        if bytes.len() > MAX_BODY {
+            return Err(too_large());
         }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("core banking {what}: malformed answer"))
+        // 200 without a body (freeze): only `()`-like answers accept it.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        // Where and how it is malformed, not serde's message: that can quote the body.
+        serde_json::from_slice(body).map(Some).map_err(|e| {
+            BankError::BadResponse(format!(
+                "{what}: malformed answer ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     fn seg(s: &str) -> String {
@@ -121,11 +124,27 @@ impl HttpBank {
     }
 }
 
+/// A request that got no (whole) answer: the host is unavailable. The URL is left out of
+/// the message (it carries identifiers).
+fn transport(what: &str, e: reqwest::Error) -> BankError {
+    if e.is_builder() {
+        return BankError::Internal(format!("{what}: {}", e.without_url()));
+    }
+    let why = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        e.without_url().to_string()
+    };
+    BankError::Unavailable(format!("{what}: no answer ({why})"))
+}
+
 impl CoreBanking for HttpBank {
     fn customer_by_id_number<'a>(
         &'a self,
         id_number: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<Customer>>> {
+    ) -> BoxFuture<'a, BankResult<Option<Customer>>> {
         Box::pin(async move {
             let req = self
                 .client
@@ -139,7 +158,7 @@ impl CoreBanking for HttpBank {
         &'a self,
         customer_id: &'a str,
         phone: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+    ) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(async move {
             let url = self.url(&format!(
                 "customers/{}/verify-phone",
@@ -153,7 +172,7 @@ impl CoreBanking for HttpBank {
         })
     }
 
-    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<Card>>> {
+    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, BankResult<Vec<Card>>> {
         Box::pin(async move {
             let url = self.url(&format!("customers/{}/cards", Self::seg(customer_id)))?;
             Ok(self
@@ -167,7 +186,7 @@ impl CoreBanking for HttpBank {
         &'a self,
         card: &'a str,
         pin_block: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+    ) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(async move {
             let url = self.url(&format!("cards/{}/verify-pin", Self::seg(card)))?;
             let req = self
@@ -181,7 +200,7 @@ impl CoreBanking for HttpBank {
         })
     }
 
-    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, anyhow::Result<Option<i64>>> {
+    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, BankResult<Option<i64>>> {
         Box::pin(async move {
             let url = self.url(&format!("cards/{}/balance", Self::seg(card)))?;
             Ok(self
@@ -191,7 +210,7 @@ impl CoreBanking for HttpBank {
         })
     }
 
-    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(async move {
             let url = self.url(&format!("cards/{}/freeze", Self::seg(card)))?;
             let req = self.client.post(url).json(&json!({ "reason": reason }));

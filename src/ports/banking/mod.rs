@@ -2,13 +2,54 @@
 //! number, verify the reserved phone and the PIN, list cards, read a balance, freeze a
 //! card), as the [`CoreBanking`] trait. Two implementations: the sandbox bank in the
 //! database ([`sandbox`], the embedded default) and an HTTP adapter for a real host
-//! ([`http`], endpoints under a configured base URL).
+//! ([`http`], endpoints under a configured base URL). Calls fail with a [`BankError`],
+//! whose [`code`](BankError::code) a flow's `on_error` path sees in its `error` slot.
 
 pub mod http;
 pub mod sandbox;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+
+/// Why a call to the bank failed. The messages name the call, never an identifier.
+#[derive(Debug, thiserror::Error)]
+pub enum BankError {
+    /// The host could not be reached, or did not answer within `banking.timeout_ms`.
+    #[error("core banking unavailable: {0}")]
+    Unavailable(String),
+    /// The host refused the call: it answered with a status other than success or
+    /// not-found (a 500, a 401 for a wrong token).
+    #[error("core banking refused: {0}")]
+    Rejected(String),
+    /// The host answered with something unreadable: not the JSON agreed, or too large.
+    #[error("core banking answer unreadable: {0}")]
+    BadResponse(String),
+    /// Concierge itself failed: the sandbox's database, an URL that cannot be built.
+    #[error("core banking internal error: {0}")]
+    Internal(String),
+}
+
+impl BankError {
+    /// The stable code a flow sees (its `error` slot and `on_error` path) and logs show.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BankError::Unavailable(_) => "bank_unavailable",
+            BankError::Rejected(_) => "bank_rejected",
+            BankError::BadResponse(_) => "bank_bad_response",
+            BankError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for BankError {
+    /// A database failure (the sandbox bank's tables).
+    fn from(e: sqlx::Error) -> BankError {
+        BankError::Internal(format!("database: {e}"))
+    }
+}
+
+/// What a [`CoreBanking`] call returns.
+pub type BankResult<T> = Result<T, BankError>;
 
 /// What journeys need from the bank's host. Identifiers cross this boundary only as the
 /// customer said or the device read them; what comes back is masked (except the opaque
@@ -18,25 +59,25 @@ pub trait CoreBanking: Send + Sync {
     fn customer_by_id_number<'a>(
         &'a self,
         id_number: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<Customer>>>;
+    ) -> BoxFuture<'a, BankResult<Option<Customer>>>;
     /// Whether `phone` is the customer's reserved phone.
     fn phone_matches<'a>(
         &'a self,
         customer_id: &'a str,
         phone: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    ) -> BoxFuture<'a, BankResult<bool>>;
     /// The customer's cards.
-    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<Card>>>;
+    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, BankResult<Vec<Card>>>;
     /// Whether a PIN block from the PIN pad is the card's PIN.
     fn pin_matches<'a>(
         &'a self,
         card: &'a str,
         pin_block: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    ) -> BoxFuture<'a, BankResult<bool>>;
     /// The card's balance in cents; `None` for an unknown card.
-    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, anyhow::Result<Option<i64>>>;
+    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, BankResult<Option<i64>>>;
     /// Freezes a card (idempotent); false for an unknown card.
-    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, anyhow::Result<bool>>;
+    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, BankResult<bool>>;
 }
 
 /// A customer as journeys see them: identifiers only in masked form.

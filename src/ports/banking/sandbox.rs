@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use futures_util::future::BoxFuture;
 
-use super::{yuan_to_cents, Card, CoreBanking, Customer};
+use super::{yuan_to_cents, BankResult, Card, CoreBanking, Customer};
 use crate::access::masking::mask_pii;
 use crate::access::tokens::{hash, hash_password, verify_password};
 use crate::domain::ids::{gb11643_ok, luhn_ok};
@@ -141,7 +141,7 @@ impl SandboxBank {
     }
 
     /// The customer an ID card belongs to.
-    pub async fn customer_by_id_number(&self, id_number: &str) -> anyhow::Result<Option<Customer>> {
+    pub async fn customer_by_id_number(&self, id_number: &str) -> BankResult<Option<Customer>> {
         let row = sqlx::query(
             "SELECT id, name, id_number_masked, phone_masked FROM bank_customers \
              WHERE id_number_hash = $1",
@@ -158,7 +158,7 @@ impl SandboxBank {
     }
 
     /// Whether `phone` is the customer's reserved phone.
-    pub async fn phone_matches(&self, customer_id: &str, phone: &str) -> anyhow::Result<bool> {
+    pub async fn phone_matches(&self, customer_id: &str, phone: &str) -> BankResult<bool> {
         let row = sqlx::query("SELECT phone_hash FROM bank_customers WHERE id = $1")
             .bind(customer_id)
             .fetch_optional(&self.db.pool)
@@ -167,7 +167,7 @@ impl SandboxBank {
     }
 
     /// The customer's cards, in a stable order.
-    pub async fn cards(&self, customer_id: &str) -> anyhow::Result<Vec<Card>> {
+    pub async fn cards(&self, customer_id: &str) -> BankResult<Vec<Card>> {
         let rows = sqlx::query(
             "SELECT card_hash, last4, masked, kind, status FROM bank_cards \
              WHERE customer_id = $1 ORDER BY last4, card_hash",
@@ -188,7 +188,7 @@ impl SandboxBank {
     }
 
     /// Whether `pin_block` (from the PIN pad) is the card's PIN.
-    pub async fn pin_matches(&self, card: &str, pin_block: &str) -> anyhow::Result<bool> {
+    pub async fn pin_matches(&self, card: &str, pin_block: &str) -> BankResult<bool> {
         let row = sqlx::query("SELECT pin_hash FROM bank_cards WHERE card_hash = $1")
             .bind(card)
             .fetch_optional(&self.db.pool)
@@ -197,7 +197,7 @@ impl SandboxBank {
     }
 
     /// The card's balance in cents (for the screen only: never spoken, never logged).
-    pub async fn balance_cents(&self, card: &str) -> anyhow::Result<Option<i64>> {
+    pub async fn balance_cents(&self, card: &str) -> BankResult<Option<i64>> {
         let row = sqlx::query("SELECT balance_cents FROM bank_cards WHERE card_hash = $1")
             .bind(card)
             .fetch_optional(&self.db.pool)
@@ -207,7 +207,7 @@ impl SandboxBank {
 
     /// Freezes a card (loss report). Freezing a frozen card is a no-op that still succeeds,
     /// so a retried request cannot fail the customer. Returns false for an unknown card.
-    pub async fn freeze(&self, card: &str, reason: &str) -> anyhow::Result<bool> {
+    pub async fn freeze(&self, card: &str, reason: &str) -> BankResult<bool> {
         let done = sqlx::query(
             "UPDATE bank_cards SET status = 'frozen', frozen_reason = $2, frozen_at = $3 \
              WHERE card_hash = $1 AND status <> 'frozen'",
@@ -233,30 +233,30 @@ impl CoreBanking for SandboxBank {
     fn customer_by_id_number<'a>(
         &'a self,
         id_number: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<Customer>>> {
+    ) -> BoxFuture<'a, BankResult<Option<Customer>>> {
         Box::pin(SandboxBank::customer_by_id_number(self, id_number))
     }
     fn phone_matches<'a>(
         &'a self,
         customer_id: &'a str,
         phone: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+    ) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(SandboxBank::phone_matches(self, customer_id, phone))
     }
-    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<Card>>> {
+    fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, BankResult<Vec<Card>>> {
         Box::pin(SandboxBank::cards(self, customer_id))
     }
     fn pin_matches<'a>(
         &'a self,
         card: &'a str,
         pin_block: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+    ) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(SandboxBank::pin_matches(self, card, pin_block))
     }
-    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, anyhow::Result<Option<i64>>> {
+    fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, BankResult<Option<i64>>> {
         Box::pin(SandboxBank::balance_cents(self, card))
     }
-    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, BankResult<bool>> {
         Box::pin(SandboxBank::freeze(self, card, reason))
     }
 }
