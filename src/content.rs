@@ -220,7 +220,7 @@ fn load_voices(dir: &Path, errors: &mut Vec<DataError>) -> BTreeMap<String, Voic
             line: line_of(&text, key),
             message,
         };
-        if !["espeak-ng", "openai"].contains(&voice.engine.as_str()) {
+        if crate::config::TtsBackend::for_voice_engine(&voice.engine).is_none() {
             errors.push(err(
                 "engine:",
                 format!("engine `{}` must be espeak-ng or openai", voice.engine),

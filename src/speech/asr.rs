@@ -338,7 +338,7 @@ impl Recognizer for OpenAiAsr {
                 .map_err(|_| AsrError::Service("timed out".into()))?
                 .map_err(|e| AsrError::Service(e.to_string()))?;
             Ok(Transcript {
-                text: response.text.trim().chars().take(500).collect(),
+                text: crate::text::cut_utterance(response.text.trim()),
                 no_speech_prob: 0.0,
                 processing: started.elapsed(),
             })

@@ -1,6 +1,7 @@
 //! Chinese text handling shared by the NLU, knowledge search and speech: normalisation
 //! (width, Traditional → Simplified, case, filler words; [`normalize`]), numerals read and
-//! rewritten as digits ([`numbers`]), and the one jieba word dictionary ([`jieba`]).
+//! rewritten as digits ([`numbers`]), currency codes and names ([`currency`]), the one jieba
+//! word dictionary ([`jieba`]) and the utterance length limit ([`cut_utterance`]).
 
 pub mod currency;
 pub mod normalize;
