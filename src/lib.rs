@@ -16,7 +16,7 @@
 //! - [`domain`]: the clock (and its port), identifiers parsed once, identifiers that print
 //!   only masked, masking of personal data, check digits.
 //! - [`text`]: Chinese text shared by NLU, knowledge and speech: normalisation, numerals,
-//!   the one jieba dictionary.
+//!   currency names, the jieba dictionary, the utterance length limit.
 //! - [`config`]: every setting, layered (embedded defaults → file → env → flags).
 //! - [`error`]: the HTTP error type. [`store`]: the database (SQLite or PostgreSQL).
 //!   [`telemetry`]: logs and metrics.

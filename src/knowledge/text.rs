@@ -141,14 +141,8 @@ impl std::fmt::Debug for Analyzer {
 impl Analyzer {
     /// jieba's dictionary plus `words` (synonyms, domain terms) as whole words.
     pub fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Analyzer {
-        let mut jieba = crate::text::jieba().clone();
-        for w in words {
-            let w = fold(w);
-            if !w.is_empty() {
-                // A high frequency: a listed word stays whole ("止付" is not cut into 止/付).
-                jieba.add_word(&w, Some(100_000), None);
-            }
-        }
+        let folded: Vec<String> = words.into_iter().map(fold).collect();
+        let jieba = crate::text::jieba_with(folded.iter().map(String::as_str));
         Analyzer {
             jieba: Arc::new(jieba),
             stop: Arc::new(STOP_WORDS.iter().copied().collect()),
