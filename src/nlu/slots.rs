@@ -581,9 +581,6 @@ mod tests {
         assert_eq!(get("你好", "service"), None);
     }
 
-    #[test]
-    fn check_digit_algorithms() {}
-
     proptest! {
         /// Any future month/day written "M月D号" resolves to that month and day, or is
         /// rejected when no such day exists.
