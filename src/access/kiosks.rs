@@ -5,6 +5,7 @@ use kiosk_protocol::PeerRole;
 use sqlx::Row;
 
 use crate::access::tokens;
+use crate::domain::names::KioskId;
 use crate::store::{now_ms, Db};
 
 /// A registered kiosk.
@@ -42,14 +43,10 @@ pub enum KioskAuth {
     BadToken,
 }
 
-/// Checks an operator-supplied id: 1–64 of `[A-Za-z0-9_-]`.
+/// Checks an operator-supplied id: 1–64 of `[A-Za-z0-9_-]` (the shape of
+/// [`KioskId`] and [`crate::domain::names::BranchId`] alike).
 pub fn validate_id(what: &'static str, value: &str) -> Result<(), KioskError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if KioskId::parse(value).is_ok() {
         Ok(())
     } else {
         Err(KioskError::InvalidId {

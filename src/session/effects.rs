@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::actions::Call;
+use crate::actions::{failed, Call};
 use crate::devices::audit::{self, Caller};
 use crate::dialog::{Effect, EffectResult};
 use crate::handoff::NewHandoff;
@@ -123,8 +123,4 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
             }
         }
     }
-}
-
-fn failed(code: &str, note: &str) -> EffectResult {
-    crate::actions::failed(code, note)
 }
