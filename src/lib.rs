@@ -26,6 +26,7 @@
 //! - [`nlu`]: intents (and their data), slots, the classifier, risk flags.
 //! - [`dialog`]: flows as data and the engine that turns an understood input into replies
 //!   and effects.
+//! - [`embedding`]: sentence embeddings (the port, the local e5 model, a remote server).
 //! - [`knowledge`]: versioned articles, review, search and answers.
 //! - [`speech`]: recognition, VAD, synthesis, voices, domain correction, model files.
 //! - [`content`]: the data folders loaded (`dialogs/`, `knowledge/`, `voices/`).
@@ -63,6 +64,7 @@ pub mod datafile;
 pub mod devices;
 pub mod dialog;
 pub mod domain;
+pub mod embedding;
 pub mod error;
 pub mod handoff;
 pub mod knowledge;

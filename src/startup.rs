@@ -133,6 +133,7 @@ impl Application {
             services,
             engine,
             content,
+            embedder: None,
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),
             metrics,

@@ -26,6 +26,8 @@ pub struct AppState {
     /// What the actions work with.
     pub services: Arc<crate::actions::Services>,
     pub content: Arc<Content>,
+    /// The sentence-embedding model (`None`: understanding and search are lexical only).
+    pub embedder: Option<Arc<dyn crate::embedding::Embedder>>,
     /// The knowledge base (versioned articles, search, answers).
     pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Tickets, staff online on this node, live handoffs.
