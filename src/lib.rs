@@ -30,6 +30,8 @@
 //! - [`knowledge`]: versioned articles, review, search and answers.
 //! - [`speech`]: recognition, VAD, synthesis, voices, domain correction, model files.
 //! - [`content`]: the data folders loaded (`dialogs/`, `knowledge/`, `voices/`).
+//! - [`understanding`]: the one step that weighs classifier, neighbours, form and knowledge
+//!   into the verdict the dialog engine acts on.
 //!
 //! **The branch and the world outside**
 //! - [`ports`]: the core-banking port (sandbox or HTTP) and notifications (outbox).
@@ -80,4 +82,5 @@ pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod tickets;
+pub mod understanding;
 pub mod validate;

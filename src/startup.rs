@@ -123,7 +123,19 @@ impl Application {
             service_labels: engine.labels().clone(),
             clock,
         });
+        let embedder: Option<Arc<dyn crate::embedding::Embedder>> = None;
+        let understanding = Arc::new(
+            crate::understanding::Understanding::build(
+                engine.clone(),
+                knowledge.clone(),
+                embedder.clone(),
+                &content.dialogs,
+                Some(&settings.speech.models_dir.join("cache")),
+            )
+            .await,
+        );
         let state = AppState {
+            understanding,
             speech: Arc::new(speech),
             tickets,
             knowledge,
@@ -133,7 +145,7 @@ impl Application {
             services,
             engine,
             content,
-            embedder: None,
+            embedder,
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),
             metrics,

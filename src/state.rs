@@ -33,6 +33,8 @@ pub struct AppState {
     /// Tickets, staff online on this node, live handoffs.
     pub tickets: Arc<crate::tickets::Tickets>,
     pub engine: Arc<Engine>,
+    /// The understanding step: one verdict per customer input.
+    pub understanding: Arc<crate::understanding::Understanding>,
     /// Speech recognition and synthesis (each part optional: text-only without models).
     pub speech: Arc<crate::speech::Speech>,
     pub broker: Arc<DeviceBroker>,

@@ -29,6 +29,9 @@ pub const OPTIONAL_RESPONSES: &[&str] = &[
     "invalid_bad_time",
     "invalid_bad_check_digit",
     "invalid_luhn_failed",
+    "offer_journey",
+    "offer_only",
+    "offer_declined",
 ];
 
 pub const REQUIRED_RESPONSES: [&str; 9] = [

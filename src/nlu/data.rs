@@ -1,5 +1,6 @@
 //! The NLU's own data in `dialogs/`: `intents.yaml` (exact phrases and service words per
-//! intent), `examples/*.yaml` (training examples) and `risk.yaml` (risk-flag patterns),
+//! intent), `examples/*.yaml` (training examples), `risk.yaml` (risk-flag patterns) and
+//! `forms.yaml` (how questions and requests are put),
 //! validated with `file:line` errors.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ pub struct NluData {
     pub examples: Vec<Example>,
     /// Risk flags with their compiled patterns.
     pub risk: Vec<(RiskSpec, Vec<regex::Regex>)>,
+    /// Question and request patterns.
+    pub forms: nlu::forms::Forms,
 }
 
 impl NluData {
@@ -32,10 +35,12 @@ impl NluData {
             load_examples(dir, &intents.intents, &intents_path, &intents_text, errors);
         examples.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         let risk = load_risk(&dir.join("risk.yaml"), errors);
+        let forms = nlu::forms::Forms::load(&dir.join("forms.yaml"), errors);
         Some(NluData {
             intents: intents.intents,
             examples,
             risk,
+            forms,
         })
     }
 }

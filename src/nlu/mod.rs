@@ -4,7 +4,9 @@
 
 pub mod classifier;
 pub mod data;
+pub mod forms;
 pub mod intent;
+pub mod neighbours;
 pub mod risk;
 pub mod rules;
 pub mod slots;
@@ -51,6 +53,22 @@ pub struct Parse {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejected>,
     pub risk: Vec<String>,
+    /// How the sentence is put (a question, a request, neither).
+    pub form: forms::Form,
+    /// The signals the understanding step weighed, when it weighed more than the
+    /// classifier (see `understanding`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<Signal>,
+}
+
+/// One signal the understanding weighed: what it said and how sure it was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    /// `classifier`, `neighbours`, `knowledge`, `form`, `context`.
+    pub name: &'static str,
+    /// Its best intent (or article id for `knowledge`, the form for `form`).
+    pub says: String,
+    pub confidence: f32,
 }
 
 /// The understanding, built once from validated data and shared by every session.
@@ -60,6 +78,7 @@ pub struct Nlu {
     classifier: Arc<Classifier>,
     services: ServiceWords,
     pub risk: RiskRules,
+    pub forms: forms::Forms,
     pub threshold: f32,
     pub report: TrainReport,
 }
@@ -114,6 +133,7 @@ impl Nlu {
             classifier,
             services,
             risk,
+            forms: data.forms.clone(),
             threshold: DEFAULT_THRESHOLD,
             report,
         })
@@ -171,6 +191,8 @@ impl Nlu {
             slots: found.values,
             rejected: found.rejected,
             risk,
+            form: self.forms.of(&norm.matching),
+            signals: Vec::new(),
         }
     }
 

@@ -126,6 +126,16 @@ impl Worker {
             Input::Choice(value) if human => self.relay_to_staff(&value, "choice").await,
             Input::Ticket(e) => self.ticket_event(*e).await,
             Input::Text(text) => self.turn(TurnInput::Text(text), turn_id).await,
+            Input::Choice(value) if !self.offered(&value) => {
+                // A value the kiosk was never shown (a stale screen, a broken client):
+                // docs/protocol.md says so with `invalid_text`; the session stays.
+                self.error(
+                    ErrorCode::InvalidText,
+                    "这个选项已经不在屏幕上了，请点现在显示的按钮，或者直接告诉我。",
+                )
+                .await;
+                None
+            }
             Input::Choice(value) => self.turn(TurnInput::Choice(value), turn_id).await,
             Input::Audio { bytes } => {
                 let ms = bytes / 32;
@@ -177,13 +187,20 @@ impl Worker {
         let engine = self.app.engine.clone();
 
         let nlu_started = Instant::now();
-        let mut understood = engine.understand(&input);
+        let verdict = self
+            .app
+            .understanding
+            .decide(&self.state, &input, self.branch_id.as_str())
+            .await;
         metrics.observe("nlu", nlu_started);
-        self.second_opinion(&input, &mut understood);
+        let understood = verdict.parse;
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
-        let outcome = engine.respond(&mut next, &input, understood.as_ref());
+        let outcome = match &verdict.offer {
+            Some(intent) => engine.offer(&mut next, intent),
+            None => engine.respond(&mut next, &input, understood.as_ref()),
+        };
         metrics.observe("dialog", dialog_started);
         tracing::info!(
             intent = understood
@@ -299,25 +316,16 @@ impl Worker {
         Some(None)
     }
 
-    /// When the understanding is unsure of a sentence said with no journey open, the
-    /// knowledge base gets a say: an article that answers it confidently makes the turn a
-    /// question for the knowledge journey ("开车过来车停哪" is rarely phrased like the
-    /// training examples, but its article knows). Anything less leaves the parse alone.
-    fn second_opinion(&self, input: &TurnInput, understood: &mut Option<crate::nlu::Parse>) {
-        let (TurnInput::Text(text), Some(parse)) = (input, understood.as_mut()) else {
-            return;
-        };
-        if parse.sure || !self.state.stack.is_empty() || !parse.risk.is_empty() {
-            return;
-        }
-        if let crate::knowledge::Answer::Found { .. } =
-            self.app.knowledge.answer(text, &self.branch_id)
-        {
-            parse.intent.name = "knowledge.question".into();
-            parse.sure = true;
-            parse.source = "knowledge";
-            parse.slots.insert("question".into(), text.clone());
-        }
+    /// Whether `value` is a choice the kiosk was offered: one of the last reply's buttons,
+    /// or an intent name (the kiosk's own menu asks for services by intent).
+    fn offered(&self, value: &str) -> bool {
+        crate::nlu::is_intent(value)
+            || self
+                .state
+                .last_reply
+                .as_ref()
+                .and_then(|r| r.ui.as_ref())
+                .is_some_and(|ui| ui.choices.iter().any(|c| c.value == value))
     }
 
     /// Puts the live text of a cited article on the screen (or drops the citation when the

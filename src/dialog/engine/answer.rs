@@ -20,6 +20,9 @@ struct Heard<'p> {
     said: Option<&'p BTreeMap<String, String>>,
     /// Slots already held, said again with other values.
     corrected: Vec<(String, String)>,
+    /// Slots already held said again with the same values ("尾号是0122" when the journey
+    /// holds 0122): an answer in context, never a new request.
+    restated: bool,
     understood: Option<&'p Parse>,
 }
 
@@ -35,8 +38,13 @@ impl Engine {
     ) -> Option<Outcome> {
         let flow = self.flows.get(&frame.flow)?;
         let step = flow.steps.get(frame.step)?;
-        let said = understood.map(|p| &p.slots);
         let top = state.stack.last()?;
+        let asked = match &step.kind {
+            Kind::Ask { slot } => Some(slot.as_str()),
+            _ => None,
+        };
+        let in_context = understood.map(|p| in_context(&p.slots, &top.slots, asked));
+        let said = in_context.as_ref();
         // Corrections: slots the frame already holds, said again with new values.
         let corrected: Vec<(String, String)> = said
             .into_iter()
@@ -44,12 +52,17 @@ impl Engine {
             .filter(|(k, v)| top.slots.get(*k).is_some_and(|old| old != *v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let restated = said
+            .into_iter()
+            .flatten()
+            .any(|(k, v)| top.slots.get(k) == Some(v));
         let heard = Heard {
             intent: understood
                 .filter(|p| p.sure)
                 .map(|p| p.intent.name.as_str()),
             said,
             corrected,
+            restated,
             understood,
         };
         match (&frame.waiting, &step.kind) {
@@ -77,6 +90,7 @@ impl Engine {
             intent,
             said,
             corrected,
+            restated,
             understood,
         } = heard;
         // Words naming this same journey ("信用卡" while choosing a card type) are an
@@ -131,7 +145,7 @@ impl Engine {
             out.replies.extend(self.reprompt(state));
             return Some(out);
         }
-        if !own && self.knows(intent) {
+        if !own && !restated && self.knows(intent) {
             return None; // a digression or small talk
         }
         Some(self.retry(state, None))
@@ -190,7 +204,17 @@ impl Engine {
             top.retries = 0;
             return Some(self.advance(state)); // confirm again with the new values
         }
-        match heard.intent.and_then(SystemIntent::of) {
+        let said_no = matches!(
+            heard.intent.and_then(SystemIntent::of),
+            Some(SystemIntent::Deny | SystemIntent::Cancel)
+        );
+        let intent = if heard.restated && !said_no {
+            // Repeating what is being confirmed ("尾号是0122", "对，是这张") is a yes.
+            Some(SystemIntent::Affirm)
+        } else {
+            heard.intent.and_then(SystemIntent::of)
+        };
+        match intent {
             Some(SystemIntent::Affirm) => {
                 top.waiting = Waiting::Nothing;
                 top.retries = 0;
@@ -224,6 +248,33 @@ impl Engine {
     fn knows(&self, intent: Option<&str>) -> bool {
         intent.is_some_and(|i| self.flows.contains_key(i) || self.responses.contains_key(i))
     }
+}
+
+/// The values said, read in the context of the journey: a bare number the NLU took for
+/// another slot (an amount) that has the shape of a value the journey holds (four digits
+/// like the card tail it holds) is that slot, said again or corrected ("是6789这张",
+/// "不是，是1234"). Only when exactly one held slot has that shape, and never for the slot
+/// being asked.
+fn in_context(
+    said: &BTreeMap<String, String>,
+    held: &BTreeMap<String, String>,
+    asked: Option<&str>,
+) -> BTreeMap<String, String> {
+    let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    let mut out = BTreeMap::new();
+    for (k, v) in said {
+        let mut target = k.clone();
+        if !held.contains_key(k) && Some(k.as_str()) != asked && digits(v) {
+            let mut same_shape = held
+                .iter()
+                .filter(|(hk, hv)| digits(hv) && hv.len() == v.len() && Some(hk.as_str()) != asked);
+            if let (Some((hk, _)), None) = (same_shape.next(), same_shape.next()) {
+                target = hk.clone();
+            }
+        }
+        out.insert(target, v.clone());
+    }
+    out
 }
 
 /// The choice of an `ask` step whose label (or value) the customer said in words.
@@ -292,6 +343,53 @@ mod tests {
             s.stack.is_empty() || s.stack[0].step != asked,
             "the question moved on: {:?}",
             s.stack
+        );
+    }
+
+    fn at_the_card_loss_confirmation(e: &Engine) -> SessionState {
+        let sandbox = super::super::tests::sandbox;
+        let mut s = SessionState::default();
+        for said in ["我要挂失", "13812345678", "尾号6789"] {
+            e.turn_with(&mut s, &TurnInput::Text(said.into()), sandbox);
+        }
+        assert_eq!(
+            s.stack.last().map(|f| &f.waiting),
+            Some(&Waiting::YesNo),
+            "{s:?}"
+        );
+        s
+    }
+
+    #[test]
+    fn restating_the_card_tail_at_the_confirmation_confirms() {
+        let e = engine();
+        let sandbox = super::super::tests::sandbox;
+        for restated in ["尾号是6789", "对，是6789这张", "就是尾号6789的"] {
+            let mut s = at_the_card_loss_confirmation(&e);
+            let (_, replies) = e.turn_with(&mut s, &TurnInput::Text(restated.into()), sandbox);
+            let said: Vec<&str> = replies.iter().map(|r| r.text.as_str()).collect();
+            assert!(
+                said.iter().any(|t| t.contains("挂失成功")),
+                "{restated}: {said:?}"
+            );
+            assert!(s.stack.is_empty(), "{restated}: {:?}", s.stack);
+        }
+    }
+
+    #[test]
+    fn another_tail_at_the_confirmation_confirms_again() {
+        let e = engine();
+        let mut s = at_the_card_loss_confirmation(&e);
+        let (_, replies) = e.turn_with(
+            &mut s,
+            &TurnInput::Text("不是，是1234".into()),
+            super::super::tests::sandbox,
+        );
+        assert_eq!(s.stack.last().map(|f| &f.waiting), Some(&Waiting::YesNo));
+        assert_eq!(s.stack[0].slots["card_last4"], "1234");
+        assert!(
+            replies.iter().any(|r| r.text.contains("1234")),
+            "{replies:?}"
         );
     }
 }

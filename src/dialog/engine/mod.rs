@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod answer;
+mod offer;
 mod render;
 
 pub use render::render;
@@ -35,6 +36,8 @@ use crate::text::cut_utterance;
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
 /// Default re-prompts of an `ask` before a person is offered.
 pub const DEFAULT_RETRIES: u32 = 2;
+/// The slot of a knowledge answer that names the journey to offer after it.
+pub const OFFER_SLOT: &str = "offer";
 /// Flow steps run in one go before the engine assumes a loop in the data.
 const MAX_STEPS_PER_TURN: usize = 64;
 
@@ -127,6 +130,17 @@ pub struct Frame {
     pub waiting: Waiting,
 }
 
+/// What the innermost frame waits for from the customer ([`Engine::awaiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting<'a> {
+    /// No question is open.
+    Nothing,
+    /// The answer to an `ask` for this slot.
+    Slot(&'a str),
+    /// Yes or no to a confirmation.
+    YesNo,
+}
+
 /// What a frame waits for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +173,10 @@ pub struct SessionState {
     /// Replies sent in a row while the customer said nothing (inactivity prompts).
     #[serde(default)]
     pub idle_prompts: u32,
+    /// A journey just offered ("需要我帮您办理开户吗？"): a yes starts it, anything else
+    /// forgets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
 }
 
 /// The engine, built once from validated data and shared by all sessions.
@@ -227,6 +245,8 @@ impl Engine {
                     slots: Default::default(),
                     rejected: Vec::new(),
                     risk: Vec::new(),
+                    form: Default::default(),
+                    signals: Vec::new(),
                 })
             }
             TurnInput::Choice(_) => None,
@@ -254,6 +274,11 @@ impl Engine {
         let fraud = understood.is_some_and(|p| p.risk.iter().any(|r| r == "fraud_suspected"));
         let sure = understood.filter(|p| p.sure);
         let intent = sure.map(|p| p.intent.name.as_str());
+        if let Some(offered) = state.offer.take() {
+            if let Some(done) = self.answer_offer(state, &offered, intent, fraud) {
+                return self.finish(state, done);
+            }
+        }
 
         if fraud {
             let out = self.fraud_suspected(state, intent, out);
@@ -406,6 +431,27 @@ impl Engine {
         !state.stack.is_empty()
     }
 
+    /// Whether `intent` starts a journey (has a flow).
+    pub fn has_flow(&self, intent: &str) -> bool {
+        self.flows.contains_key(intent)
+    }
+
+    /// What the innermost frame waits for from the customer.
+    pub fn awaiting<'s>(&'s self, state: &SessionState) -> Awaiting<'s> {
+        let Some(frame) = state.stack.last() else {
+            return Awaiting::Nothing;
+        };
+        let step = self
+            .flows
+            .get(&frame.flow)
+            .and_then(|f| f.steps.get(frame.step));
+        match (&frame.waiting, step.map(|s| &s.kind)) {
+            (Waiting::Answer, Some(Kind::Ask { slot })) => Awaiting::Slot(slot.as_str()),
+            (Waiting::YesNo, Some(Kind::Confirm(_))) => Awaiting::YesNo,
+            _ => Awaiting::Nothing,
+        }
+    }
+
     /// Both steps at once, effects answered by `effects` (tests, tools).
     pub fn turn_with(
         &self,
@@ -525,7 +571,13 @@ impl Engine {
                         out.replies
                             .push(self.render_step(step, t, &frame.slots, variant));
                     }
+                    let offer = frame.slots.get(OFFER_SLOT).cloned();
                     state.stack.pop();
+                    if let Some(intent) = offer.filter(|_| state.stack.is_empty()) {
+                        out.replies
+                            .extend(self.offer_reply(state, &intent, "offer_journey"));
+                        return out;
+                    }
                     // The frame below (interrupted by this one) asks its question again.
                     out.replies.extend(self.reprompt(state));
                     return out;
@@ -786,7 +838,7 @@ mod tests {
     }
 
     /// Answers effects like a sandbox branch: devices succeed, actions give fixed values.
-    fn sandbox(effect: &Effect) -> EffectResult {
+    pub(super) fn sandbox(effect: &Effect) -> EffectResult {
         let mut v = BTreeMap::new();
         match effect {
             Effect::Device { device, .. } if device == "id_card" => {
