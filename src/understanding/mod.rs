@@ -178,11 +178,15 @@ impl Understanding {
             return Verdict::of(parse);
         }
         let answer = self.knowledge.answer(text, branch);
-        let (found, says, score) = match &answer {
-            Answer::Found { hit, .. } => (true, hit.id.clone(), hit.score),
-            Answer::Clarify(a, _) => (true, a.id.clone(), a.score),
-            Answer::Unknown => (false, "-".to_string(), 0.0),
+        let (found, says, score, titles) = match &answer {
+            Answer::Found { hit, .. } => (true, hit.id.clone(), hit.score, vec![&hit.title]),
+            Answer::Clarify(a, b) => (true, a.id.clone(), a.score, vec![&a.title, &b.title]),
+            Answer::Unknown => (false, "-".to_string(), 0.0, Vec::new()),
         };
+        // Offer the service only when the answer is about it (an article on deposit
+        // certificates answers "开存款证明要带什么"; offering 开户 after it would not fit).
+        let label = self.engine.labels().get(&intent).map(String::as_str);
+        let about_it = label.is_some_and(|l| titles.iter().any(|t| shares_a_word(l, t)));
         parse.signals.push(Signal {
             name: "knowledge",
             says,
@@ -191,7 +195,7 @@ impl Understanding {
         let at_rest = state.stack.is_empty();
         if asks_about_journey {
             if found {
-                let offer = at_rest.then_some(intent);
+                let offer = (at_rest && about_it).then_some(intent);
                 return Verdict::of(as_question(parse, offer));
             }
             if at_rest {
@@ -331,6 +335,13 @@ fn as_question(mut parse: Parse, offer: Option<String>) -> Parse {
     parse
 }
 
+/// Whether a service's name and an article title share a two-character word ("开户" and
+/// "个人开户需要带什么材料", "转账汇款" and "跨行转账多久到账").
+fn shares_a_word(label: &str, title: &str) -> bool {
+    let chars: Vec<char> = label.chars().collect();
+    chars.windows(2).any(|w| title.contains(&w.iter().collect::<String>()))
+}
+
 fn round3(p: f32) -> f32 {
     (p * 1000.0).round() / 1000.0
 }
@@ -401,6 +412,14 @@ mod tests {
         assert_eq!(p.intent.name, "cash.deposit");
         assert!(!p.sure);
         assert_eq!(p.signals.len(), 1, "the vote is still shown");
+    }
+
+    #[test]
+    fn a_service_is_offered_only_after_an_article_about_it() {
+        assert!(shares_a_word("开户", "个人开户需要带什么材料"));
+        assert!(shares_a_word("转账汇款", "跨行转账多久到账"));
+        assert!(!shares_a_word("开户", "存款证明怎么开"));
+        assert!(!shares_a_word("取", "取号排队"), "one character is no word");
     }
 
     #[test]

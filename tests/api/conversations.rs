@@ -15,6 +15,7 @@
 //!         ends: true                 # the session ends after this reply
 //!         fail: {id_card: no_card}   # before the turn: the next call of a device fails
 //!         invokes: [id_card.read]    # these device calls happen during the turn
+//!         no_devices: true           # no device is called during the turn
 //!         shows: "52380.75"          # shown in a screen-only (sensitive) field
 //!         hands_off: teller          # a handoff to teller / remote_expert is recorded
 //!         cites: card-loss           # this knowledge article is on screen (`none`: no article)
@@ -72,6 +73,9 @@ struct Turn {
     fail: BTreeMap<String, String>,
     #[serde(default)]
     invokes: Vec<String>,
+    /// No device is called during the turn (a question is answered, nothing started).
+    #[serde(default)]
+    no_devices: bool,
     #[serde(default)]
     shows: Option<String>,
     #[serde(default)]
@@ -278,6 +282,12 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
                     seen.invoked
                 ));
             }
+        }
+        if turn.no_devices && !seen.invoked.is_empty() {
+            failures.push(format!(
+                "{at}: no device call expected; saw {:?}",
+                seen.invoked
+            ));
         }
         if let Some(value) = &turn.shows {
             let shown = seen.says.iter().any(|m| {

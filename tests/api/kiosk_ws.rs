@@ -167,6 +167,26 @@ async fn user_text_that_is_empty_or_too_long_is_refused() {
 }
 
 #[tokio::test]
+async fn a_choice_that_was_never_offered_is_refused_and_the_session_goes_on() {
+    let app = spawn_app().await;
+    let (mut k, _, _) = app.new_session("K001").await;
+    k.recv_type("bot.say").await;
+    // An article id the kiosk was never shown, then a made-up value.
+    for value in ["b-anti-fraud", "not-a-choice"] {
+        k.send(json!({"type": "user.choice", "value": value})).await;
+        k.expect_error("invalid_text").await;
+    }
+    // Offered values still work: first a service from the menu, then one of the buttons
+    // the bot just showed.
+    let reply = k.say("防诈骗").await;
+    let offered = reply["ui"]["choices"][0]["value"].as_str().unwrap().to_string();
+    k.send(json!({"type": "user.choice", "value": offered}))
+        .await;
+    let reply = k.recv_type("bot.say").await;
+    assert!(reply["ui"]["article"]["id"].as_str().is_some(), "{reply}");
+}
+
+#[tokio::test]
 async fn a_binary_frame_over_the_limit_is_refused_and_the_connection_survives() {
     let app = spawn_app().await;
     let (mut k, _, _) = app.new_session("K001").await;
