@@ -16,12 +16,14 @@
 //! - [`audit`]: `audit verify`, the hash chain of ticket events.
 //! - [`models`]: `models fetch|convert|verify|status`, speech model files.
 //! - [`bench`]: `bench kiosks|knowledge|asr`, the load generators.
+//! - [`eval`]: `eval kiosk`, how well the kiosk understands a question set.
 //!
 //! `chat` and `transcribe` take their flags from [`crate::client::chat`] and
 //! [`crate::ops::asr`], and run there.
 
 pub mod audit;
 pub mod bench;
+pub mod eval;
 pub mod kiosk;
 pub mod knowledge;
 pub mod migrate;
@@ -96,6 +98,10 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Measure understanding: ask a question set as a kiosk would and report right,
+    /// clarified, don't-know and wrong answers.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Recognise WAV files (16 kHz mono PCM16) as the kiosk would: one JSON object per line
     /// (`file`, `text` after correction, `raw_text`, `audio_s`, `processing_s`).
     Transcribe(crate::ops::asr::TranscribeArgs),
@@ -131,6 +137,7 @@ impl Command {
             self,
             Command::Chat(_)
                 | Command::Bench(_)
+                | Command::Eval(_)
                 | Command::Nlu(_)
                 | Command::Train(_)
                 | Command::Transcribe(_)
@@ -209,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user::run(&global, cmd).await,
         Command::Chat(args) => crate::client::chat::run(args).await,
         Command::Bench(cmd) => bench::run(&global, cmd).await,
+        Command::Eval(cmd) => eval::run(&global, cmd).await,
         Command::Transcribe(args) => crate::ops::asr::transcribe(&global.settings()?, &args).await,
         Command::Nlu(args) => nlu::understand(&global, args),
         Command::Sandbox(cmd) => sandbox::run(&global, cmd).await,

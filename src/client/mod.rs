@@ -1,9 +1,11 @@
 //! The terminal clients of a Concierge server, speaking the kiosk protocol over a real
-//! WebSocket as a kiosk screen does: [`chat`] (one person at a terminal) and [`bench`] (the
-//! load generator of `concierge bench kiosks`).
+//! WebSocket as a kiosk screen does: [`chat`] (one person at a terminal), [`bench`] (the
+//! load generator of `concierge bench kiosks`) and [`eval`] (question sets asked of an
+//! application built in-process, `concierge eval kiosk`).
 
 pub mod bench;
 pub mod chat;
+pub mod eval;
 
 /// Turns `http://host:port` (or `ws://…`, with or without the path) into the kiosk
 /// WebSocket URL.
