@@ -44,6 +44,13 @@ impl Engine {
             return None;
         }
         let mut reply = self.reply(key);
+        // The `affirm` button carries the service itself: tapped, it starts the journey
+        // even after the offer is forgotten.
+        if let Some(ui) = reply.ui.as_mut() {
+            for c in ui.choices.iter_mut().filter(|c| c.value == "affirm") {
+                c.value = intent.to_string();
+            }
+        }
         let slots = BTreeMap::from([("service".to_string(), intent.to_string())]);
         reply.text = render(&reply.text, &slots, &self.labels);
         if let Some(speak) = reply.speak.as_mut() {
@@ -104,6 +111,8 @@ mod tests {
         let out = e.offer(&mut s, "account.open");
         assert!(out.replies[0].text.contains("开户"), "{:?}", out.replies);
         assert_eq!(s.offer.as_deref(), Some("account.open"));
+        let choices = &out.replies[0].ui.as_ref().unwrap().choices;
+        assert_eq!(choices[0].value, "account.open", "the yes button names the service");
         e.turn_with(&mut s, &TurnInput::Text("好的".into()), no_effects);
         assert_eq!(s.offer, None);
         assert_eq!(
