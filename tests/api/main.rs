@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod contracts;
 mod conversations;
+mod embedding;
 mod floor;
 mod http;
 mod kiosk_ws;
