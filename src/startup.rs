@@ -86,15 +86,20 @@ async fn load_embedder(
 ) -> anyhow::Result<Option<Arc<dyn crate::embedding::Embedder>>> {
     let embedding = settings.embedding.clone();
     let models_dir = settings.speech.models_dir.clone();
-    let built =
-        tokio::task::spawn_blocking(move || crate::embedding::setup::build(&embedding, &models_dir))
-            .await
-            .context("loading the embedding model")?;
+    let built = tokio::task::spawn_blocking(move || {
+        crate::embedding::setup::build(&embedding, &models_dir)
+    })
+    .await
+    .context("loading the embedding model")?;
     for note in &built.notes {
         tracing::warn!("{note}");
     }
     if let Some(e) = &built.embedder {
-        tracing::info!(model = e.model_id(), dim = e.dim(), "sentence embeddings on");
+        tracing::info!(
+            model = e.model_id(),
+            dim = e.dim(),
+            "sentence embeddings on"
+        );
     }
     Ok(built.embedder)
 }

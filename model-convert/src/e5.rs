@@ -98,14 +98,17 @@ impl E5Hparams {
         if !(1..=MAX_VOCAB).contains(&h.vocab) {
             return Err(format!("vocab = {}", h.vocab));
         }
-        if h.hidden % QK != 0 || h.intermediate % QK != 0 {
+        if !h.hidden.is_multiple_of(QK) || !h.intermediate.is_multiple_of(QK) {
             return Err(format!(
                 "hidden {} and intermediate {} must be multiples of {QK}",
                 h.hidden, h.intermediate
             ));
         }
-        if h.hidden % h.heads != 0 {
-            return Err(format!("hidden {} not a multiple of heads {}", h.hidden, h.heads));
+        if !h.hidden.is_multiple_of(h.heads) {
+            return Err(format!(
+                "hidden {} not a multiple of heads {}",
+                h.hidden, h.heads
+            ));
         }
         if h.max_positions < 3 {
             return Err(format!("max_positions = {}", h.max_positions));
@@ -235,8 +238,7 @@ impl<'a> E5Source<'a> {
         let offsets = c.take((n_pieces + 1) * 4, "piece offsets")?;
         let scores = c.take(n_pieces * 4, "piece scores")?;
         let pieces = c.take(blob_len, "piece bytes")?;
-        check_offsets(&u32s(offsets), blob_len, "piece offsets")
-            .map_err(|m| c.malformed(60, m))?;
+        check_offsets(&u32s(offsets), blob_len, "piece offsets").map_err(|m| c.malformed(60, m))?;
         let (norm_from, norm_offsets, norm_to) = parse_norm(&mut c)?;
         let tensors = parse_directory(&mut c, buf)?;
         Ok(E5Source {
@@ -321,7 +323,10 @@ fn parse_norm(c: &mut Cursor<'_>) -> Result<NormMap> {
 }
 
 /// The tensor directory, each entry's bytes checked to lie in the file.
-fn parse_directory<'a>(c: &mut Cursor<'_>, buf: &'a [u8]) -> Result<BTreeMap<String, SrcTensor<'a>>> {
+fn parse_directory<'a>(
+    c: &mut Cursor<'_>,
+    buf: &'a [u8],
+) -> Result<BTreeMap<String, SrcTensor<'a>>> {
     let n = i32_dim(c, "tensor count")?;
     let mut out = BTreeMap::new();
     for _ in 0..n {
@@ -334,7 +339,7 @@ fn parse_directory<'a>(c: &mut Cursor<'_>, buf: &'a [u8]) -> Result<BTreeMap<Str
         let _bytes = c.u64("tensor bytes")?;
         let (q4, size) = match dtype {
             0 => (false, elements.checked_mul(4)),
-            1 if elements % QK == 0 => (true, Some(elements / QK * Q4_BLOCK_BYTES)),
+            1 if elements.is_multiple_of(QK) => (true, Some(elements / QK * Q4_BLOCK_BYTES)),
             _ => {
                 return Err(c.malformed(at, format!("`{name}`: dtype {dtype}, {elements} elements")))
             }
@@ -426,10 +431,12 @@ impl Data<'_> {
         match self {
             Data::Raw(b) => w.write_all(b),
             Data::U32s(v) => v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes())),
-            Data::Quants(b) => blocks(b).try_for_each(|blk| {
-                w.write_all(&block_quants(blk).map(|q| q as u8))
-            }),
-            Data::Scales(b) => blocks(b).try_for_each(|blk| w.write_all(&block_scale(blk).to_le_bytes())),
+            Data::Quants(b) => {
+                blocks(b).try_for_each(|blk| w.write_all(&block_quants(blk).map(|q| q as u8)))
+            }
+            Data::Scales(b) => {
+                blocks(b).try_for_each(|blk| w.write_all(&block_scale(blk).to_le_bytes()))
+            }
             Data::Dequant(b) => blocks(b).try_for_each(|blk| {
                 let d = block_scale(blk);
                 let mut out = [0u8; QK * 4];
@@ -459,12 +466,30 @@ fn plan<'a>(src: &'a E5Source<'a>) -> Result<BTreeMap<String, Out<'a>>> {
         out.insert(name, Out { dtype, shape, data });
     };
     let word = src.tensor("emb.word", true, &[h.vocab, h.hidden])?;
-    put("embeddings.word.q".into(), DType::I8, vec![h.vocab, h.hidden], Data::Quants(word.data));
+    put(
+        "embeddings.word.q".into(),
+        DType::I8,
+        vec![h.vocab, h.hidden],
+        Data::Quants(word.data),
+    );
     let scale_shape = vec![h.vocab, h.hidden / QK];
-    put("embeddings.word.scale".into(), DType::F32, scale_shape, Data::Scales(word.data));
+    put(
+        "embeddings.word.scale".into(),
+        DType::F32,
+        scale_shape,
+        Data::Scales(word.data),
+    );
     for (from, to, shape) in [
-        ("emb.pos", "embeddings.position", vec![h.max_positions, h.hidden]),
-        ("emb.type", "embeddings.token_type", vec![h.type_vocab, h.hidden]),
+        (
+            "emb.pos",
+            "embeddings.position",
+            vec![h.max_positions, h.hidden],
+        ),
+        (
+            "emb.type",
+            "embeddings.token_type",
+            vec![h.type_vocab, h.hidden],
+        ),
         ("emb.ln.w", "embeddings.norm.weight", vec![h.hidden]),
         ("emb.ln.b", "embeddings.norm.bias", vec![h.hidden]),
     ] {
@@ -476,19 +501,53 @@ fn plan<'a>(src: &'a E5Source<'a>) -> Result<BTreeMap<String, Out<'a>>> {
             let shape = layer_shape(&h, to);
             let q4 = from.ends_with(".w") && shape.len() == 2;
             let t = src.tensor(&format!("l{l}.{from}"), q4, &shape)?;
-            let data = if q4 { Data::Dequant(t.data) } else { Data::Raw(t.data) };
+            let data = if q4 {
+                Data::Dequant(t.data)
+            } else {
+                Data::Raw(t.data)
+            };
             put(format!("layers.{l}.{to}"), DType::F32, shape, data);
         }
     }
     let n = src.n_pieces;
-    put("tokenizer.pieces".into(), DType::U8, vec![src.pieces.len()], Data::Raw(src.pieces));
-    put("tokenizer.offsets".into(), DType::U32, vec![n + 1], Data::Raw(src.offsets));
-    put("tokenizer.scores".into(), DType::F32, vec![n], Data::Raw(src.scores));
+    put(
+        "tokenizer.pieces".into(),
+        DType::U8,
+        vec![src.pieces.len()],
+        Data::Raw(src.pieces),
+    );
+    put(
+        "tokenizer.offsets".into(),
+        DType::U32,
+        vec![n + 1],
+        Data::Raw(src.offsets),
+    );
+    put(
+        "tokenizer.scores".into(),
+        DType::F32,
+        vec![n],
+        Data::Raw(src.scores),
+    );
     let nf = src.norm_from.len();
-    put("tokenizer.norm.from".into(), DType::U32, vec![nf], Data::U32s(&src.norm_from));
-    put("tokenizer.norm.offsets".into(), DType::U32, vec![nf + 1], Data::U32s(&src.norm_offsets));
+    put(
+        "tokenizer.norm.from".into(),
+        DType::U32,
+        vec![nf],
+        Data::U32s(&src.norm_from),
+    );
+    put(
+        "tokenizer.norm.offsets".into(),
+        DType::U32,
+        vec![nf + 1],
+        Data::U32s(&src.norm_offsets),
+    );
     let nt = src.norm_to.len();
-    put("tokenizer.norm.to".into(), DType::U32, vec![nt], Data::U32s(&src.norm_to));
+    put(
+        "tokenizer.norm.to".into(),
+        DType::U32,
+        vec![nt],
+        Data::U32s(&src.norm_to),
+    );
     Ok(out)
 }
 
@@ -540,7 +599,8 @@ pub fn write_e5<W: Write>(buf: &[u8], source: &str, w: &mut W) -> Result<E5Summa
         path: "<output>".into(),
         error,
     };
-    w.write_all(&(json.len() as u64).to_le_bytes()).map_err(io)?;
+    w.write_all(&(json.len() as u64).to_le_bytes())
+        .map_err(io)?;
     w.write_all(&json).map_err(io)?;
     for t in tensors.values() {
         t.data.write(w).map_err(io)?;
@@ -689,10 +749,20 @@ impl<'p> Reader<'p> {
         }
         let size = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
         if e.end < e.start || e.end - e.start != size {
-            return Err(bad(format!("offsets {}..{} do not hold it", e.start, e.end)));
+            return Err(bad(format!(
+                "offsets {}..{} do not hold it",
+                e.start, e.end
+            )));
         }
         let mut buf = vec![0u8; size as usize];
-        read_at(&self.file, self.path, &mut buf, self.base + e.start, self.len, name)?;
+        read_at(
+            &self.file,
+            self.path,
+            &mut buf,
+            self.base + e.start,
+            self.len,
+            name,
+        )?;
         Ok(buf)
     }
 
@@ -795,8 +865,16 @@ fn read_vocab(r: &Reader<'_>, h: &E5Hparams) -> Result<E5Vocab> {
         name: name.into(),
         message,
     };
-    if n == 0 || n > h.vocab || [h.bos, h.eos, h.pad, h.unk].iter().any(|&t| t as usize >= n) {
-        return Err(bad("tokenizer.scores", format!("{n} pieces for vocab {}", h.vocab)));
+    if n == 0
+        || n > h.vocab
+        || [h.bos, h.eos, h.pad, h.unk]
+            .iter()
+            .any(|&t| t as usize >= n)
+    {
+        return Err(bad(
+            "tokenizer.scores",
+            format!("{n} pieces for vocab {}", h.vocab),
+        ));
     }
     check_offsets(&v.offsets, blob, "offsets").map_err(|m| bad("tokenizer.offsets", m))?;
     check_offsets(&v.norm_offsets, nt, "offsets").map_err(|m| bad("tokenizer.norm.offsets", m))?;
@@ -889,10 +967,18 @@ mod tests {
         }
         let mut tensors: Vec<(String, bool, Vec<u8>, usize)> = Vec::new();
         let f32t = |name: &str, n: usize| {
-            let data = values(name, n).iter().flat_map(|v| v.to_le_bytes()).collect();
+            let data = values(name, n)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
             (name.to_string(), false, data, n)
         };
-        tensors.push(("emb.word".into(), true, q4(h.vocab * h.hidden), h.vocab * h.hidden));
+        tensors.push((
+            "emb.word".into(),
+            true,
+            q4(h.vocab * h.hidden),
+            h.vocab * h.hidden,
+        ));
         tensors.push(f32t("emb.pos", h.max_positions * h.hidden));
         tensors.push(f32t("emb.type", h.type_vocab * h.hidden));
         tensors.push(f32t("emb.ln.w", h.hidden));
@@ -911,7 +997,14 @@ mod tests {
         let mut b = b"E5S1".to_vec();
         let i32s = |b: &mut Vec<u8>, v: &[i32]| v.iter().for_each(|x| b.extend(x.to_le_bytes()));
         b.extend(1u32.to_le_bytes());
-        let dims = [h.hidden, h.layers, h.heads, h.intermediate, h.vocab, h.max_positions];
+        let dims = [
+            h.hidden,
+            h.layers,
+            h.heads,
+            h.intermediate,
+            h.vocab,
+            h.max_positions,
+        ];
         i32s(&mut b, &dims.map(|d| d as i32));
         i32s(&mut b, &[h.type_vocab as i32]);
         b.extend(h.eps.to_le_bytes());
@@ -996,7 +1089,11 @@ mod tests {
         let e = write_e5(b"GGUF0000", "t", &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("magic is not E5S1"), "{e}");
         let e = write_e5(&src[..src.len() - 10], "t", &mut Vec::new()).unwrap_err();
-        assert!(e.to_string().starts_with("truncated file: data of `l0.oln.b`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("truncated file: data of `l0.oln.b`"),
+            "{e}"
+        );
         let e = write_e5(&source(&h, Some("l0.fo.w")), "t", &mut Vec::new()).unwrap_err();
         assert_eq!(e.to_string(), "the model has no tensor `l0.fo.w`");
         let mut odd = h;
@@ -1021,7 +1118,10 @@ mod tests {
         let e = read_e5(&out).unwrap_err();
         assert!(e.to_string().contains("unreadable entry"), "{e}");
         let mut other = bytes.clone();
-        let at = other.windows(FORMAT.len()).position(|w| w == FORMAT.as_bytes()).unwrap();
+        let at = other
+            .windows(FORMAT.len())
+            .position(|w| w == FORMAT.as_bytes())
+            .unwrap();
         other[at + FORMAT.len() - 1] = b'9';
         std::fs::write(&out, other).unwrap();
         let e = read_e5(&out).unwrap_err();

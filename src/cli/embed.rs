@@ -69,11 +69,10 @@ pub async fn bench(settings: Settings, args: EmbedBenchArgs) -> anyhow::Result<E
 }
 
 fn run(settings: &Settings, args: &EmbedBenchArgs) -> anyhow::Result<ExitCode> {
-    let path = args.model.clone().unwrap_or_else(|| {
-        settings
-            .embedding
-            .model_path(&settings.speech.models_dir)
-    });
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| settings.embedding.model_path(&settings.speech.models_dir));
     let texts: Vec<String> = match &args.file {
         Some(f) => std::fs::read_to_string(f)
             .with_context(|| f.display().to_string())?
@@ -121,7 +120,11 @@ fn run(settings: &Settings, args: &EmbedBenchArgs) -> anyhow::Result<ExitCode> {
         ms(times[times.len() - 1]),
         tokens as f64 / total.as_secs_f64()
     );
-    let batch: Vec<String> = texts.iter().take(crate::embedding::MAX_TEXTS).cloned().collect();
+    let batch: Vec<String> = texts
+        .iter()
+        .take(crate::embedding::MAX_TEXTS)
+        .cloned()
+        .collect();
     let t = Instant::now();
     e.embed_blocking(&batch, Kind::Passage)?;
     let b = t.elapsed();

@@ -76,7 +76,10 @@ fn tensor(v: Vec<f32>, shape: &[usize]) -> candle_core::Result<Tensor> {
 }
 
 fn linear((w, b): (Vec<f32>, Vec<f32>), rows: usize, cols: usize) -> candle_core::Result<Linear> {
-    Ok(Linear::new(tensor(w, &[rows, cols])?, Some(tensor(b, &[rows])?)))
+    Ok(Linear::new(
+        tensor(w, &[rows, cols])?,
+        Some(tensor(b, &[rows])?),
+    ))
 }
 
 fn layer_norm((w, b): (Vec<f32>, Vec<f32>), h: &E5Hparams) -> candle_core::Result<LayerNorm> {
@@ -139,10 +142,12 @@ impl E5Model {
             error,
         };
         let w: E5Weights = model_convert::e5::read_e5(path).map_err(invalid)?;
-        let sha256 = sha256_file(path).map_err(|e| invalid(model_convert::ConvertError::Io {
-            path: path.to_path_buf(),
-            error: e,
-        }))?;
+        let sha256 = sha256_file(path).map_err(|e| {
+            invalid(model_convert::ConvertError::Io {
+                path: path.to_path_buf(),
+                error: e,
+            })
+        })?;
         let h = w.hparams;
         let model_err = |e: candle_core::Error| LoadError::Model {
             path: path.to_path_buf(),

@@ -87,7 +87,11 @@ impl LocalEmbedder {
 
     /// [`E5Model::embed`] on the pool, on the calling thread (blocking; for tools and
     /// benchmarks that run no executor).
-    pub fn embed_blocking(&self, texts: &[String], kind: Kind) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub fn embed_blocking(
+        &self,
+        texts: &[String],
+        kind: Kind,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         check_inputs(texts)?;
         self.pool.install(|| self.model.embed(texts, kind))
     }

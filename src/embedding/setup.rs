@@ -50,10 +50,7 @@ pub fn build(settings: &EmbeddingSettings, models_dir: &Path) -> Built {
         }
     };
     Built {
-        embedder: Some(Arc::new(CachedEmbedder::new(
-            inner,
-            settings.cache_entries,
-        ))),
+        embedder: Some(Arc::new(CachedEmbedder::new(inner, settings.cache_entries))),
         notes: Vec::new(),
     }
 }

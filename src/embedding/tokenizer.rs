@@ -191,7 +191,16 @@ mod tests {
     /// `▁a` + `b`; U+3000 → space, U+0001 → nothing, Ａ → a.
     pub(crate) fn tiny() -> Tokenizer {
         let pieces = [
-            "<s>", "<pad>", "</s>", "<unk>", "▁", "▁a", "▁ab", "b", "c", "▁转账",
+            "<s>",
+            "<pad>",
+            "</s>",
+            "<unk>",
+            "▁",
+            "▁a",
+            "▁ab",
+            "b",
+            "c",
+            "▁转账",
         ];
         let scores = [0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -4.0, -3.0, -5.0, -6.0];
         let mut blob = Vec::new();

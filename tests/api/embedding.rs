@@ -64,8 +64,7 @@ fn model_file(test: &str) -> Option<PathBuf> {
 
 #[tokio::test]
 async fn the_tokenizer_and_the_vectors_match_the_reference_c_code() {
-    let Some(path) = model_file("the_tokenizer_and_the_vectors_match_the_reference_c_code")
-    else {
+    let Some(path) = model_file("the_tokenizer_and_the_vectors_match_the_reference_c_code") else {
         return;
     };
     let e = LocalEmbedder::load(&path, 2).unwrap();
@@ -81,7 +80,12 @@ async fn the_tokenizer_and_the_vectors_match_the_reference_c_code() {
     for r in &refs {
         let model = e.model();
         assert_eq!(model.content_tokens(&r.text, r.kind), r.ids, "{:?}", r.text);
-        assert_eq!(model.token_count(&r.text, r.kind), r.token_count, "{:?}", r.text);
+        assert_eq!(
+            model.token_count(&r.text, r.kind),
+            r.token_count,
+            "{:?}",
+            r.text
+        );
     }
     // Queries and passages each in one call (one forward pass for many texts).
     let mut min = (f32::MAX, String::new());
@@ -104,7 +108,10 @@ async fn the_tokenizer_and_the_vectors_match_the_reference_c_code() {
     }
     println!("minimum cosine with the reference: {} ({:?})", min.0, min.1);
     // A text alone gives the vector it gets in a batch.
-    let one = e.embed(&[refs[0].text.clone()], refs[0].kind).await.unwrap();
+    let one = e
+        .embed(&[refs[0].text.clone()], refs[0].kind)
+        .await
+        .unwrap();
     let batch = e
         .embed(&[refs[0].text.clone(), refs[1].text.clone()], refs[0].kind)
         .await
@@ -138,15 +145,20 @@ async fn questions_land_nearest_their_answers() {
     }
 }
 
+/// The `/readyz` body of `app`.
+async fn readyz(app: &TestApp) -> Value {
+    let res = reqwest::get(app.http("/readyz")).await.unwrap();
+    res.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn readyz_names_the_model_and_a_node_without_it_still_serves() {
-    let Some(path) = model_file("readyz_names_the_model_and_a_node_without_it_still_serves")
-    else {
+    let Some(path) = model_file("readyz_names_the_model_and_a_node_without_it_still_serves") else {
         return;
     };
     let app = spawn_app_with(Engine::Sqlite, |s| s.embedding.model = path.clone()).await;
     let embedder = app.state.embedder.clone().expect("the embedder is on");
-    let ready: Value = reqwest::get(app.http("/readyz")).await.unwrap().json().await.unwrap();
+    let ready = readyz(&app).await;
     assert_eq!(ready["embedding"]["backend"], "local");
     assert_eq!(ready["embedding"]["model"], embedder.model_id());
     assert_eq!(ready["embedding"]["notes"], serde_json::json!([]));
@@ -158,14 +170,20 @@ async fn readyz_names_the_model_and_a_node_without_it_still_serves() {
     })
     .await;
     assert!(app.state.embedder.is_none());
-    let ready: Value = reqwest::get(app.http("/readyz")).await.unwrap().json().await.unwrap();
+    let ready = readyz(&app).await;
     assert_eq!(ready["status"], "ready");
     assert!(ready["embedding"]["model"].is_null());
     let note = ready["embedding"]["notes"][0].as_str().unwrap();
-    assert!(note.contains("no such file; run `concierge models fetch`"), "{note}");
+    assert!(
+        note.contains("no such file; run `concierge models fetch`"),
+        "{note}"
+    );
     app.stop().await;
 
-    let app = spawn_app_with(Engine::Sqlite, |s| s.embedding.backend = EmbeddingBackend::Off).await;
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.embedding.backend = EmbeddingBackend::Off
+    })
+    .await;
     assert!(app.state.embedder.is_none());
     app.stop().await;
 }

@@ -102,7 +102,10 @@ async fn openai_server_failures_are_remote_errors() {
             .unwrap_err();
         assert!(matches!(err, EmbedError::Remote(_)), "{err}");
         if behaviour == Behaviour::WrongDimension {
-            assert!(err.to_string().contains("3 dimensions, 8 expected"), "{err}");
+            assert!(
+                err.to_string().contains("3 dimensions, 8 expected"),
+                "{err}"
+            );
         }
         if behaviour == Behaviour::WrongCount {
             assert!(err.to_string().contains("1 vectors for 2 texts"), "{err}");
@@ -147,7 +150,10 @@ fn fake_vector(text: &str, dim: usize) -> Vec<f32> {
 
 async fn embeddings(State(behaviour): State<Behaviour>, Json(body): Json<Value>) -> Response {
     let inputs: Vec<String> = match &body["input"] {
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
         Value::String(s) => vec![s.clone()],
         _ => return (StatusCode::BAD_REQUEST, "no input").into_response(),
     };
@@ -169,8 +175,10 @@ async fn embeddings(State(behaviour): State<Behaviour>, Json(body): Json<Value>)
         .rev()
         .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_vector(t, dim)}))
         .collect();
-    Json(json!({"object": "list", "model": body["model"], "data": data,
-                "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+    Json(
+        json!({"object": "list", "model": body["model"], "data": data,
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+    )
     .into_response()
 }
 
