@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{LayerNorm, Linear, Module};
+use candle_nn::{LayerNorm, Module};
 use model_convert::e5::{E5Hparams, E5Layer, E5Weights};
 use sha2::{Digest, Sha256};
 
@@ -45,6 +45,19 @@ pub enum LoadError {
         path: std::path::PathBuf,
         detail: String,
     },
+}
+
+/// `x·W + b` with `W` stored transposed (`[in, out]`, contiguous): the matmul then reads
+/// the weights row-major, with no transposed view.
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
 }
 
 struct Layer {
@@ -76,10 +89,10 @@ fn tensor(v: Vec<f32>, shape: &[usize]) -> candle_core::Result<Tensor> {
 }
 
 fn linear((w, b): (Vec<f32>, Vec<f32>), rows: usize, cols: usize) -> candle_core::Result<Linear> {
-    Ok(Linear::new(
-        tensor(w, &[rows, cols])?,
-        Some(tensor(b, &[rows])?),
-    ))
+    Ok(Linear {
+        weight_t: tensor(w, &[rows, cols])?.t()?.contiguous()?,
+        bias: tensor(b, &[rows])?,
+    })
 }
 
 fn layer_norm((w, b): (Vec<f32>, Vec<f32>), h: &E5Hparams) -> candle_core::Result<LayerNorm> {
