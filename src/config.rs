@@ -102,6 +102,18 @@ choice!(
     }
 );
 
+choice!(
+    /// `[embedding] backend`: which model turns texts into vectors.
+    EmbeddingBackend {
+        /// multilingual-e5-small on this machine (`embedding.model`, the embedded default).
+        Local = "local",
+        /// An OpenAI-compatible embedding API (`embedding.openai_base_url`).
+        OpenAi = "openai",
+        /// No embeddings: understanding and search stay lexical.
+        Off = "off",
+    }
+);
+
 /// The `engine` of a voice profile (`voices/*.yaml`, data) and the backend that speaks it.
 const VOICE_ENGINES: [(&str, TtsBackend); 2] = [
     ("espeak-ng", TtsBackend::Espeak),
@@ -166,6 +178,41 @@ pub struct Settings {
     pub tickets: TicketSettings,
     pub outbox: OutboxSettings,
     pub speech: SpeechSettings,
+    pub embedding: EmbeddingSettings,
+}
+
+/// Sentence embeddings (`[embedding]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingSettings {
+    /// Which model embeds.
+    pub backend: EmbeddingBackend,
+    /// The converted e5 model, relative to `speech.models_dir` (or absolute).
+    pub model: PathBuf,
+    /// Threads of one local inference.
+    pub threads: usize,
+    /// Vectors kept in memory by (kind, text); 0 turns the cache off.
+    pub cache_entries: usize,
+    /// OpenAI-compatible embedding API (backend = "openai").
+    pub openai_base_url: String,
+    pub openai_api_key: SecretString,
+    pub openai_model: String,
+    /// Length of the server's vectors (answers of another length are errors).
+    pub openai_dimensions: usize,
+    /// Send `query: ` / `passage: ` before each text (false for servers that add them).
+    pub openai_prefix: bool,
+    /// Longest one call to the server may take.
+    pub openai_timeout_ms: u64,
+}
+
+impl EmbeddingSettings {
+    /// The model file: `model`, relative to `models_dir` unless absolute.
+    pub fn model_path(&self, models_dir: &Path) -> PathBuf {
+        if self.model.is_absolute() {
+            self.model.clone()
+        } else {
+            models_dir.join(&self.model)
+        }
+    }
 }
 
 /// Speech: recognition (ASR), voice activity, correction and synthesis (TTS).
@@ -417,6 +464,11 @@ impl Settings {
         s.branch.rules_file = data_root.join("deploy/config/branch.yaml");
         // Tests that need speech turn it on with their own models folder.
         s.speech.asr_backend = AsrBackend::Off;
+        // The embedder stays on with the model that scripts/test fetched (loaded once per
+        // process); without it, start-up notes its absence and runs without.
+        if let Some(dir) = std::env::var_os("CONCIERGE_MODELS_DIR").filter(|d| !d.is_empty()) {
+            s.embedding.model = PathBuf::from(dir).join(&s.embedding.model);
+        }
         s
     }
 
@@ -486,12 +538,43 @@ impl Settings {
                 "max_user_text_chars, rate_per_sec and rate_burst must be positive".into(),
             );
         }
+        self.validate_embedding()?;
         for origin in &self.server.allowed_origins {
             if origin != "self" && origin != "*" && url::Url::parse(origin).is_err() {
                 return invalid(
                     "server.allowed_origins",
                     format!("`{origin}` is not an origin like https://kiosk.example.com"),
                 );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_embedding(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let e = &self.embedding;
+        if !(1..=64).contains(&e.threads) {
+            return invalid("embedding.threads", "must be 1 to 64");
+        }
+        if e.backend == EmbeddingBackend::OpenAi {
+            let ok = url::Url::parse(&e.openai_base_url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return invalid(
+                    "embedding.openai_base_url",
+                    "with backend = \"openai\" it must be an http(s):// URL",
+                );
+            }
+            if !(1..=8192).contains(&e.openai_dimensions) {
+                return invalid("embedding.openai_dimensions", "must be 1 to 8192");
+            }
+            if e.openai_timeout_ms < 100 {
+                return invalid("embedding.openai_timeout_ms", "must be at least 100");
             }
         }
         Ok(())

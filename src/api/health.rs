@@ -33,6 +33,16 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             "synthesis": app.speech.tts.is_some(),
             "notes": app.speech.notes,
         },
+        // Embeddings are optional too: without them understanding and search are lexical.
+        "embedding": {
+            "backend": app.settings.embedding.backend.as_str(),
+            "model": app.embedder.as_ref().map(|e| e.model_id()),
+            "notes": crate::embedding::setup::notes(
+                &app.settings.embedding,
+                &app.settings.speech.models_dir,
+                app.embedder.is_some(),
+            ),
+        },
         "shutting_down": shutting_down,
     }));
     let status = if ready {

