@@ -90,10 +90,13 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let metrics = Metrics::new();
         let bank = bank_port(&settings, &db)?;
+        // The sentence-embedding model (none yet: knowledge search is BM25 only).
+        let embedder: Option<Arc<dyn crate::embedding::Embedder>> = None;
         let knowledge = crate::knowledge::Knowledge::open(
             db.clone(),
             settings.knowledge.clone(),
             &settings.data.knowledge_dir,
+            embedder.clone(),
         )
         .await
         .context("knowledge base")?;
@@ -133,7 +136,7 @@ impl Application {
             services,
             engine,
             content,
-            embedder: None,
+            embedder,
             broker: Arc::new(DeviceBroker::new(metrics.clone())),
             hub: Arc::new(Hub::default()),
             metrics,

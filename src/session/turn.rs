@@ -179,7 +179,7 @@ impl Worker {
         let nlu_started = Instant::now();
         let mut understood = engine.understand(&input);
         metrics.observe("nlu", nlu_started);
-        self.second_opinion(&input, &mut understood);
+        self.second_opinion(&input, &mut understood).await;
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
@@ -303,7 +303,7 @@ impl Worker {
     /// knowledge base gets a say: an article that answers it confidently makes the turn a
     /// question for the knowledge journey ("开车过来车停哪" is rarely phrased like the
     /// training examples, but its article knows). Anything less leaves the parse alone.
-    fn second_opinion(&self, input: &TurnInput, understood: &mut Option<crate::nlu::Parse>) {
+    async fn second_opinion(&self, input: &TurnInput, understood: &mut Option<crate::nlu::Parse>) {
         let (TurnInput::Text(text), Some(parse)) = (input, understood.as_mut()) else {
             return;
         };
@@ -311,7 +311,7 @@ impl Worker {
             return;
         }
         if let crate::knowledge::Answer::Found { .. } =
-            self.app.knowledge.answer(text, &self.branch_id)
+            self.app.knowledge.answer(text, &self.branch_id).await
         {
             parse.intent.name = "knowledge.question".into();
             parse.sure = true;
