@@ -20,6 +20,8 @@ pub mod embed;
 pub mod files;
 pub mod golden;
 pub mod hybrid;
+#[cfg(test)]
+mod hybrid_tests;
 pub mod index;
 pub mod model;
 pub mod passages;
