@@ -105,7 +105,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Labelled>, Vec<DataError>> {
             .chain(ids(expect.article))
             .collect();
         let none = item.none || expect.unknown;
-        if articles.is_empty() == !none {
+        if articles.is_empty() != none {
             bad("say either `article: ID` or `none: true`".into());
             continue;
         }

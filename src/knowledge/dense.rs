@@ -284,14 +284,17 @@ mod tests {
             doc("everyone", "customer", &[], None),
             &[far.clone(), near.clone()],
         );
-        put(doc("staff-only", "staff", &[], None), &[near.clone()]);
+        put(
+            doc("staff-only", "staff", &[], None),
+            std::slice::from_ref(&near),
+        );
         put(
             doc("other-branch", "customer", &["B002"], None),
-            &[near.clone()],
+            std::slice::from_ref(&near),
         );
         put(
             doc("later", "customer", &[], Some("2027-01-01")),
-            &[near.clone()],
+            std::slice::from_ref(&near),
         );
         let query = unit(&[1.0, 0.0, 0.0]);
         let ids = |hits: Vec<DenseHit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
