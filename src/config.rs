@@ -317,6 +317,14 @@ pub struct KnowledgeSettings {
     /// When the second article scores at least this share of the first, the kiosk asks
     /// which one the customer means.
     pub clarify_ratio: f32,
+    /// The `k` of the reciprocal-rank fusion of BM25 and dense hits.
+    pub rrf_k: f32,
+    /// With an embedder, the kiosk also answers when the best article's best passage has
+    /// at least this cosine to the question (and lists an article found by meaning alone
+    /// only from there).
+    pub min_dense: f32,
+    /// …and asks which one is meant when the runner-up's cosine is within this of it.
+    pub dense_margin: f32,
 }
 
 /// Which core-banking implementation serves the journeys.

@@ -115,10 +115,13 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let metrics = Metrics::new();
         let bank = bank_port(&settings, &db)?;
+        // The sentence-embedding model (none: understanding and search are lexical only).
+        let embedder = load_embedder(&settings).await?;
         let knowledge = crate::knowledge::Knowledge::open(
             db.clone(),
             settings.knowledge.clone(),
             &settings.data.knowledge_dir,
+            embedder.clone(),
         )
         .await
         .context("knowledge base")?;
@@ -140,7 +143,6 @@ impl Application {
         ));
         let content = Arc::new(checked.content);
         let speech = load_speech(&settings, &content).await?;
-        let embedder = load_embedder(&settings).await?;
         let engine = Arc::new(Engine::new(&content.dialogs)?.with_clock(clock.clone()));
         let services = Arc::new(crate::actions::Services {
             bank: bank.clone(),
@@ -149,14 +151,19 @@ impl Application {
             service_labels: engine.labels().clone(),
             clock,
         });
-        let embedder: Option<Arc<dyn crate::embedding::Embedder>> = None;
         let understanding = Arc::new(
             crate::understanding::Understanding::build(
                 engine.clone(),
                 knowledge.clone(),
                 embedder.clone(),
                 &content.dialogs,
-                Some(&settings.speech.models_dir.join("cache")),
+                // Beside the model: the example vectors belong to it.
+                settings
+                    .embedding
+                    .model_path(&settings.speech.models_dir)
+                    .parent()
+                    .map(|d| d.join("cache"))
+                    .as_deref(),
             )
             .await,
         );

@@ -41,17 +41,19 @@ action!(
 async fn answer(call: &Call<'_>) -> anyhow::Result<EffectResult> {
     use crate::knowledge::Answer;
     let kb = &call.services.knowledge;
-    Ok(match kb.answer(call.get("question"), call.branch_id) {
-        Answer::Found { hit, spoken } => found(hit, spoken),
-        Answer::Clarify(a, b) => done(&[
-            ("kind", "clarify".to_string()),
-            ("choice_a", a.title),
-            ("article_a", a.id),
-            ("choice_b", b.title),
-            ("article_b", b.id),
-        ]),
-        Answer::Unknown => failed("no_answer", "no article answers this well enough"),
-    })
+    Ok(
+        match kb.answer(call.get("question"), call.branch_id).await {
+            Answer::Found { hit, spoken } => found(hit, spoken),
+            Answer::Clarify(a, b) => done(&[
+                ("kind", "clarify".to_string()),
+                ("choice_a", a.title),
+                ("article_a", a.id),
+                ("choice_b", b.title),
+                ("article_b", b.id),
+            ]),
+            Answer::Unknown => failed("no_answer", "no article answers this well enough"),
+        },
+    )
 }
 
 /// `topic`: an article id from the choices, or the customer's own words, which are
@@ -74,7 +76,10 @@ async fn topic(call: &Call<'_>) -> anyhow::Result<EffectResult> {
         }
     }
     Ok(
-        match kb.answer(&format!("{question} {topic}"), call.branch_id) {
+        match kb
+            .answer(&format!("{question} {topic}"), call.branch_id)
+            .await
+        {
             Answer::Found { hit, spoken } => found(hit, spoken),
             Answer::Clarify(hit, _) => {
                 let spoken = kb

@@ -73,16 +73,23 @@ fn query_of<'a>(app: &AppState, p: &'a SearchParams) -> Result<(&'a str, Audienc
     Ok((q, audience))
 }
 
-fn run_search(app: &AppState, p: &SearchParams, explain: bool) -> Result<Json<Value>, ApiError> {
+async fn run_search(
+    app: &AppState,
+    p: &SearchParams,
+    explain: bool,
+) -> Result<Json<Value>, ApiError> {
     let (q, audience) = query_of(app, p)?;
-    let found = app.knowledge.search(&Query1 {
-        text: q,
-        audience,
-        branch: p.branch.as_deref(),
-        day: crate::domain::clock::now_local().date_naive(),
-        limit: p.limit.unwrap_or(5).clamp(1, 50),
-        explain,
-    })?;
+    let found = app
+        .knowledge
+        .search(&Query1 {
+            text: q,
+            audience,
+            branch: p.branch.as_deref(),
+            day: crate::domain::clock::now_local().date_naive(),
+            limit: p.limit.unwrap_or(5).clamp(1, 50),
+            explain,
+        })
+        .await?;
     Ok(Json(
         json!({"query": q, "audience": audience, "words": found.words, "hits": found.hits}),
     ))
@@ -96,20 +103,25 @@ pub async fn search(
     Query(p): Query<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(&Role::ALL)?;
-    run_search(&app, &p, false)
+    run_search(&app, &p, false).await
 }
 
 /// Roles: every staff role. Like search, plus each hit's score explanation and the words
-/// it matched (directly or through a synonym), and what the kiosk would do with it.
+/// it matched (directly or through a synonym), its BM25, dense and fused scores, what the
+/// kiosk would do with the question, and how far embedding the articles has come.
 pub async fn hit_test(
     State(app): State<AppState>,
     staff: Staff,
     Query(p): Query<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(&Role::ALL)?;
-    let Json(mut v) = run_search(&app, &p, true)?;
+    let Json(mut v) = run_search(&app, &p, true).await?;
     let (q, _) = query_of(&app, &p)?;
-    let kiosk = match app.knowledge.answer(q, p.branch.as_deref().unwrap_or("*")) {
+    let kiosk = match app
+        .knowledge
+        .answer(q, p.branch.as_deref().unwrap_or("*"))
+        .await
+    {
         crate::knowledge::Answer::Found { hit, .. } => json!({"does": "answer", "article": hit.id}),
         crate::knowledge::Answer::Clarify(a, b) => {
             json!({"does": "clarify", "between": [a.id, b.id]})
@@ -117,6 +129,7 @@ pub async fn hit_test(
         crate::knowledge::Answer::Unknown => json!({"does": "unknown"}),
     };
     v["kiosk"] = kiosk;
+    v["embedding"] = json!(app.knowledge.embedding_status());
     Ok(Json(v))
 }
 
@@ -449,7 +462,7 @@ pub async fn put_synonyms(
 pub async fn golden(State(app): State<AppState>, staff: Staff) -> Result<Json<Value>, ApiError> {
     staff.require(EDIT)?;
     let Json(mut v) = get_document(&app, GOLDEN).await?;
-    let results = app.knowledge.run_golden();
+    let results = app.knowledge.run_golden().await;
     v["passing"] = json!(results.iter().filter(|r| r.pass).count());
     v["results"] = json!(results);
     Ok(Json(v))

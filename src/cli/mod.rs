@@ -220,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(cmd) => bench::run(&global, cmd).await,
         Command::Eval(cmd) => eval::run(&global, cmd).await,
         Command::Transcribe(args) => crate::ops::asr::transcribe(&global.settings()?, &args).await,
-        Command::Nlu(args) => nlu::understand(&global, args),
+        Command::Nlu(args) => nlu::understand(&global, args).await,
         Command::Sandbox(cmd) => sandbox::run(&global, cmd).await,
         Command::Knowledge(cmd) => knowledge::run(&global, cmd).await,
         Command::Outbox(cmd) => outbox::run(&global, cmd).await,

@@ -21,6 +21,15 @@ pub struct NluArgs {
     /// Reference time for dates such as 明天 (RFC 3339; default: now, branch time).
     #[arg(long, value_name = "RFC3339")]
     now: Option<String>,
+    /// The whole understanding step, as a kiosk turn with no journey open: classifier,
+    /// neighbours (the embedding model), form and the knowledge base of the database.
+    /// `source` says which signal decided, `signals` lists each; `offer` is a journey
+    /// offered instead of started.
+    #[arg(long)]
+    json: bool,
+    /// With `--json`: the kiosk's branch, for the knowledge base's answers.
+    #[arg(long, value_name = "ID", default_value = "*")]
+    branch: String,
 }
 
 /// The flags of `concierge train`.
@@ -41,7 +50,10 @@ fn build_nlu(settings: &Settings) -> anyhow::Result<crate::nlu::Nlu> {
 }
 
 /// `concierge nlu`: one JSON parse per line of output, one per utterance.
-pub(super) fn understand(global: &Global, args: NluArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn understand(global: &Global, args: NluArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        return understand_fully(global, args).await;
+    }
     let settings = global.settings()?;
     let nlu = build_nlu(&settings)?;
     let now = match &args.now {
@@ -55,6 +67,52 @@ pub(super) fn understand(global: &Global, args: NluArgs) -> anyhow::Result<ExitC
     for text in &inputs {
         let parse = nlu.parse(text, now);
         serde_json::to_writer(&mut out, &parse)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `concierge nlu --json`: the understanding step's verdict per utterance.
+async fn understand_fully(global: &Global, args: NluArgs) -> anyhow::Result<ExitCode> {
+    use crate::dialog::{Engine, SessionState, TurnInput};
+    let settings = global.settings()?;
+    if args.now.is_some() {
+        anyhow::bail!("--now is not taken with --json (the step runs at the branch's time)");
+    }
+    let content = crate::validate::load_content(&settings)?;
+    let engine = std::sync::Arc::new(Engine::new(&content.dialogs)?);
+    let kb = super::knowledge::open_knowledge(settings.clone()).await?;
+    let embedder = kb.embedder();
+    let cache = settings
+        .embedding
+        .model_path(&settings.speech.models_dir)
+        .parent()
+        .map(|d| d.join("cache"));
+    let understanding = crate::understanding::Understanding::build(
+        engine,
+        kb,
+        embedder,
+        &content.dialogs,
+        cache.as_deref(),
+    )
+    .await;
+    let branch = args.branch.clone();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for text in &utterances(args)? {
+        let verdict = understanding
+            .decide(
+                &SessionState::default(),
+                &TurnInput::Text(text.clone()),
+                &branch,
+            )
+            .await;
+        let mut v = serde_json::to_value(&verdict.parse)?;
+        if let (Some(o), Some(map)) = (&verdict.offer, v.as_object_mut()) {
+            map.insert("offer".into(), serde_json::Value::String(o.clone()));
+        }
+        serde_json::to_writer(&mut out, &v)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

@@ -104,6 +104,8 @@ impl EvalApp {
             .map_err(EvalError::Build)?;
         let url = format!("ws://127.0.0.1:{}/v1/kiosk/ws", app.port());
         let state = app.state();
+        // Questions are asked once every article can be found by meaning too.
+        state.knowledge.embedded().await;
         let token = crate::access::kiosks::register(&state.db, KIOSK_ID, branch, PeerRole::Screen)
             .await
             .map_err(|e| EvalError::Kiosk(e.to_string()))?;

@@ -37,6 +37,10 @@ pub struct CachedEmbedder {
     half: usize,
     maps: Mutex<Generations>,
     stats: Mutex<CacheStats>,
+    /// For a model on this machine's CPU: one computation at a time, and a caller that
+    /// waited takes what the one before it computed (a node's start-up and its first
+    /// turns asking for the same passages compute them once).
+    one_at_a_time: Option<tokio::sync::Mutex<()>>,
 }
 
 impl CachedEmbedder {
@@ -47,7 +51,57 @@ impl CachedEmbedder {
             half: capacity / 2,
             maps: Mutex::new(Generations::default()),
             stats: Mutex::new(CacheStats::default()),
+            one_at_a_time: None,
         }
+    }
+
+    /// The same, computing one call at a time (for a local model: the CPU is the limit,
+    /// and callers that waited reuse what was computed meanwhile).
+    pub fn serialized(mut self) -> CachedEmbedder {
+        self.one_at_a_time = Some(tokio::sync::Mutex::new(()));
+        self
+    }
+
+    /// The vectors of `todo`, in order: from the model, or — when computing one at a
+    /// time — from the cache for texts another caller embedded while this one waited.
+    async fn compute(&self, todo: &[String], kind: Kind) -> Result<Vec<Arc<[f32]>>, EmbedError> {
+        let _turn = match &self.one_at_a_time {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        let mut found: Vec<Option<Arc<[f32]>>> = if _turn.is_some() {
+            todo.iter().map(|t| self.get(&(kind, t.clone()))).collect()
+        } else {
+            vec![None; todo.len()]
+        };
+        let missing: Vec<String> = todo
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(t, _)| t.clone())
+            .collect();
+        if !missing.is_empty() {
+            let vectors = self.inner.embed(&missing, kind).await?;
+            if vectors.len() != missing.len() {
+                return Err(EmbedError::Model(format!(
+                    "{} vectors for {} texts",
+                    vectors.len(),
+                    missing.len()
+                )));
+            }
+            let mut fresh = vectors.into_iter().map(Arc::<[f32]>::from);
+            let mut g = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+            for (t, f) in todo.iter().zip(found.iter_mut()) {
+                if f.is_none() {
+                    let v = fresh
+                        .next()
+                        .ok_or_else(|| EmbedError::Model("too few vectors".into()))?;
+                    Self::insert(&mut g, self.half, (kind, t.clone()), v.clone());
+                    *f = Some(v);
+                }
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// The embedder behind the cache.
@@ -124,21 +178,7 @@ impl Embedder for CachedEmbedder {
             }
             self.count((texts.len() - wait.len()) as u64, todo.len() as u64);
             if !todo.is_empty() {
-                let vectors = self.inner.embed(&todo, kind).await?;
-                if vectors.len() != todo.len() {
-                    return Err(EmbedError::Model(format!(
-                        "{} vectors for {} texts",
-                        vectors.len(),
-                        todo.len()
-                    )));
-                }
-                let fresh: Vec<Arc<[f32]>> = vectors.into_iter().map(Arc::from).collect();
-                {
-                    let mut g = self.maps.lock().unwrap_or_else(|p| p.into_inner());
-                    for (t, v) in todo.into_iter().zip(&fresh) {
-                        Self::insert(&mut g, self.half, (kind, t), v.clone());
-                    }
-                }
+                let fresh = self.compute(&todo, kind).await?;
                 for (i, j) in wait {
                     out[i] = Some(fresh[j].clone());
                 }

@@ -24,34 +24,62 @@ pub struct Built {
 /// folder). Blocking: the first load of the local model takes about a second (then it is
 /// shared by the whole process).
 pub fn build(settings: &EmbeddingSettings, models_dir: &Path) -> Built {
-    let inner: Arc<dyn Embedder> = match settings.backend {
-        EmbeddingBackend::Off => {
-            return Built {
-                embedder: None,
+    match settings.backend {
+        EmbeddingBackend::Off => Built {
+            embedder: None,
+            notes: Vec::new(),
+        },
+        EmbeddingBackend::Local => shared_local(settings, models_dir),
+        EmbeddingBackend::OpenAi => {
+            let inner: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(settings));
+            Built {
+                embedder: Some(Arc::new(CachedEmbedder::new(inner, settings.cache_entries))),
                 notes: Vec::new(),
             }
         }
-        EmbeddingBackend::OpenAi => Arc::new(OpenAiEmbedder::new(settings)),
-        EmbeddingBackend::Local => {
-            let path = settings.model_path(models_dir);
-            match LocalEmbedder::load(&path, settings.threads) {
-                Ok(e) => Arc::new(e),
-                Err(e) => {
-                    let hint = match e {
-                        LoadError::Missing(_) => "",
-                        _ => "; run `concierge models fetch` to make it again",
-                    };
-                    return Built {
-                        embedder: None,
-                        notes: vec![format!("embeddings off: {e}{hint}")],
-                    };
-                }
+    }
+}
+
+/// The local embedder, one per model file and settings in the process: its cache then
+/// serves every app a process builds (the integration tests build hundreds, and each
+/// would otherwise embed the same articles again).
+fn shared_local(settings: &EmbeddingSettings, models_dir: &Path) -> Built {
+    type Shared = std::sync::Mutex<Vec<(String, Arc<dyn Embedder>)>>;
+    static SHARED: Shared = std::sync::Mutex::new(Vec::new());
+    let path = settings.model_path(models_dir);
+    let key = format!(
+        "{}|{}|{}",
+        path.display(),
+        settings.threads,
+        settings.cache_entries
+    );
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, e)) = shared.iter().find(|(k, _)| *k == key) {
+        return Built {
+            embedder: Some(e.clone()),
+            notes: Vec::new(),
+        };
+    }
+    match LocalEmbedder::load(&path, settings.threads) {
+        Ok(e) => {
+            let cached: Arc<dyn Embedder> =
+                Arc::new(CachedEmbedder::new(Arc::new(e), settings.cache_entries).serialized());
+            shared.push((key, cached.clone()));
+            Built {
+                embedder: Some(cached),
+                notes: Vec::new(),
             }
         }
-    };
-    Built {
-        embedder: Some(Arc::new(CachedEmbedder::new(inner, settings.cache_entries))),
-        notes: Vec::new(),
+        Err(e) => {
+            let hint = match e {
+                LoadError::Missing(_) => "",
+                _ => "; run `concierge models fetch` to make it again",
+            };
+            Built {
+                embedder: None,
+                notes: vec![format!("embeddings off: {e}{hint}")],
+            }
+        }
     }
 }
 

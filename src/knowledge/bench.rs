@@ -2,7 +2,11 @@
 //! vocabulary of the seed articles (published through the ordinary store path), then
 //! measures a full rebuild from the database (what a node does at start), search latency,
 //! and how long a publish takes to be searchable on this node and on a second node that
-//! follows the same database.
+//! follows the same database. With an embedder ([`run_with`]), it also times a start-up
+//! that loads every article's passage vectors and hybrid search; to spare minutes of
+//! embedding, the generated articles get random unit vectors stored directly in the
+//! database (said in the output), so those two figures are about loading and searching,
+//! not about the model.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::index::{Audience, Query1};
 use super::model::{ArticleDraft, State};
+use super::passages::passages;
+use super::vectors::VectorStore;
 use super::Knowledge;
 use crate::access::Role;
 use crate::config::Settings;
+use crate::embedding::Embedder;
 use crate::store::Db;
 
 /// The flags of `concierge bench knowledge`.
@@ -93,6 +100,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Runs the benchmark on `--bench-database-url`, or on a new SQLite file in a temporary
 /// folder (in memory where /dev/shm exists) that is removed afterwards.
 pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result<ExitCode> {
+    run_with(settings, args, None).await
+}
+
+/// [`run`] with a sentence-embedding model: hybrid figures too.
+pub async fn run_with(
+    settings: Settings,
+    args: KnowledgeBenchArgs,
+    embedder: Option<Arc<dyn Embedder>>,
+) -> anyhow::Result<ExitCode> {
     let mut temp: Option<PathBuf> = None;
     let url = match &args.bench_database_url {
         Some(u) => u.clone(),
@@ -112,7 +128,7 @@ pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result
             url
         }
     };
-    let result = bench(&settings, &args, &url).await;
+    let result = bench(&settings, &args, &url, embedder).await;
     if let Some(dir) = temp {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -124,13 +140,14 @@ async fn bench(
     settings: &Settings,
     args: &KnowledgeBenchArgs,
     url: &str,
+    embedder: Option<Arc<dyn Embedder>>,
 ) -> anyhow::Result<ExitCode> {
     let db = Db::connect(&SecretString::from(url.to_string()), 8).await?;
     db.migrate().await?;
     let mut ks = settings.knowledge.clone();
     ks.seed_when_empty = true;
     let seed_dir = &settings.data.knowledge_dir;
-    let kb = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    let kb = Knowledge::open(db.clone(), ks.clone(), seed_dir, None).await?;
     let vocab = vocabulary(&kb);
     let mut rng = StdRng::seed_from_u64(7);
     let started = Instant::now();
@@ -149,7 +166,7 @@ async fn bench(
 
     // A node starting: everything read from the database and indexed.
     let t = Instant::now();
-    let node = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    let node = Knowledge::open(db.clone(), ks.clone(), seed_dir, None).await?;
     let rebuild = t.elapsed();
     println!(
         "full rebuild from the database: {:.2} s for {} searchable articles",
@@ -159,10 +176,22 @@ async fn bench(
 
     let day = crate::domain::clock::now_local().date_naive();
     let queries = draw_queries(&node, &drafts, &mut rng, args.queries);
-    time_searches(&node, &queries, day)?;
+    time_searches(&node, &queries, day, "search").await?;
+    if let Some(embedder) = embedder {
+        let hybrid = start_with_vectors(&db, &node, &ks, seed_dir, embedder, &mut rng).await?;
+        time_searches(
+            &hybrid,
+            &queries,
+            day,
+            "hybrid search (query vectors cached)",
+        )
+        .await?;
+    } else {
+        println!("hybrid search: no embedder configured; BM25 only");
+    }
 
     // Publish → searchable, here and on a second node following the database.
-    let follower = Knowledge::open(db.clone(), ks.clone(), seed_dir).await?;
+    let follower = Knowledge::open(db.clone(), ks.clone(), seed_dir, None).await?;
     time_publishing(&node, &follower, day, ks.follow_ms).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -240,26 +269,81 @@ fn draw_queries(
     queries
 }
 
+/// Stores random unit vectors (the embedder's model id and dimension) for every live
+/// article, then times a node's start-up: index build plus loading every vector.
+async fn start_with_vectors(
+    db: &Db,
+    node: &Knowledge,
+    ks: &crate::config::KnowledgeSettings,
+    seed_dir: &std::path::Path,
+    embedder: Arc<dyn Embedder>,
+    rng: &mut StdRng,
+) -> anyhow::Result<Arc<Knowledge>> {
+    let store = VectorStore::new(db.clone());
+    let (model, dim) = (embedder.model_id().to_string(), embedder.dim());
+    let t = Instant::now();
+    let mut stored = 0;
+    for doc in node.index().live_docs() {
+        let ps = passages(&doc.draft);
+        let vs: Vec<Vec<f32>> = ps
+            .iter()
+            .map(|_| {
+                let mut v: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                crate::embedding::normalize(&mut v);
+                v
+            })
+            .collect();
+        store.save(&doc.id, doc.version, &model, &ps, &vs).await?;
+        stored += ps.len();
+    }
+    println!(
+        "vectors: {stored} passages of RANDOM unit vectors ({dim} dims, model id {model}) stored \
+         directly in {:.1} s, not embedded: the next two figures time loading and searching",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let hybrid = Knowledge::open(db.clone(), ks.clone(), seed_dir, Some(embedder)).await?;
+    hybrid.embedded().await;
+    let status = hybrid.embedding_status();
+    println!(
+        "start-up with vectors: {:.2} s for {} articles, {} passages loaded, {} embedded",
+        t.elapsed().as_secs_f64(),
+        hybrid.index().len(),
+        status.loaded,
+        status.embedded
+    );
+    Ok(hybrid)
+}
+
 /// Times each search as a kiosk of branch B001 makes it; prints the latency percentiles.
-fn time_searches(node: &Knowledge, queries: &[String], day: NaiveDate) -> anyhow::Result<()> {
+async fn time_searches(
+    node: &Knowledge,
+    queries: &[String],
+    day: NaiveDate,
+    what: &str,
+) -> anyhow::Result<()> {
+    // The embedder caches texts: a first pass warms it.
+    let _ = node.query_vectors(queries).await;
     let mut took = Vec::with_capacity(queries.len());
     let mut hits = 0usize;
     for q in queries {
         let t = Instant::now();
-        let found = node.search(&Query1 {
-            text: q,
-            audience: Audience::Customer,
-            branch: Some("B001"),
-            day,
-            limit: 5,
-            explain: false,
-        })?;
+        let found = node
+            .search(&Query1 {
+                text: q,
+                audience: Audience::Customer,
+                branch: Some("B001"),
+                day,
+                limit: 5,
+                explain: false,
+            })
+            .await?;
         took.push(t.elapsed());
         hits += usize::from(!found.hits.is_empty());
     }
     took.sort();
     println!(
-        "search ({} queries, limit 5, customer audience, branch filter): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} with hits",
+        "{what} ({} queries, limit 5, customer audience, branch filter): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} with hits",
         took.len(),
         percentile(&took, 0.50),
         percentile(&took, 0.95),
@@ -350,12 +434,17 @@ async fn publish_one(
         explain: false,
     };
     anyhow::ensure!(
-        node.search(&q)?.hits.first().is_some_and(|h| h.id == id),
+        node.search(&q)
+            .await?
+            .hits
+            .first()
+            .is_some_and(|h| h.id == id),
         "not searchable on the publishing node right after the approval"
     );
     loop {
         if follower
-            .search(&q)?
+            .search(&q)
+            .await?
             .hits
             .first()
             .is_some_and(|h| h.id == id)

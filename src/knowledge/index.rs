@@ -83,7 +83,13 @@ pub struct Hit {
     pub version: i64,
     pub title: String,
     pub audience: String,
-    pub score: f32,
+    /// BM25 with field weights (0 for an article found by meaning only).
+    pub bm25: f32,
+    /// Cosine of the article's best passage to the question (`None`: no vectors to
+    /// compare, e.g. no embedder, or not embedded yet).
+    pub dense: Option<f32>,
+    /// The reciprocal-rank fusion of both (`hybrid`); 0 from the BM25 index alone.
+    pub fused: f32,
     /// A passage of the body with the matched words in `<b>…</b>` (HTML-escaped otherwise).
     pub highlight: String,
     /// The question's words this article matched (directly or through a synonym), by field.
@@ -228,6 +234,14 @@ impl SearchIndex {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The indexed version number of one article.
+    pub fn live_version(&self, id: &str) -> Option<i64> {
+        self.docs
+            .lock()
+            .ok()
+            .and_then(|d| d.get(id).map(|doc| doc.version))
     }
 
     /// The indexed version of one article.
@@ -508,7 +522,9 @@ impl SearchIndex {
                     .unwrap_or(0),
                 title: text(title_field),
                 audience: text(self.fields.audience),
-                score,
+                bm25: score,
+                dense: None,
+                fused: 0.0,
                 highlight,
                 coverage: matched.len() as f32 / words.len() as f32,
                 matched,

@@ -1,9 +1,12 @@
 //! The knowledge base: versioned articles with a reviewed lifecycle (the private `store`;
 //! callers use [`Knowledge`] and the types of [`model`]), Chinese
-//! search over the published versions ([`index`], [`text`]), golden questions that guard
+//! search over the published versions ([`index`], [`text`]) and by meaning ([`dense`], with
+//! passage vectors from [`passages`] kept by [`embed`] and stored by [`vectors`]), fused by
+//! [`hybrid`], golden questions that guard
 //! every publish ([`golden`]), import/export of Markdown folders ([`files`]), and the
 //! policy that turns search hits into a kiosk answer, a clarifying question or an honest
-//! "I don't know" ([`Knowledge::answer`]).
+//! "I don't know" ([`Knowledge::answer`]), and its calibration on labelled questions
+//! ([`calibrate`]).
 //!
 //! Each node keeps its own in-memory index and follows the database: every change bumps a
 //! revision counter; [`Knowledge::refresh`] (run after each local change and every
@@ -11,15 +14,24 @@
 //! the live versions and what the index holds, and publishes due scheduled versions.
 
 pub mod bench;
+pub mod calibrate;
+pub mod dense;
+pub mod embed;
 pub mod files;
 pub mod golden;
+pub mod hybrid;
+#[cfg(test)]
+mod hybrid_tests;
 pub mod index;
 pub mod model;
+pub mod passages;
 mod store;
 pub mod text;
+pub mod vectors;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,12 +39,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::Role;
 use crate::config::KnowledgeSettings;
+use crate::embedding::Embedder;
 use crate::store::{now_ms, Db};
+use dense::{ArticleVectors, DenseIndex};
+use embed::{EmbeddingStatus, Jobs};
 use golden::{Golden, GoldenResult};
+use hybrid::{Policy, Verdict};
 use index::{Audience, Found, Hit, LiveDoc, Query1, SearchIndex};
 use model::{ArticleDraft, ArticleSummary, KbError, Limits, Saved, State, Transition, Version};
 use store::Store;
 use text::Synonyms;
+use vectors::VectorStore;
 
 /// Name of the synonyms document (and file, with `.yaml`).
 pub const SYNONYMS: &str = "synonyms";
@@ -74,6 +91,19 @@ pub struct Knowledge {
     golden: RwLock<Arc<Vec<Golden>>>,
     /// The last refresh failure, for `/readyz`-style reporting and logs.
     last_error: Mutex<Option<String>>,
+    /// The sentence-embedding model; `None`: BM25 only.
+    embedder: Option<Arc<dyn Embedder>>,
+    vectors: VectorStore,
+    /// Passage vectors of the live versions that have them.
+    dense: Arc<DenseIndex>,
+    /// Serialises changes of `dense` against the live versions.
+    vectors_lock: tokio::sync::Mutex<()>,
+    /// One background embedding task at a time.
+    background: tokio::sync::Mutex<()>,
+    jobs: Mutex<Jobs>,
+    status: tokio::sync::watch::Sender<EmbeddingStatus>,
+    /// This knowledge base (for background tasks).
+    me: Weak<Knowledge>,
 }
 
 fn today() -> chrono::NaiveDate {
@@ -96,19 +126,35 @@ fn write<T>(lock: &RwLock<T>, value: T) {
 
 impl Knowledge {
     /// Opens the knowledge base over `db`: seeds it from `seed_dir` when empty (and the
-    /// settings allow), then builds the index from the published versions.
+    /// settings allow), then builds the index from the published versions. With an
+    /// `embedder`, passage vectors of the live versions are loaded from the database and
+    /// the missing ones embedded in the background ([`embed`]).
     pub async fn open(
         db: Db,
         settings: KnowledgeSettings,
         seed_dir: &Path,
+        embedder: Option<Arc<dyn Embedder>>,
     ) -> anyhow::Result<Arc<Knowledge>> {
-        let kb = Arc::new(Knowledge {
-            store: Store::new(db),
-            index: RwLock::new(Arc::new(SearchIndex::new(Synonyms::default(), &[])?)),
+        let index = SearchIndex::new(Synonyms::default(), &[])?;
+        let status = EmbeddingStatus {
+            model: embedder.as_ref().map(|e| e.model_id().to_string()),
+            ..Default::default()
+        };
+        let kb = Arc::new_cyclic(|me| Knowledge {
+            store: Store::new(db.clone()),
+            index: RwLock::new(Arc::new(index)),
             applied: tokio::sync::Mutex::new((-1, -1)),
             golden: RwLock::new(Arc::new(Vec::new())),
             last_error: Mutex::new(None),
             settings,
+            embedder,
+            vectors: VectorStore::new(db),
+            dense: Arc::new(DenseIndex::default()),
+            vectors_lock: tokio::sync::Mutex::new(()),
+            background: tokio::sync::Mutex::new(()),
+            jobs: Mutex::new(Jobs::default()),
+            status: tokio::sync::watch::Sender::new(status),
+            me: me.clone(),
         });
         if kb.settings.seed_when_empty && kb.store.count().await? == 0 && seed_dir.is_dir() {
             match files::import(&kb, seed_dir, "seed").await {
@@ -222,49 +268,75 @@ impl Knowledge {
             tokio::task::spawn_blocking(move || idx.apply(docs, &removed)).await??;
         }
         *applied = (revision, syn_rev);
+        if let Err(e) = self.sync_vectors().await {
+            tracing::warn!(error = %e, "passage vectors could not follow the index; BM25 only for the rest");
+        }
         Ok(())
     }
 
-    /// Searches the published, effective articles.
-    pub fn search(&self, q: &Query1<'_>) -> Result<Found, KbError> {
-        self.index()
-            .search(q)
-            .map_err(|e| KbError::Other(anyhow::anyhow!("search failed: {e}")))
+    /// The sentence embedder the knowledge base searches with, if any.
+    pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedder.clone()
     }
 
-    /// What the kiosk of `branch` says to `question` today.
-    pub fn answer(&self, question: &str, branch: &str) -> Answer {
+    /// The answer policy of the settings.
+    pub fn policy(&self) -> Policy {
+        Policy::from(&self.settings)
+    }
+
+    /// Searches the published, effective articles by words (BM25) and, with an embedder,
+    /// by meaning; the two fused ([`hybrid`]). Each hit carries `bm25`, `dense`, `fused`.
+    pub async fn search(&self, q: &Query1<'_>) -> Result<Found, KbError> {
+        let vectors = if self.dense.is_empty() {
+            HashMap::new()
+        } else {
+            self.query_vectors(&[q.text.to_string()]).await
+        };
+        let idx = self.index();
+        hybrid::search(
+            &|q| idx.search(q),
+            &self.dense,
+            vectors.get(q.text).map(Vec::as_slice),
+            q,
+            None,
+            &self.policy(),
+        )
+        .map_err(|e| KbError::Other(anyhow::anyhow!("search failed: {e}")))
+    }
+
+    /// What the kiosk of `branch` says to `question` today: the fused hits decided by
+    /// [`hybrid::decide`] (the question is embedded through the embedder, which caches).
+    pub async fn answer(&self, question: &str, branch: &str) -> Answer {
         let question: String = question
             .chars()
             .take(self.settings.max_query_chars)
             .collect();
-        let found = match self.search(&Query1 {
-            text: &question,
-            audience: Audience::Customer,
-            branch: Some(branch),
-            day: today(),
-            limit: 3,
-            explain: false,
-        }) {
+        let found = match self
+            .search(&Query1 {
+                text: &question,
+                audience: Audience::Customer,
+                branch: Some(branch),
+                day: today(),
+                limit: 3,
+                explain: false,
+            })
+            .await
+        {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "knowledge search failed");
                 return Answer::Unknown;
             }
         };
+        let verdict = hybrid::decide(&found.hits, &self.policy());
         let mut hits = found.hits.into_iter();
-        let Some(best) = hits.next() else {
+        let (Some(best), second) = (hits.next(), hits.next()) else {
             return Answer::Unknown;
         };
-        if best.coverage < self.settings.min_coverage || best.score < self.settings.min_score {
-            return Answer::Unknown;
-        }
-        if let Some(second) = hits.next() {
-            if second.score >= best.score * self.settings.clarify_ratio
-                && second.coverage >= self.settings.min_coverage
-            {
-                return Answer::Clarify(best, second);
-            }
+        match (verdict, second) {
+            (Verdict::Unknown, _) => return Answer::Unknown,
+            (Verdict::Clarify, Some(second)) => return Answer::Clarify(best, second),
+            _ => {}
         }
         let spoken = self
             .index()
@@ -535,9 +607,19 @@ impl Knowledge {
         Ok(rev)
     }
 
-    /// Runs the golden questions against the live index.
-    pub fn run_golden(&self) -> Vec<GoldenResult> {
-        golden::run(&self.index(), &self.golden(), today())
+    /// Runs the golden questions against the live articles (hybrid, as the kiosk).
+    pub async fn run_golden(&self) -> Vec<GoldenResult> {
+        let golden = self.golden();
+        let vectors = self.query_vectors(&questions(&golden)).await;
+        let (idx, policy) = (self.index(), self.policy());
+        golden::run_with(
+            &|q| {
+                let v = vectors.get(q.text).map(Vec::as_slice);
+                hybrid::search(&|q| idx.search(q), &self.dense, v, q, None, &policy)
+            },
+            &golden,
+            today(),
+        )
     }
 
     /// Refuses `change` when it makes a passing golden question fail, unless an admin
@@ -553,16 +635,34 @@ impl Knowledge {
             return Ok(None);
         }
         let current = self.index();
+        let vectors = self.query_vectors(&questions(&golden)).await;
+        let trial_vectors: Option<Arc<ArticleVectors>> = match &change {
+            Change::Upsert(doc) => self.vectors_for_trial(doc).await,
+            Change::Remove(_) => None,
+        };
+        let (dense, policy) = (Arc::clone(&self.dense), self.policy());
         let failing = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<GoldenResult>> {
             let day = today();
-            let before = golden::run(&current, &golden, day);
+            let hybrid = |bm25: &dyn Fn(&Query1<'_>) -> tantivy::Result<Found>,
+                          overlay: Option<dense::Overlay<'_>>| {
+                golden::run_with(
+                    &|q| {
+                        let v = vectors.get(q.text).map(Vec::as_slice);
+                        hybrid::search(bm25, &dense, v, q, overlay, &policy)
+                    },
+                    &golden,
+                    day,
+                )
+            };
+            let before = hybrid(&|q| current.search(q), None);
             let (upsert, remove) = match change {
                 Change::Upsert(doc) => (Some(*doc), None),
                 Change::Remove(id) => (None, Some(id)),
             };
-            let after = current.trial(upsert, remove.as_deref(), |search| {
-                golden::run_with(search, &golden, day)
-            })?;
+            let touched = upsert.as_ref().map(|d| d.id.clone()).or(remove.clone());
+            let overlay = touched.as_deref().map(|id| (id, trial_vectors.as_ref()));
+            let after =
+                current.trial(upsert, remove.as_deref(), |search| hybrid(search, overlay))?;
             Ok(golden::regressions(&before, &after))
         })
         .await
@@ -607,6 +707,11 @@ impl Knowledge {
             tracing::warn!(error = %format!("{e:#}"), "knowledge index refresh failed; the follower retries");
         }
     }
+}
+
+/// The questions of golden entries.
+fn questions(golden: &[Golden]) -> Vec<String> {
+    golden.iter().map(|g| g.question.clone()).collect()
 }
 
 fn self_review() -> KbError {

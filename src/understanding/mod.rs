@@ -37,6 +37,12 @@ pub const CLASSIFIER_WEIGHT: f32 = 0.5;
 const KNOWLEDGE_QUESTION: &str = "knowledge.question";
 /// The mixed score an intent needs to be acted on.
 pub const SURE: f32 = 0.5;
+/// A request to act ("帮我…", "我要…") for a service is acted on from this mixed score
+/// (two services can share the vote of a compound request).
+pub const REQUEST_SURE: f32 = 0.35;
+/// A bare phrase taken for a service below this mixed score is checked against the
+/// knowledge base: an article about something else answers it instead.
+pub const PLAIN_SURE: f32 = 0.7;
 /// Below this similarity of the nearest example the neighbours abstain (nothing like it
 /// was ever said).
 pub const NEAREST_MIN: f32 = 0.80;
@@ -141,7 +147,7 @@ impl Understanding {
         if matches!(awaiting, Awaiting::Slot(s) if !crate::dialog::flow::NLU_SLOTS.contains(&s)) {
             return Verdict::of(parse);
         }
-        self.weigh_knowledge(state, text, branch, parse)
+        self.weigh_knowledge(state, text, branch, parse).await
     }
 
     /// The neighbours' vote on `text`, if the model is there and works.
@@ -158,7 +164,7 @@ impl Understanding {
     }
 
     /// Questions versus tasks, and what the knowledge base knows.
-    fn weigh_knowledge(
+    async fn weigh_knowledge(
         &self,
         state: &SessionState,
         text: &str,
@@ -170,17 +176,35 @@ impl Understanding {
         let journey = intent != question && self.engine.has_flow(&intent);
         let system = SystemIntent::of(&intent);
         let asks_about_journey = journey && parse.form == Form::Question;
+        if journey && parse.form == Form::Request {
+            // "帮我拿个号吧，我要存钱": a request to act is acted on, even when two
+            // services share the vote; the knowledge base does not answer requests.
+            if parse.intent.confidence >= REQUEST_SURE {
+                parse.sure = true;
+            }
+            return Verdict::of(parse);
+        }
+        // A bare phrase the understanding is not very sure is a service ("吞卡", "年费")
+        // may be a topic of the knowledge base.
+        let plain_doubt = journey
+            && parse.form == Form::Plain
+            && parse.source != "exact"
+            && parse.intent.confidence < PLAIN_SURE;
         let consult = asks_about_journey
+            || plain_doubt
             || !parse.sure
             || intent == question
             || system == Some(SystemIntent::OutOfScope);
         if !consult {
             return Verdict::of(parse);
         }
-        let answer = self.knowledge.answer(text, branch);
+        let answer = self.knowledge.answer(text, branch).await;
+        // The knowledge signal's confidence: the best passage's similarity when the
+        // article has vectors, else its BM25 score.
+        let score = |h: &crate::knowledge::index::Hit| h.dense.unwrap_or(h.bm25);
         let (found, says, score, titles) = match &answer {
-            Answer::Found { hit, .. } => (true, hit.id.clone(), hit.score, vec![&hit.title]),
-            Answer::Clarify(a, b) => (true, a.id.clone(), a.score, vec![&a.title, &b.title]),
+            Answer::Found { hit, .. } => (true, hit.id.clone(), score(hit), vec![&hit.title]),
+            Answer::Clarify(a, b) => (true, a.id.clone(), score(a), vec![&a.title, &b.title]),
             Answer::Unknown => (false, "-".to_string(), 0.0, Vec::new()),
         };
         // Offer the service only when the answer is about it (an article on deposit
@@ -206,6 +230,10 @@ impl Understanding {
                 };
             }
             return Verdict::of(as_question(parse, None));
+        }
+        if found && plain_doubt && parse.sure && about_it {
+            // The article is about the service the phrase names: the service it is.
+            return Verdict::of(parse);
         }
         if found {
             return Verdict::of(as_question(parse, None));
@@ -339,7 +367,9 @@ fn as_question(mut parse: Parse, offer: Option<String>) -> Parse {
 /// "个人开户需要带什么材料", "转账汇款" and "跨行转账多久到账").
 fn shares_a_word(label: &str, title: &str) -> bool {
     let chars: Vec<char> = label.chars().collect();
-    chars.windows(2).any(|w| title.contains(&w.iter().collect::<String>()))
+    chars
+        .windows(2)
+        .any(|w| title.contains(&w.iter().collect::<String>()))
 }
 
 fn round3(p: f32) -> f32 {

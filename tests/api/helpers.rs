@@ -112,6 +112,9 @@ pub async fn spawn_on(
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
     let state = app.state();
+    // With the embedding model, answers depend on the articles' vectors: every test
+    // starts once they are all there (a process embeds the seed articles once).
+    state.knowledge.embedded().await;
     let stop = CancellationToken::new();
     let s = stop.clone();
     let handle = tokio::spawn(async move {

@@ -179,7 +179,10 @@ async fn a_choice_that_was_never_offered_is_refused_and_the_session_goes_on() {
     // Offered values still work: first a service from the menu, then one of the buttons
     // the bot just showed.
     let reply = k.say("防诈骗").await;
-    let offered = reply["ui"]["choices"][0]["value"].as_str().unwrap().to_string();
+    let offered = reply["ui"]["choices"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
     k.send(json!({"type": "user.choice", "value": offered}))
         .await;
     let reply = k.recv_type("bot.say").await;

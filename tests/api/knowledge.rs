@@ -20,7 +20,7 @@ on_both_engines!(
 );
 
 /// An article nobody else writes about: a water dispenser in the lobby.
-fn water_article() -> Value {
+pub(crate) fn water_article() -> Value {
     json!({
         "id": "lobby-water",
         "title": "大堂饮水机的位置",
@@ -32,7 +32,7 @@ fn water_article() -> Value {
     })
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: &str,
     path: &str,
@@ -63,7 +63,7 @@ fn code(v: &Value) -> &str {
 }
 
 /// Editor writes and submits, reviewer approves: the article is live. Returns its version.
-async fn publish(app: &TestApp, editor: &str, reviewer: &str, article: Value) -> i64 {
+pub(crate) async fn publish(app: &TestApp, editor: &str, reviewer: &str, article: Value) -> i64 {
     let id = article["id"].as_str().unwrap().to_string();
     let (s, saved) = call(app, "POST", "/v1/knowledge/articles", editor, Some(article)).await;
     assert_eq!(s, StatusCode::CREATED, "{saved}");

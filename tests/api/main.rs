@@ -18,6 +18,7 @@ mod floor;
 mod http;
 mod kiosk_ws;
 mod knowledge;
+mod knowledge_hybrid;
 mod models;
 mod nlu;
 mod outbox;

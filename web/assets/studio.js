@@ -369,7 +369,7 @@ $('#hit-form').addEventListener('submit', async (e) => {
       h('div.verdict', verdict),
       h('div.hint', `分词：${(d.words || []).join(' / ')}`),
       (d.hits || []).map((hit, i) => h('div.hit',
-        h('div.hit-title', `${i + 1}. ${hit.title}`, h('span.hint', ` ${hit.id} v${hit.version} · 得分 ${hit.score.toFixed(2)} · 覆盖 ${Math.round(hit.coverage * 100)}%`)),
+        h('div.hit-title', `${i + 1}. ${hit.title}`, h('span.hint', ` ${hit.id} v${hit.version} · BM25 ${hit.bm25.toFixed(2)} · 语义 ${hit.dense == null ? '—' : hit.dense.toFixed(3)} · 融合 ${hit.fused.toFixed(4)} · 覆盖 ${Math.round(hit.coverage * 100)}%`)),
         h('div.hit-text', highlight(hit.highlight)),
         h('div.matched', (hit.matched || []).map((m) => h('span.tag', m.as_word && m.as_word !== m.word ? `${m.word}→${m.as_word}` : m.word, (m.fields || []).length ? ` · ${m.fields.join('/')}` : ''))))));
   } catch (err) {

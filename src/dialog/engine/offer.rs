@@ -112,7 +112,10 @@ mod tests {
         assert!(out.replies[0].text.contains("开户"), "{:?}", out.replies);
         assert_eq!(s.offer.as_deref(), Some("account.open"));
         let choices = &out.replies[0].ui.as_ref().unwrap().choices;
-        assert_eq!(choices[0].value, "account.open", "the yes button names the service");
+        assert_eq!(
+            choices[0].value, "account.open",
+            "the yes button names the service"
+        );
         e.turn_with(&mut s, &TurnInput::Text("好的".into()), no_effects);
         assert_eq!(s.offer, None);
         assert_eq!(
