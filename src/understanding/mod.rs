@@ -207,10 +207,24 @@ impl Understanding {
             Answer::Clarify(a, b) => (true, a.id.clone(), score(a), vec![&a.title, &b.title]),
             Answer::Unknown => (false, "-".to_string(), 0.0, Vec::new()),
         };
-        // Offer the service only when the answer is about it (an article on deposit
-        // certificates answers "开存款证明要带什么"; offering 开户 after it would not fit).
-        let label = self.engine.labels().get(&intent).map(String::as_str);
-        let about_it = label.is_some_and(|l| titles.iter().any(|t| shares_a_word(l, t)));
+        // Offer a service only when the answer is about it (an article on deposit
+        // certificates answers "开存款证明要带什么"; offering 开户 after it would not fit):
+        // the intent, or the next service of the ranking, whose name shares a word with
+        // the article's title.
+        let about = |name: &str| {
+            name != question
+                && self.engine.has_flow(name)
+                && self
+                    .engine
+                    .labels()
+                    .get(name)
+                    .is_some_and(|l| titles.iter().any(|t| shares_a_word(l, t)))
+        };
+        let about_it = about(&intent);
+        let related = std::iter::once(intent.as_str())
+            .chain(parse.ranking.iter().map(|r| r.name.as_str()))
+            .find(|n| about(n))
+            .map(str::to_string);
         parse.signals.push(Signal {
             name: "knowledge",
             says,
@@ -219,7 +233,7 @@ impl Understanding {
         let at_rest = state.stack.is_empty();
         if asks_about_journey {
             if found {
-                let offer = (at_rest && about_it).then_some(intent);
+                let offer = related.filter(|_| at_rest);
                 return Verdict::of(as_question(parse, offer));
             }
             if at_rest {
@@ -236,7 +250,8 @@ impl Understanding {
             return Verdict::of(parse);
         }
         if found {
-            return Verdict::of(as_question(parse, None));
+            let offer = related.filter(|_| at_rest && parse.form == Form::Question);
+            return Verdict::of(as_question(parse, offer));
         }
         if system == Some(SystemIntent::OutOfScope) {
             // Out of scope only when the neighbours (if any) agree too.
