@@ -100,10 +100,19 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Runs the benchmark on `--bench-database-url`, or on a new SQLite file in a temporary
 /// folder (in memory where /dev/shm exists) that is removed afterwards.
 pub async fn run(settings: Settings, args: KnowledgeBenchArgs) -> anyhow::Result<ExitCode> {
-    run_with(settings, args, None).await
+    let (es, models) = (
+        settings.embedding.clone(),
+        settings.speech.models_dir.clone(),
+    );
+    let built =
+        tokio::task::spawn_blocking(move || crate::embedding::setup::build(&es, &models)).await?;
+    for note in &built.notes {
+        tracing::warn!("{note}");
+    }
+    run_with(settings, args, built.embedder).await
 }
 
-/// [`run`] with a sentence-embedding model: hybrid figures too.
+/// [`run`] with the given sentence-embedding model (hybrid figures too) or none.
 pub async fn run_with(
     settings: Settings,
     args: KnowledgeBenchArgs,

@@ -64,7 +64,8 @@ pub struct Parse {
 /// One signal the understanding weighed: what it said and how sure it was.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
-    /// `classifier`, `neighbours`, `knowledge`, `form`, `context`.
+    /// `classifier`, `neighbours`, `mixed` (classifier and neighbours together),
+    /// `form`, `knowledge`, `context`.
     pub name: &'static str,
     /// Its best intent (or article id for `knowledge`, the form for `form`).
     pub says: String,

@@ -348,6 +348,11 @@ fn mix(parse: &mut Parse, vote: &Vote) {
     } else if agree {
         parse.source = "agreement";
     }
+    parse.signals.push(Signal {
+        name: "mixed",
+        says: name.clone(),
+        confidence: round3(score),
+    });
     parse.intent = Scored {
         name,
         confidence: round3(score),
@@ -431,6 +436,7 @@ mod tests {
         assert_eq!(p.intent.name, "card.report_loss");
         assert!(p.sure, "{p:?}");
         assert_eq!(p.source, "agreement");
+        assert_eq!(p.signals.last().map(|s| s.name), Some("mixed"));
     }
 
     #[test]
