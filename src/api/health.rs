@@ -42,6 +42,9 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
                 &app.settings.speech.models_dir,
                 app.embedder.is_some(),
             ),
+            // The knowledge base's passage vectors: loaded, embedded, still to embed.
+            "articles": app.knowledge.embedding_status(),
+            "intents_by_meaning": app.understanding.by_meaning(),
         },
         "shutting_down": shutting_down,
     }));

@@ -21,12 +21,16 @@ impl Scope {
     /// Whether a search `q` may find an article of this scope: customers only customer
     /// articles; only articles for every branch or `q.branch`; in force on `q.day`.
     pub fn admits(&self, q: &Query1<'_>) -> bool {
-        let day = q.day.to_string();
+        self.admits_on(q, &q.day.to_string())
+    }
+
+    /// [`Scope::admits`] with the query's day already written as `YYYY-MM-DD`.
+    fn admits_on(&self, q: &Query1<'_>, day: &str) -> bool {
         (q.audience == Audience::Staff || self.audience == "customer")
             && q.branch
                 .is_none_or(|b| self.branches.is_empty() || self.branches.iter().any(|x| x == b))
-            && self.from.as_deref().is_none_or(|f| f <= day.as_str())
-            && self.to.as_deref().is_none_or(|t| t >= day.as_str())
+            && self.from.as_deref().is_none_or(|f| f <= day)
+            && self.to.as_deref().is_none_or(|t| t >= day)
     }
 }
 
@@ -183,34 +187,72 @@ impl DenseIndex {
         self.read().values().map(|a| a.len()).sum()
     }
 
-    /// Every article `q` may find, by the cosine of its best passage to `query`, best
-    /// first. `overlay` replaces or removes one article (a golden trial).
+    /// The [`TOP`] articles `q` may find, by the cosine of their best passage to `query`,
+    /// best first, then the articles of `also` that `q` may find (their own cosine, in
+    /// that order). `overlay` replaces or removes one article (a golden trial).
     pub fn search(
         &self,
         query: &[f32],
         q: &Query1<'_>,
         overlay: Option<Overlay<'_>>,
+        also: &[&str],
     ) -> Vec<DenseHit> {
         let query = Quantised::of(query);
+        let day = q.day.to_string();
         let articles = self.read();
         let skip = overlay.map(|(id, _)| id);
         let extra = overlay.and_then(|(id, v)| v.map(|v| (id, v)));
-        let mut hits: Vec<DenseHit> = articles
-            .iter()
-            .filter(|(id, _)| Some(id.as_str()) != skip)
-            .map(|(id, v)| (id.as_str(), v))
-            .chain(extra)
-            .filter(|(_, v)| !v.is_empty() && v.scope.admits(q))
-            .map(|(id, v)| DenseHit {
+        let candidates = || {
+            articles
+                .iter()
+                .filter(move |(id, _)| Some(id.as_str()) != skip)
+                .map(|(id, v)| (id.as_str(), v))
+                .chain(extra)
+                .filter(|(_, v)| !v.is_empty() && v.scope.admits_on(q, &day))
+        };
+        let order = |a: &(f32, &str, &Arc<ArticleVectors>),
+                     b: &(f32, &str, &Arc<ArticleVectors>)| {
+            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+        };
+        let mut scored: Vec<(f32, &str, &Arc<ArticleVectors>)> = candidates()
+            .map(|(id, v)| (v.best(&query), id, v))
+            .collect();
+        if scored.len() > TOP {
+            scored.select_nth_unstable_by(TOP - 1, order);
+            scored.truncate(TOP);
+        }
+        scored.sort_by(order);
+        let mut hits: Vec<DenseHit> = scored
+            .into_iter()
+            .map(|(dense, id, v)| DenseHit {
                 id: id.to_string(),
-                dense: v.best(&query),
+                dense,
                 vectors: Arc::clone(v),
             })
             .collect();
-        hits.sort_by(|a, b| b.dense.total_cmp(&a.dense).then_with(|| a.id.cmp(&b.id)));
+        for id in also {
+            if hits.iter().any(|h| h.id == *id) {
+                continue;
+            }
+            let found = match extra {
+                Some((i, v)) if i == *id => Some(v),
+                _ if skip == Some(*id) => None,
+                _ => articles.get(*id),
+            };
+            if let Some(v) = found.filter(|v| !v.is_empty() && v.scope.admits_on(q, &day)) {
+                hits.push(DenseHit {
+                    id: id.to_string(),
+                    dense: v.best(&query),
+                    vectors: Arc::clone(v),
+                });
+            }
+        }
         hits
     }
 }
+
+/// Articles a dense search ranks (the rest of the lexical hits are scored one by one).
+pub const TOP: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -251,6 +293,40 @@ mod tests {
             limit: 5,
             explain: false,
         }
+    }
+
+    #[test]
+    fn a_search_keeps_the_top_and_scores_the_lexical_hits_beyond_it() {
+        let idx = DenseIndex::default();
+        for i in 0..(TOP + 10) {
+            let angle = i as f32 / 100.0;
+            let v = unit(&[angle.cos(), angle.sin()]);
+            idx.insert(
+                &format!("a{i:03}"),
+                Arc::new(ArticleVectors::new(
+                    &doc(&format!("a{i:03}"), "customer", &[], None),
+                    &[v],
+                )),
+            );
+        }
+        let query = unit(&[1.0, 0.0]);
+        let last = format!("a{:03}", TOP + 9);
+        let hits = idx.search(
+            &query,
+            &q(Audience::Customer, None),
+            None,
+            &[last.as_str(), "nope"],
+        );
+        assert_eq!(hits.len(), TOP + 1);
+        assert_eq!(hits[0].id, "a000");
+        assert!(hits
+            .windows(2)
+            .take(TOP - 1)
+            .all(|w| w[0].dense >= w[1].dense));
+        assert_eq!(
+            hits[TOP].id, last,
+            "a lexical hit outside the top is scored too"
+        );
     }
 
     #[test]
@@ -298,11 +374,11 @@ mod tests {
         );
         let query = unit(&[1.0, 0.0, 0.0]);
         let ids = |hits: Vec<DenseHit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
-        let hits = idx.search(&query, &q(Audience::Customer, Some("B001")), None);
+        let hits = idx.search(&query, &q(Audience::Customer, Some("B001")), None, &[]);
         assert_eq!(ids(hits.clone()), ["everyone"]);
         assert!(hits[0].dense > 0.99, "{}", hits[0].dense);
         assert_eq!(hits[0].vectors.snippet, "正文 &lt;b&gt;");
-        let staff = idx.search(&query, &q(Audience::Staff, None), None);
+        let staff = idx.search(&query, &q(Audience::Staff, None), None, &[]);
         assert_eq!(ids(staff), ["everyone", "other-branch", "staff-only"]);
         assert_eq!(idx.passages(), 5);
         // A trial replaces one article's vectors without touching the index.
@@ -314,6 +390,7 @@ mod tests {
             &query,
             &q(Audience::Customer, None),
             Some(("everyone", Some(&replaced))),
+            &[],
         );
         assert!(
             hits[0].id == "other-branch"
@@ -323,6 +400,7 @@ mod tests {
             &query,
             &q(Audience::Customer, None),
             Some(("other-branch", None)),
+            &[],
         );
         assert_eq!(ids(hits), ["everyone"]);
         idx.retain(|id, _| id != "everyone");

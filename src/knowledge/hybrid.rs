@@ -70,8 +70,9 @@ pub fn search(
             hits: Vec::new(),
         });
     }
+    let lexical: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
     let by_meaning = query_vector
-        .map(|v| dense.search(v, q, overlay))
+        .map(|v| dense.search(v, q, overlay, &lexical))
         .unwrap_or_default();
     Ok(Found {
         words: found.words,
