@@ -63,14 +63,38 @@ impl Quantised {
 
     /// The approximate dot product with `other` (their cosine for unit vectors).
     pub fn dot(&self, other: &Quantised) -> f32 {
-        let sum: i32 = self
-            .codes
-            .iter()
-            .zip(&other.codes)
-            .map(|(a, b)| i32::from(*a) * i32::from(*b))
-            .sum();
-        sum as f32 * self.scale * other.scale
+        int_dot(&self.codes, &other.codes) as f32 * self.scale * other.scale
     }
+}
+
+/// The integer dot product of two code vectors: the inner loop of a dense search (90,000
+/// passages at 10,000 articles), so it uses AVX2 where the processor has it.
+fn int_dot(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor was just found to support AVX2.
+            return unsafe { int_dot_avx2(a, b) };
+        }
+    }
+    int_dot_plain(a, b)
+}
+
+fn int_dot_plain(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum()
+}
+
+/// [`int_dot_plain`] compiled for AVX2 (the compiler vectorises the same loop wider).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int_dot_avx2(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum()
 }
 
 /// The vectors of one live article version, with what a hit shows and what filters it.
@@ -327,6 +351,14 @@ mod tests {
             hits[TOP].id, last,
             "a lexical hit outside the top is scored too"
         );
+    }
+
+    #[test]
+    fn the_fast_dot_product_is_the_plain_one() {
+        let a: Vec<i8> = (0..384).map(|i| ((i * 37) % 255 - 127) as i8).collect();
+        let b: Vec<i8> = (0..384).map(|i| ((i * 91) % 253 - 126) as i8).collect();
+        assert_eq!(int_dot(&a, &b), int_dot_plain(&a, &b));
+        assert_eq!(int_dot(&a[..5], &b[..5]), int_dot_plain(&a[..5], &b[..5]));
     }
 
     #[test]
