@@ -202,15 +202,19 @@ impl Understanding {
         // The knowledge signal's confidence: the best passage's similarity when the
         // article has vectors, else its BM25 score.
         let score = |h: &crate::knowledge::index::Hit| h.dense.unwrap_or(h.bm25);
-        let (found, says, score, titles) = match &answer {
-            Answer::Found { hit, .. } => (true, hit.id.clone(), score(hit), vec![&hit.title]),
-            Answer::Clarify(a, b) => (true, a.id.clone(), score(a), vec![&a.title, &b.title]),
+        let (found, says, score, ids) = match &answer {
+            Answer::Found { hit, .. } => (true, hit.id.clone(), score(hit), vec![&hit.id]),
+            Answer::Clarify(a, b) => (true, a.id.clone(), score(a), vec![&a.id, &b.id]),
             Answer::Unknown => (false, "-".to_string(), 0.0, Vec::new()),
         };
-        // Offer a service only when the answer is about it (an article on deposit
-        // certificates answers "开存款证明要带什么"; offering 开户 after it would not fit):
-        // the intent, or the next service of the ranking, whose name shares a word with
-        // the article's title.
+        // Offer a service only when the answer is about it: one of the article's tags is
+        // the service's name or part of it ("开户" for 开户, "汇款" for 转账汇款) — an
+        // article on deposit certificates (tag 存款证明) does not offer 存款.
+        let tags: Vec<String> = ids
+            .iter()
+            .filter_map(|id| self.knowledge.live(id))
+            .flat_map(|d| d.draft.tags)
+            .collect();
         let about = |name: &str| {
             name != question
                 && self.engine.has_flow(name)
@@ -218,7 +222,7 @@ impl Understanding {
                     .engine
                     .labels()
                     .get(name)
-                    .is_some_and(|l| titles.iter().any(|t| shares_a_word(l, t)))
+                    .is_some_and(|l| tags.iter().any(|t| names_it(l, t)))
         };
         let about_it = about(&intent);
         let related = std::iter::once(intent.as_str())
@@ -246,7 +250,8 @@ impl Understanding {
             return Verdict::of(as_question(parse, None));
         }
         if found && plain_doubt && parse.sure && about_it {
-            // The article is about the service the phrase names: the service it is.
+            // The article is about the service the phrase names (by its tags): the
+            // service it is.
             return Verdict::of(parse);
         }
         if found {
@@ -383,13 +388,11 @@ fn as_question(mut parse: Parse, offer: Option<String>) -> Parse {
     parse
 }
 
-/// Whether a service's name and an article title share a two-character word ("开户" and
-/// "个人开户需要带什么材料", "转账汇款" and "跨行转账多久到账").
-fn shares_a_word(label: &str, title: &str) -> bool {
-    let chars: Vec<char> = label.chars().collect();
-    chars
-        .windows(2)
-        .any(|w| title.contains(&w.iter().collect::<String>()))
+/// Whether an article's tag names a service: the service's name is the tag or contains it
+/// (two characters at least: "开户" names 开户, "汇款" names 转账汇款, "存款证明" does not
+/// name 存款).
+fn names_it(label: &str, tag: &str) -> bool {
+    tag.chars().count() >= 2 && label.contains(tag)
 }
 
 fn round3(p: f32) -> f32 {
@@ -467,10 +470,11 @@ mod tests {
 
     #[test]
     fn a_service_is_offered_only_after_an_article_about_it() {
-        assert!(shares_a_word("开户", "个人开户需要带什么材料"));
-        assert!(shares_a_word("转账汇款", "跨行转账多久到账"));
-        assert!(!shares_a_word("开户", "存款证明怎么开"));
-        assert!(!shares_a_word("取", "取号排队"), "one character is no word");
+        assert!(names_it("开户", "开户"));
+        assert!(names_it("转账汇款", "汇款"));
+        assert!(names_it("激活银行卡", "激活"));
+        assert!(!names_it("存款", "存款证明"));
+        assert!(!names_it("取号", "取"), "one character is no word");
     }
 
     #[test]
