@@ -42,7 +42,17 @@ const FILLERS: &[&str] = &[
 /// Normalises one utterance.
 pub fn normalize(raw: &str) -> Normalized {
     let folded = fold(raw);
-    let text = rewrite_numerals(&folded);
+    // Rewriting can leave a numeral for another pass ("三点五万万" → "35000万" →
+    // "350000000"): rewrite until nothing changes (a few passes at most), so normalising
+    // normalised text changes nothing.
+    let mut text = rewrite_numerals(&folded);
+    for _ in 0..4 {
+        let again = rewrite_numerals(&text);
+        if again == text {
+            break;
+        }
+        text = again;
+    }
     let matching = for_matching(&text);
     Normalized { text, matching }
 }
