@@ -79,31 +79,6 @@ async fn load_speech(settings: &Settings, content: &Arc<Content>) -> anyhow::Res
     Ok(speech)
 }
 
-/// The sentence embedder (`[embedding]`), loaded off the executor; without one the node
-/// runs as before, and the log says why.
-async fn load_embedder(
-    settings: &Settings,
-) -> anyhow::Result<Option<Arc<dyn crate::embedding::Embedder>>> {
-    let embedding = settings.embedding.clone();
-    let models_dir = settings.speech.models_dir.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        crate::embedding::setup::build(&embedding, &models_dir)
-    })
-    .await
-    .context("loading the embedding model")?;
-    for note in &built.notes {
-        tracing::warn!("{note}");
-    }
-    if let Some(e) = &built.embedder {
-        tracing::info!(
-            model = e.model_id(),
-            dim = e.dim(),
-            "sentence embeddings on"
-        );
-    }
-    Ok(built.embedder)
-}
-
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let actions = Arc::new(Registry::standard());
@@ -116,7 +91,7 @@ impl Application {
         let metrics = Metrics::new();
         let bank = bank_port(&settings, &db)?;
         // The sentence-embedding model (none: understanding and search are lexical only).
-        let embedder = load_embedder(&settings).await?;
+        let embedder = crate::embedding::setup::load(&settings).await?;
         let knowledge = crate::knowledge::Knowledge::open(
             db.clone(),
             settings.knowledge.clone(),

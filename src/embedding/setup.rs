@@ -40,6 +40,27 @@ pub fn build(settings: &EmbeddingSettings, models_dir: &Path) -> Built {
     }
 }
 
+/// The embedder of a node's settings, built off the executor; without one the log says
+/// why (and the caller runs without embeddings).
+pub async fn load(settings: &crate::config::Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    let embedding = settings.embedding.clone();
+    let models_dir = settings.speech.models_dir.clone();
+    let built = tokio::task::spawn_blocking(move || build(&embedding, &models_dir))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the embedding model: {e}"))?;
+    for note in &built.notes {
+        tracing::warn!("{note}");
+    }
+    if let Some(e) = &built.embedder {
+        tracing::info!(
+            model = e.model_id(),
+            dim = e.dim(),
+            "sentence embeddings on"
+        );
+    }
+    Ok(built.embedder)
+}
+
 /// The local embedder, one per model file and settings in the process: its cache then
 /// serves every app a process builds (the integration tests build hundreds, and each
 /// would otherwise embed the same articles again).
