@@ -172,8 +172,9 @@ fn write_cache(file: &Path, vectors: &[f32]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let bytes: Vec<u8> = vectors.iter().flat_map(|f| f.to_le_bytes()).collect();
-    // Written whole, then renamed: a reader never sees half a file.
-    let tmp = file.with_extension("tmp");
+    // Written whole under a name of this process, then renamed: a reader (or a process
+    // writing the same file at the same time) never sees half a file.
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, file)
 }
