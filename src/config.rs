@@ -213,6 +213,14 @@ impl EmbeddingSettings {
             models_dir.join(&self.model)
         }
     }
+
+    /// Where vectors computed with the model are kept between runs (the intent examples'):
+    /// beside the model file, as they belong to it.
+    pub fn cache_dir(&self, models_dir: &Path) -> Option<PathBuf> {
+        self.model_path(models_dir)
+            .parent()
+            .map(|d| d.join("cache"))
+    }
 }
 
 /// Speech: recognition (ASR), voice activity, correction and synthesis (TTS).

@@ -168,6 +168,16 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// The 1-based line of each item of a top-level YAML list (each line starting with `-`),
+/// so the n-th parsed item's problems name its line.
+pub fn item_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with('-'))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
 /// The 1-based line of the first occurrence of `needle` (1 if absent).
 pub fn line_of(text: &str, needle: &str) -> usize {
     line_of_after(text, needle, 1)

@@ -132,12 +132,9 @@ impl Application {
                 knowledge.clone(),
                 embedder.clone(),
                 &content.dialogs,
-                // Beside the model: the example vectors belong to it.
                 settings
                     .embedding
-                    .model_path(&settings.speech.models_dir)
-                    .parent()
-                    .map(|d| d.join("cache"))
+                    .cache_dir(&settings.speech.models_dir)
                     .as_deref(),
             )
             .await,

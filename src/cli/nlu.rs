@@ -84,11 +84,7 @@ async fn understand_fully(global: &Global, args: NluArgs) -> anyhow::Result<Exit
     let engine = std::sync::Arc::new(Engine::new(&content.dialogs)?);
     let kb = super::knowledge::open_knowledge(settings.clone()).await?;
     let embedder = kb.embedder();
-    let cache = settings
-        .embedding
-        .model_path(&settings.speech.models_dir)
-        .parent()
-        .map(|d| d.join("cache"));
+    let cache = settings.embedding.cache_dir(&settings.speech.models_dir);
     let understanding = crate::understanding::Understanding::build(
         engine,
         kb,

@@ -76,12 +76,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Labelled>, Vec<DataError>> {
     let Some(items) = items else {
         return Err(errors);
     };
-    let lines: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.starts_with('-'))
-        .map(|(i, _)| i + 1)
-        .collect();
+    let lines: Vec<usize> = crate::datafile::item_lines(text);
     let mut out = Vec::new();
     for (n, item) in items.into_iter().enumerate() {
         let mut bad = |message: String| {

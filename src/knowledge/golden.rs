@@ -43,12 +43,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Golden>, Vec<DataError>> {
     let Some(list) = list else {
         return Err(errors);
     };
-    let lines: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.starts_with('-'))
-        .map(|(i, _)| i + 1)
-        .collect();
+    let lines: Vec<usize> = crate::datafile::item_lines(text);
     if list.len() > MAX_GOLDEN {
         errors.push(DataError {
             file: path.to_path_buf(),

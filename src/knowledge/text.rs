@@ -318,12 +318,7 @@ impl Synonyms {
             errors.push(err(1, format!("more than {MAX_SYNONYM_GROUPS} groups")));
         }
         // Group n starts on the n-th line that begins with "- ".
-        let group_lines: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with('-'))
-            .map(|(i, _)| i + 1)
-            .collect();
+        let group_lines: Vec<usize> = crate::datafile::item_lines(text);
         let mut syn = Synonyms::default();
         for (n, value) in raw.iter().enumerate() {
             let line = group_lines.get(n).copied().unwrap_or(1);

@@ -198,42 +198,13 @@ impl Understanding {
         if !consult {
             return Verdict::of(parse);
         }
-        let answer = self.knowledge.answer(text, branch).await;
-        // The knowledge signal's confidence: the best passage's similarity when the
-        // article has vectors, else its BM25 score.
-        let score = |h: &crate::knowledge::index::Hit| h.dense.unwrap_or(h.bm25);
-        let (found, says, score, ids) = match &answer {
-            Answer::Found { hit, .. } => (true, hit.id.clone(), score(hit), vec![&hit.id]),
-            Answer::Clarify(a, b) => (true, a.id.clone(), score(a), vec![&a.id, &b.id]),
-            Answer::Unknown => (false, "-".to_string(), 0.0, Vec::new()),
-        };
-        // Offer a service only when the answer is about it: one of the article's tags is
-        // the service's name or part of it ("开户" for 开户, "汇款" for 转账汇款) — an
-        // article on deposit certificates (tag 存款证明) does not offer 存款.
-        let tags: Vec<String> = ids
-            .iter()
-            .filter_map(|id| self.knowledge.live(id))
-            .flat_map(|d| d.draft.tags)
-            .collect();
-        let about = |name: &str| {
-            name != question
-                && self.engine.has_flow(name)
-                && self
-                    .engine
-                    .labels()
-                    .get(name)
-                    .is_some_and(|l| tags.iter().any(|t| names_it(l, t)))
-        };
+        let (found, tags) = self.ask_knowledge(text, branch, &mut parse).await;
+        let about = |name: &str| self.names_service(name, &tags);
         let about_it = about(&intent);
         let related = std::iter::once(intent.as_str())
             .chain(parse.ranking.iter().map(|r| r.name.as_str()))
             .find(|n| about(n))
             .map(str::to_string);
-        parse.signals.push(Signal {
-            name: "knowledge",
-            says,
-            confidence: score,
-        });
         let at_rest = state.stack.is_empty();
         if asks_about_journey {
             if found {
@@ -270,6 +241,51 @@ impl Understanding {
             }
         }
         Verdict::of(parse)
+    }
+}
+
+impl Understanding {
+    /// What the knowledge base answers to `text` (its signal added to `parse`): whether an
+    /// article answers (or two, to choose from), and those articles' tags.
+    async fn ask_knowledge(
+        &self,
+        text: &str,
+        branch: &str,
+        parse: &mut Parse,
+    ) -> (bool, Vec<String>) {
+        let answer = self.knowledge.answer(text, branch).await;
+        // The signal's confidence: the best passage's similarity when the article has
+        // vectors, else its BM25 score.
+        let score = |h: &crate::knowledge::index::Hit| h.dense.unwrap_or(h.bm25);
+        let (says, confidence, ids) = match &answer {
+            Answer::Found { hit, .. } => (hit.id.clone(), score(hit), vec![&hit.id]),
+            Answer::Clarify(a, b) => (a.id.clone(), score(a), vec![&a.id, &b.id]),
+            Answer::Unknown => ("-".to_string(), 0.0, Vec::new()),
+        };
+        parse.signals.push(Signal {
+            name: "knowledge",
+            says,
+            confidence,
+        });
+        let tags = ids
+            .iter()
+            .filter_map(|id| self.knowledge.live(id))
+            .flat_map(|d| d.draft.tags)
+            .collect();
+        (!matches!(answer, Answer::Unknown), tags)
+    }
+
+    /// Whether an answer with these article tags is about the service `name`: one of the
+    /// tags is the service's name or part of it ("开户" for 开户, "汇款" for 转账汇款). An
+    /// article on deposit certificates (tag 存款证明) is not about 存款.
+    fn names_service(&self, name: &str, tags: &[String]) -> bool {
+        name != KNOWLEDGE_QUESTION
+            && self.engine.has_flow(name)
+            && self
+                .engine
+                .labels()
+                .get(name)
+                .is_some_and(|l| tags.iter().any(|t| names_it(l, t)))
     }
 }
 
