@@ -321,7 +321,11 @@ fn answers_in_context(state: &SessionState, awaiting: Awaiting<'_>, parse: &Pars
     let Some(frame) = state.stack.last() else {
         return false;
     };
-    let holds = parse.slots.keys().any(|k| frame.slots.contains_key(k));
+    // A service named on the way ("我要取号" mid-journey) is a new request, not an answer.
+    let holds = parse
+        .slots
+        .keys()
+        .any(|k| k != "service" && frame.slots.contains_key(k));
     match awaiting {
         Awaiting::Slot(slot) => parse.slots.contains_key(slot) || holds,
         Awaiting::YesNo => holds,
@@ -509,6 +513,14 @@ mod tests {
         assert!(answers_in_context(&state, Awaiting::YesNo, &p));
         let q = parse("cash.deposit", 0.7, true);
         assert!(!answers_in_context(&state, Awaiting::YesNo, &q));
+        let mut other = parse("queue.take_number", 0.9, true);
+        other
+            .slots
+            .insert("service".into(), "queue.take_number".into());
+        state.stack[0]
+            .slots
+            .insert("service".into(), "card.report_loss".into());
+        assert!(!answers_in_context(&state, Awaiting::YesNo, &other));
         assert!(!answers_in_context(
             &SessionState::default(),
             Awaiting::Nothing,
