@@ -179,6 +179,7 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub speech: SpeechSettings,
     pub embedding: EmbeddingSettings,
+    pub retention: RetentionSettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -635,6 +636,24 @@ fn default_timeout_ms() -> u64 {
 
 fn default_max_audio_bytes() -> usize {
     16 * 1024 * 1024
+}
+
+/// How long what sessions and staff leave behind is kept (`[retention]`), in days; 0
+/// keeps it forever. A purge job on every node applies it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Transcript lines, by the time they were said.
+    pub transcripts_days: u32,
+    /// Ended sessions (with whatever transcript they still have), by when they ended.
+    pub ended_sessions_days: u32,
+    /// Device calls, by when they were made.
+    pub device_calls_days: u32,
+    /// Webhook deliveries that succeeded, by when they were delivered.
+    pub delivered_outbox_days: u32,
+    /// Staff tokens, by when they expired or were revoked.
+    pub expired_staff_tokens_days: u32,
+    /// Seconds between purges.
+    pub every_secs: u64,
 }
 
 #[cfg(test)]

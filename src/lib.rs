@@ -35,6 +35,8 @@
 //!
 //! **The branch and the world outside**
 //! - [`ports`]: the core-banking port (sandbox or HTTP) and notifications (outbox).
+//! - [`retention`]: the purge job that applies `[retention]` (transcripts, sessions,
+//!   device calls, delivered webhooks, expired staff tokens).
 //! - [`branch`]: the branch file (calendar, appointments, queue lines), queue numbers,
 //!   appointments and reminders.
 //! - [`tickets`]: work orders with rules, SLA, history, staff on this node.
@@ -74,6 +76,7 @@ pub mod live;
 pub mod nlu;
 pub mod ops;
 pub mod ports;
+pub mod retention;
 pub mod session;
 pub mod speech;
 pub mod startup;

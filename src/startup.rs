@@ -187,6 +187,11 @@ impl Application {
             state.settings.outbox.clone(),
             shutdown.clone(),
         );
+        crate::retention::spawn(
+            state.db.clone(),
+            state.settings.retention.clone(),
+            shutdown.clone(),
+        );
         let signal = {
             let shutdown = shutdown.clone();
             async move {

@@ -256,6 +256,9 @@ pub struct DiffParams {
     to: i64,
 }
 
+/// How long a diff may search for the smallest edit script.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Roles: content editor, reviewer, admin. A unified diff of two versions (as Markdown
 /// files with front matter) and the fields that differ.
 pub async fn diff(
@@ -268,10 +271,19 @@ pub async fn diff(
     let a = app.knowledge.version(&id, p.from).await?;
     let b = app.knowledge.version(&id, p.to).await?;
     let (ma, mb) = (a.draft.to_markdown(&id), b.draft.to_markdown(&id));
-    let unified = similar::TextDiff::from_lines(&ma, &mb)
-        .unified_diff()
-        .header(&format!("{id} v{}", p.from), &format!("{id} v{}", p.to))
-        .to_string();
+    let header = (format!("{id} v{}", p.from), format!("{id} v{}", p.to));
+    // Both sides are bounded by the article limits; the time is bounded too (past the
+    // deadline `similar` settles for a coarser, still correct diff), off the executor.
+    let unified = tokio::task::spawn_blocking(move || {
+        similar::TextDiff::configure()
+            .timeout(DIFF_DEADLINE)
+            .diff_lines(&ma, &mb)
+            .unified_diff()
+            .header(&header.0, &header.1)
+            .to_string()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
     let (ja, jb) = (json!(a.draft), json!(b.draft));
     let changed: Vec<&String> = ja
         .as_object()
@@ -363,15 +375,13 @@ pub async fn approve(
                 .timestamp_millis(),
         ),
     };
-    app.knowledge
+    let state = app
+        .knowledge
         .approve(&user.name, &user.roles, &id, v, at, &d)
         .await?;
-    let state = if at.is_some_and(|t| t > crate::store::now_ms()) {
-        "scheduled"
-    } else {
-        "published"
-    };
-    Ok(Json(json!({"id": id, "version": v, "state": state})))
+    Ok(Json(
+        json!({"id": id, "version": v, "state": state.as_str()}),
+    ))
 }
 
 /// Roles: content reviewer, admin — never the version's author. In review → draft, with a

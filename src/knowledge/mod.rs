@@ -222,7 +222,7 @@ impl Knowledge {
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let mut applied = self.applied.lock().await;
         let (mut revision, due) = self.store.revision().await?;
-        if due.is_some_and(|d| d <= now_ms()) && self.store.publish_due(now_ms()).await? > 0 {
+        if due.is_some_and(|d| d <= now_ms()) && self.publish_due().await? > 0 {
             revision = self.store.revision().await?.0;
         }
         if revision == applied.0 {
@@ -461,8 +461,9 @@ impl Knowledge {
             .await
     }
 
-    /// Approves a version in review: published now (golden questions checked) or at
-    /// `publish_at` (ms since the epoch, in the future).
+    /// Approves a version in review: published now or at `publish_at` (ms since the
+    /// epoch, in the future); the golden questions are checked now either way, and again
+    /// when a scheduled version falls due. Returns the state the version is in.
     pub async fn approve(
         &self,
         actor: &str,
@@ -471,7 +472,7 @@ impl Knowledge {
         version: i64,
         publish_at: Option<i64>,
         decision: &Decision,
-    ) -> Result<(), KbError> {
+    ) -> Result<State, KbError> {
         let v = self.store.version(id, version).await?;
         if v.author == actor {
             return Err(self_review());
@@ -479,8 +480,11 @@ impl Knowledge {
         if v.state != State::InReview {
             return Err(wrong_state(version, v.state, "in_review"));
         }
-        match publish_at.filter(|t| *t > now_ms()) {
+        let to = match publish_at.filter(|t| *t > now_ms()) {
             Some(at) => {
+                // Checked now, and again when the time comes (the live set may change).
+                let change = Change::Upsert(Box::new(LiveDoc::from(&v)));
+                let reason = self.gate(change, roles, decision).await?;
                 self.store
                     .transition(
                         actor,
@@ -489,10 +493,11 @@ impl Knowledge {
                         State::InReview,
                         State::Scheduled,
                         &decision.comment,
-                        None,
+                        reason.as_deref(),
                         Some(at),
                     )
                     .await?;
+                State::Scheduled
             }
             None => {
                 let change = Change::Upsert(Box::new(LiveDoc::from(&v)));
@@ -509,10 +514,68 @@ impl Knowledge {
                         None,
                     )
                     .await?;
+                State::Published
+            }
+        };
+        self.refresh_logged().await;
+        Ok(to)
+    }
+
+    /// Publishes the scheduled versions whose time has come, each checked against the
+    /// golden questions again: a version that would now make a golden question fail goes
+    /// back to review (logged), unless an admin overrode the check when scheduling it.
+    /// Safe on several nodes at once: each version is flipped by exactly one of them.
+    /// Returns how many went live.
+    async fn publish_due(&self) -> Result<usize, KbError> {
+        let mut done = 0;
+        for (id, version) in self.store.due(now_ms()).await? {
+            let v = self.store.version(&id, version).await?;
+            let approved_over = self.store.scheduled_override(&id, version).await?;
+            let roles: &[Role] = match approved_over {
+                Some(_) => &[Role::Admin],
+                None => &[],
+            };
+            let decision = Decision {
+                comment: String::new(),
+                override_reason: approved_over,
+            };
+            let change = Change::Upsert(Box::new(LiveDoc::from(&v)));
+            let (to, comment, reason) = match self.gate(change, roles, &decision).await {
+                Ok(reason) => (
+                    State::Published,
+                    "scheduled publish time reached".to_string(),
+                    reason,
+                ),
+                Err(KbError::Conflict("golden_regression", why)) => {
+                    tracing::warn!(
+                        article = %id,
+                        version,
+                        "a scheduled version fails golden questions at publish time; back to review"
+                    );
+                    (State::InReview, format!("not published: {why}"), None)
+                }
+                Err(e) => return Err(e),
+            };
+            let moved = self
+                .store
+                .transition(
+                    "scheduler",
+                    &id,
+                    version,
+                    State::Scheduled,
+                    to,
+                    &comment,
+                    reason.as_deref(),
+                    None,
+                )
+                .await;
+            match moved {
+                Ok(()) if to == State::Published => done += 1,
+                Ok(()) | Err(KbError::Conflict(..)) => {} // another node was first
+                Err(e) => return Err(e),
             }
         }
-        self.refresh_logged().await;
-        Ok(())
+        Ok(done)
     }
 
     /// Republishes an earlier version (superseded or retired).

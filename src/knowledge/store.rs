@@ -363,36 +363,32 @@ impl Store {
         Ok(())
     }
 
-    /// Publishes every scheduled version whose time has come. Safe on several nodes at
-    /// once: each version is flipped by exactly one of them. Returns how many went live.
-    pub async fn publish_due(&self, now: i64) -> Result<usize, KbError> {
-        let due: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT article_id, version FROM kb_versions WHERE state = 'scheduled' AND publish_at <= $1",
+    /// The scheduled versions whose publish time has come, oldest first.
+    pub async fn due(&self, now: i64) -> Result<Vec<(String, i64)>, KbError> {
+        Ok(sqlx::query_as(
+            "SELECT article_id, version FROM kb_versions WHERE state = 'scheduled' \
+             AND publish_at <= $1 ORDER BY publish_at, article_id",
         )
         .bind(now)
         .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    /// The admin's override reason recorded when `version` was scheduled, if any.
+    pub async fn scheduled_override(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<String>, KbError> {
+        let reason: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT override_reason FROM kb_transitions WHERE article_id = $1 AND version = $2 \
+             AND to_state = 'scheduled' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.db.pool)
         .await?;
-        let mut done = 0;
-        for (id, version) in due {
-            match self
-                .transition(
-                    "scheduler",
-                    &id,
-                    version,
-                    State::Scheduled,
-                    State::Published,
-                    "scheduled publish time reached",
-                    None,
-                    None,
-                )
-                .await
-            {
-                Ok(()) => done += 1,
-                Err(KbError::Conflict(..)) => {} // another node was first
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        Ok(reason.flatten())
     }
 
     /// The revision counter and the earliest scheduled publish time.

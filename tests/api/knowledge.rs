@@ -17,6 +17,7 @@ on_both_engines!(
     retired_articles_are_never_found_and_rollback_restores,
     golden_questions_block_a_breaking_publish,
     a_scheduled_publish_goes_live_on_every_node,
+    a_scheduled_publish_is_checked_at_approval_and_when_due,
 );
 
 /// An article nobody else writes about: a water dispenser in the lobby.
@@ -737,6 +738,101 @@ async fn golden_questions_block_a_breaking_publish(engine: Engine) {
     app.stop().await;
 }
 
+/// The golden gate holds for scheduled publishing too: a breaking version cannot be
+/// scheduled, and one that passed when scheduled but breaks the golden questions by the
+/// time it is due goes back to review instead of live.
+async fn a_scheduled_publish_is_checked_at_approval_and_when_due(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
+    let editor = app.staff("wang", "content_editor").await;
+    let reviewer = app.staff("li", "content_reviewer").await;
+    let hijack = json!({
+        "id": "card-loss-hijack",
+        "title": "银行卡丢了怎么办 卡丢了 挂失 银行卡挂失",
+        "audience": "customer",
+        "questions": ["银行卡丢了怎么办", "卡丢了怎么挂失", "银行卡找不到了", "卡被偷了", "挂失银行卡", "丢卡了怎么办", "卡掉了第一步做什么", "怕被盗刷"],
+        "tags": ["挂失", "丢卡", "银行卡", "盗刷"],
+        "body": "卡丢了请到柜台。"
+    });
+    call(
+        &app,
+        "POST",
+        "/v1/knowledge/articles",
+        &editor,
+        Some(hijack),
+    )
+    .await;
+    let submit = "/v1/knowledge/articles/card-loss-hijack/versions/1/submit";
+    call(&app, "POST", submit, &editor, Some(json!({}))).await;
+    let approve = "/v1/knowledge/articles/card-loss-hijack/versions/1/approve";
+    let later = |ms| json!({"publish_at": (chrono::Utc::now() + chrono::Duration::milliseconds(ms)).to_rfc3339()});
+    let (s, r) = call(&app, "POST", approve, &reviewer, Some(later(60_000))).await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::CONFLICT, "golden_regression"),
+        "scheduling skips the golden check: {r}"
+    );
+
+    // With the golden set emptied the version may be scheduled; the set is back before
+    // the version is due.
+    let golden =
+        std::fs::read_to_string(crate::helpers::project_root().join("knowledge/golden.yaml"))
+            .expect("golden questions");
+    let put = |text: &str| json!({ "text": text });
+    let (s, r) = call(
+        &app,
+        "PUT",
+        "/v1/knowledge/golden",
+        &reviewer,
+        Some(put("[]")),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = call(&app, "POST", approve, &reviewer, Some(later(1500))).await;
+    assert_eq!(
+        (s, r["state"].as_str()),
+        (StatusCode::OK, Some("scheduled")),
+        "{r}"
+    );
+    let (s, r) = call(
+        &app,
+        "PUT",
+        "/v1/knowledge/golden",
+        &reviewer,
+        Some(put(&golden)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+
+    let history = "/v1/knowledge/articles/card-loss-hijack/history";
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let last = loop {
+        let (_, r) = call(&app, "GET", history, &editor, None).await;
+        let last = r["history"].as_array().unwrap().last().unwrap().clone();
+        if last["from"] == "scheduled" {
+            break last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled version was never handled: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(last["to"], "in_review", "{last}");
+    assert_eq!(last["actor"], "scheduler");
+    assert!(
+        last["comment"].as_str().unwrap().contains("golden"),
+        "{last}"
+    );
+    assert_ne!(
+        search(&app, &editor, "银行卡丢了怎么办", "customer")
+            .await
+            .first()
+            .map(String::as_str),
+        Some("card-loss-hijack")
+    );
+    app.stop().await;
+}
+
 async fn a_scheduled_publish_goes_live_on_every_node(engine: Engine) {
     let (url, _dir) = crate::helpers::fresh_database(engine).await;
     let root = crate::helpers::project_root();
@@ -761,7 +857,8 @@ async fn a_scheduled_publish_goes_live_on_every_node(engine: Engine) {
         Some(json!({})),
     )
     .await;
-    let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    // Far enough ahead that the approval (golden questions checked) is done before it.
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(5000);
     let (s, r) = call(
         &node_a,
         "POST",
@@ -775,11 +872,13 @@ async fn a_scheduled_publish_goes_live_on_every_node(engine: Engine) {
         (StatusCode::OK, Some("scheduled")),
         "{r}"
     );
-    assert!(search(&node_b, &teller, "饮水机", "customer")
-        .await
-        .is_empty());
+    if chrono::Utc::now() < at - chrono::Duration::milliseconds(500) {
+        assert!(search(&node_b, &teller, "饮水机", "customer")
+            .await
+            .is_empty());
+    }
     // Both nodes follow the database: the version goes live once, on each node's index.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(40);
     for node in [&node_b, &node_a] {
         let token = if std::ptr::eq(node, &node_b) {
             teller.clone()

@@ -24,6 +24,7 @@ on_both_engines!(
     sessions_and_transcripts_round_trip,
     a_failed_turn_write_leaves_no_half_turn,
     the_sandbox_bank_seeds_and_answers,
+    retention_purges_only_what_is_old_enough,
 );
 
 async fn the_sandbox_bank_seeds_and_answers(engine: Engine) {
@@ -264,4 +265,107 @@ async fn a_failed_turn_write_leaves_no_half_turn(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// The retention purge deletes what is older than its policy, and nothing else: an ended
+/// session with its transcript, old lines of a session still open (the session stays),
+/// expired staff tokens; device calls kept longer stay; days = 0 keeps everything.
+async fn retention_purges_only_what_is_old_enough(engine: Engine) {
+    use concierge::config::RetentionSettings;
+    use concierge::retention::{purge, Purged};
+    let (db, _dir) = open(engine).await;
+    kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let line = [NewLine {
+        speaker: Speaker::Customer,
+        kind: "text",
+        text: "你好",
+        turn_id: Some("t1"),
+    }];
+    let ended = sessions::create(&db, "K1", "B1", &SessionState::default())
+        .await
+        .unwrap();
+    sessions::record(&db, &ended.id, &line, None, Some("completed"))
+        .await
+        .unwrap();
+    let open_one = sessions::create(&db, "K1", "B1", &SessionState::default())
+        .await
+        .unwrap();
+    sessions::record(&db, &open_one.id, &line, None, None)
+        .await
+        .unwrap();
+    let now = concierge::store::now_ms();
+    sqlx::query(
+        "INSERT INTO device_calls (id, kiosk_id, device, action, ok, duration_ms, result_masked, at) \
+         VALUES ('d1', 'K1', 'printer', 'print', 1, 5, '{}', $1)",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    staff::add_user(&db, "bob", "teller", "a long password")
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO staff_tokens (token_hash, user_id, created_at, expires_at) \
+         SELECT 'h1', id, $1, $1 + 1000 FROM staff_users WHERE name = 'bob'",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let policy = RetentionSettings {
+        transcripts_days: 180,
+        ended_sessions_days: 180,
+        device_calls_days: 365,
+        delivered_outbox_days: 30,
+        expired_staff_tokens_days: 7,
+        every_secs: 3600,
+    };
+    let day = 24 * 3600 * 1000;
+    // Nothing is old enough yet.
+    assert_eq!(purge(&db, &policy, now + day).await.unwrap().total(), 0);
+    let keep_all = RetentionSettings {
+        transcripts_days: 0,
+        ended_sessions_days: 0,
+        device_calls_days: 0,
+        delivered_outbox_days: 0,
+        expired_staff_tokens_days: 0,
+        ..policy.clone()
+    };
+    assert_eq!(
+        purge(&db, &keep_all, now + 1000 * day)
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+
+    let later = now + 181 * day;
+    let p = purge(&db, &policy, later).await.unwrap();
+    assert_eq!(
+        p,
+        Purged {
+            transcript_lines: 2,
+            sessions: 1,
+            device_calls: 0,
+            outbox: 0,
+            staff_tokens: 1,
+        }
+    );
+    assert!(sessions::load(&db, &ended.id).await.unwrap().is_none());
+    let still = sessions::load(&db, &open_one.id).await.unwrap();
+    assert!(still.is_some(), "an open session is not purged");
+    assert!(sessions::transcript(&db, &open_one.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_calls")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, 1, "device calls are kept for a year");
+    // A second purge finds nothing more.
+    assert_eq!(purge(&db, &policy, later).await.unwrap().total(), 0);
 }
