@@ -180,6 +180,7 @@ pub struct Settings {
     pub speech: SpeechSettings,
     pub embedding: EmbeddingSettings,
     pub retention: RetentionSettings,
+    pub login: LoginSettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -654,6 +655,31 @@ pub struct RetentionSettings {
     pub expired_staff_tokens_days: u32,
     /// Seconds between purges.
     pub every_secs: u64,
+}
+
+/// Staff login throttling and password hashing (`[login]`). Throttle state is kept in
+/// memory on each node (a restart forgets it; each node counts on its own).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginSettings {
+    /// Password hashes computed at once (on the blocking pool); 0: half the cores, at least 1.
+    pub hash_concurrency: usize,
+    /// Longest a login waits for a hashing slot before it is answered 429 `login_busy`.
+    pub hash_wait_ms: u64,
+    /// Failed attempts for one account name before it is locked.
+    pub max_failures_per_name: u32,
+    /// Failed attempts from one client address before it is locked.
+    pub max_failures_per_ip: u32,
+    /// The first lock, in seconds; each further failure while over the limit doubles it.
+    pub lock_secs: u64,
+    /// The longest lock, in seconds.
+    pub max_lock_secs: u64,
+    /// Failures are forgotten after this many quiet seconds.
+    pub window_secs: u64,
+    /// Names and addresses tracked at most (the oldest are forgotten first).
+    pub max_tracked: usize,
+    /// Take the client address from the last `X-Forwarded-For` hop (only behind a proxy
+    /// that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ impl Application {
             hub: Arc::new(Hub::default()),
             metrics,
             db,
+            login: Arc::new(crate::access::throttle::LoginGuard::new(&settings.login)),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -202,10 +203,13 @@ impl Application {
                 shutdown.cancel();
             }
         };
-        axum::serve(self.listener, router.into_make_service())
-            .with_graceful_shutdown(signal)
-            .await
-            .context("server")?;
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+        .context("server")?;
         state.connections.close();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         if tokio::time::timeout(grace, state.connections.wait())

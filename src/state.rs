@@ -44,4 +44,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every kiosk connection task, so shutdown can wait for in-flight turns.
     pub connections: TaskTracker,
+    /// Staff login throttling and password-hashing slots of this node.
+    pub login: Arc<crate::access::throttle::LoginGuard>,
 }

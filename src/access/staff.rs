@@ -1,8 +1,13 @@
 //! Staff accounts and their bearer tokens: `concierge user add` creates an account with
-//! roles; `POST /v1/auth/login` checks the argon2 password and issues a token that expires.
+//! roles; `POST /v1/auth/login` checks the argon2 password (on the blocking pool, in one of
+//! the [`LoginGuard`]'s hashing slots) and issues a token that expires. Operators disable
+//! accounts, reset passwords and revoke tokens (`concierge user …`).
+
+use std::sync::OnceLock;
 
 use sqlx::Row;
 
+use crate::access::throttle::{LoginGuard, Refusal};
 use crate::access::{tokens, Role};
 use crate::store::{now_ms, Db};
 
@@ -47,6 +52,26 @@ pub enum StaffError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] anyhow::Error),
+    /// No hashing slot was free in time.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// Hashes a password on the blocking pool (argon2 takes tens of milliseconds of CPU).
+async fn hash_off_executor(password: &str) -> Result<String, StaffError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || tokens::hash_password(&password))
+        .await
+        .map_err(|e| StaffError::Hash(anyhow::anyhow!("hash task: {e}")))?
+        .map_err(StaffError::Hash)
+}
+
+/// Passwords are 8–256 characters.
+fn check_password(password: &str) -> Result<(), StaffError> {
+    if password.chars().count() < 8 || password.len() > 256 {
+        return Err(StaffError::WeakPassword);
+    }
+    Ok(())
 }
 
 /// Creates a staff account.
@@ -67,10 +92,8 @@ pub async fn add_user(
     if roles.is_empty() {
         return Err(StaffError::NoRole);
     }
-    if password.chars().count() < 8 || password.len() > 256 {
-        return Err(StaffError::WeakPassword);
-    }
-    let phc = tokens::hash_password(password)?;
+    check_password(password)?;
+    let phc = hash_off_executor(password).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let inserted = sqlx::query(
         "INSERT INTO staff_users (id, name, roles, password_hash, enabled, created_at) VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (name) DO NOTHING",
@@ -104,9 +127,11 @@ pub async fn set_branch(db: &Db, name: &str, branch: Option<&str>) -> Result<boo
     Ok(n == 1)
 }
 
-/// Checks a name and password; on success issues a bearer token valid for `ttl_secs`.
+/// Checks a name and password (the argon2 check in one of `guard`'s hashing slots, also
+/// for unknown names); on success issues a bearer token valid for `ttl_secs`.
 pub async fn login(
     db: &Db,
+    guard: &LoginGuard,
     name: &str,
     password: &str,
     ttl_secs: u64,
@@ -117,19 +142,22 @@ pub async fn login(
     .bind(name)
     .fetch_optional(&db.pool)
     .await?;
-    let Some(row) = row else {
-        // Spend the same effort as a real check so timing does not reveal which names exist.
-        let _ = tokens::verify_password(password, DUMMY_PHC);
+    // Unknown names spend the same effort as a real check, so timing does not reveal which
+    // names exist.
+    let phc: Option<String> = row.as_ref().map(|r| r.get(3));
+    let password = password.to_string();
+    let ok = guard
+        .hash(move || match phc {
+            Some(phc) => tokens::verify_password(&password, &phc),
+            None => {
+                let _ = tokens::verify_password(&password, dummy_phc());
+                false
+            }
+        })
+        .await?;
+    let Some(row) = row.filter(|_| ok) else {
         return Ok(None);
     };
-    let phc: String = row.get(3);
-    let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || tokens::verify_password(&password, &phc))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        return Ok(None);
-    }
     let user = StaffUser {
         id: row.get(0),
         name: row.get(1),
@@ -177,5 +205,63 @@ pub async fn logout(db: &Db, token: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// A valid argon2 hash of a random string, verified against when a name is unknown.
-const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$h6V4Y8H1Dr3vJ0s0x9rJ8h0k2tN4rY3kF8nY5o7mQ0c";
+/// Disables an account and revokes its tokens; false when there is no such user.
+pub async fn disable(db: &Db, name: &str) -> Result<bool, StaffError> {
+    let n = sqlx::query("UPDATE staff_users SET enabled = 0 WHERE name = $1")
+        .bind(name)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    revoke_tokens(db, name).await?;
+    Ok(true)
+}
+
+/// Sets a new password and revokes every token of the account; false when there is no
+/// such user.
+pub async fn reset_password(db: &Db, name: &str, password: &str) -> Result<bool, StaffError> {
+    check_password(password)?;
+    let phc = hash_off_executor(password).await?;
+    let n = sqlx::query("UPDATE staff_users SET password_hash = $2 WHERE name = $1")
+        .bind(name)
+        .bind(phc)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    revoke_tokens(db, name).await?;
+    Ok(true)
+}
+
+/// Revokes every live token of an account; how many were revoked (`None`: no such user).
+pub async fn revoke_tokens(db: &Db, name: &str) -> Result<Option<u64>, StaffError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM staff_users WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(id) = exists else {
+        return Ok(None);
+    };
+    let n = sqlx::query(
+        "UPDATE staff_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(Some(n))
+}
+
+/// An argon2 hash of a random string (made once, with the same parameters as real ones),
+/// verified against when a name is unknown.
+fn dummy_phc() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        tokens::hash_password(&tokens::generate_password()).unwrap_or_else(|_| String::new())
+    })
+}

@@ -1,7 +1,9 @@
-//! Operator routes: kiosks (list, register, revoke), a device call on a kiosk (printer test,
-//! reader check), and a session's masked transcript.
+//! Operator routes: kiosks (list, register, revoke), a diagnostic device call on a kiosk
+//! (only the actions of [`DIAGNOSTICS`]: printer tests, reader status; results masked and
+//! written to `device_calls`), and a session's masked transcript. Staff scoped to a branch
+//! reach only that branch's kiosks and sessions; others are answered "not found".
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,6 +16,7 @@ use super::auth::Staff;
 use super::json::ApiJson;
 use crate::access::kiosks::{self, KioskError};
 use crate::access::Role;
+use crate::devices::audit::{self, Caller};
 use crate::devices::DeviceFailure;
 use crate::error::ApiError;
 use crate::session::store;
@@ -89,14 +92,30 @@ pub struct InvokeBody {
     timeout_ms: Option<u64>,
 }
 
-/// Roles: admin. Runs one device action on a kiosk and returns its result.
+/// The device actions an operator may run from the admin route: diagnostics that read no
+/// customer data (printer test pages, reader status). Reading an ID card or a bank card,
+/// taking a PIN or a picture, retaining or dispensing a card are journeys' business only.
+pub const DIAGNOSTICS: [(&str, &str); 5] = [
+    ("receipt_printer", "print"),
+    ("queue_printer", "print_ticket"),
+    ("document_printer", "print"),
+    ("card_reader", "status"),
+    ("id_card", "status"),
+];
+
+/// Result fields never returned or kept, not even masked.
+const NEVER_SHOWN: [&str; 3] = ["pin_block", "photo", "image"];
+
+/// Roles: admin (of the kiosk's branch when scoped to one). Runs one diagnostic device
+/// action on a kiosk and returns its result, masked; the call is written to
+/// `device_calls` with the session column `admin:<name>`.
 pub async fn invoke_device(
     State(app): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<InvokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    staff.require(&[Role::Admin])?;
+    let admin = staff.require(&[Role::Admin])?;
     for (name, v) in [("device", &body.device), ("action", &body.action)] {
         if v.is_empty() || v.len() > 64 {
             return Err(ApiError::BadRequest(
@@ -105,17 +124,49 @@ pub async fn invoke_device(
             ));
         }
     }
+    if !DIAGNOSTICS.contains(&(body.device.as_str(), body.action.as_str())) {
+        return Err(ApiError::Refused(
+            "action_not_allowed",
+            format!(
+                "only diagnostic actions run from here: {}",
+                DIAGNOSTICS.map(|(d, a)| format!("{d}.{a}")).join(", ")
+            ),
+        ));
+    }
+    if let Some(branch) = &admin.branch {
+        let kiosk = kiosks::find(&app.db, &id).await?;
+        if kiosk.is_none_or(|k| &k.branch_id != branch) {
+            return Err(ApiError::NotFound("kiosk"));
+        }
+    }
     let timeout = Duration::from_millis(
         body.timeout_ms
             .unwrap_or(app.settings.kiosk.device_timeout_ms)
             .clamp(100, 120_000),
     );
-    match app
+    let started = Instant::now();
+    let result = app
         .broker
         .invoke(&id, &body.device, &body.action, body.args, timeout)
-        .await
-    {
-        Ok(data) => Ok(Json(json!({"ok": true, "data": data}))),
+        .await;
+    let caller = Caller {
+        kiosk_id: &id,
+        session_id: &format!("admin:{}", admin.name),
+    };
+    audit::record(
+        &app.db,
+        &caller,
+        &body.device,
+        &body.action,
+        &result,
+        started.elapsed(),
+    )
+    .await;
+    tracing::info!(target: "security", event = "admin_device_call", admin = %admin.name,
+        kiosk_id = %id, device = %body.device, action = %body.action, ok = result.is_ok(),
+        "operator device call");
+    match result {
+        Ok(data) => Ok(Json(json!({"ok": true, "data": masked(data)}))),
         Err(DeviceFailure::Device(e)) => Ok(Json(json!({"ok": false, "error": e}))),
         Err(e @ DeviceFailure::NoPeer(_)) => {
             Err(ApiError::Conflict("device_not_connected", e.to_string()))
@@ -133,15 +184,34 @@ pub async fn invoke_device(
     }
 }
 
-/// Roles: teller, remote_expert, admin. The masked transcript of a session.
+/// A device result as an operator sees it: every string masked, PIN blocks and pictures
+/// left out, at every depth.
+fn masked(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(crate::access::mask_pii(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(masked).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(k, _)| !NEVER_SHOWN.contains(&k.as_str()))
+                .map(|(k, v)| (k, masked(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Roles: teller, remote_expert, admin (of the session's branch when scoped to one). The
+/// masked transcript of a session; another branch's session is "not found".
 pub async fn transcript(
     State(app): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    staff.require(&[Role::Teller, Role::RemoteExpert, Role::Admin])?;
+    let user = staff.require(&[Role::Teller, Role::RemoteExpert, Role::Admin])?;
     let session = store::load(&app.db, &id)
         .await?
+        .filter(|s| user.branch.as_deref().is_none_or(|b| b == s.branch_id))
         .ok_or(ApiError::NotFound("session"))?;
     let lines = store::transcript(&app.db, &id).await?;
     Ok(Json(json!({

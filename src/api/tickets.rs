@@ -1,7 +1,10 @@
 //! Ticket routes for tellers, remote experts and supervisors (roles enforced; a person sees
 //! and works only the queues their roles serve, admins all): list and filter, detail with
 //! the case packet and history, claim, state transitions, comments, reassignment (the
-//! queue's supervisor or an admin), and opening a back-office ticket.
+//! queue's supervisor or an admin), and opening a back-office ticket. Branch and queue
+//! scope are applied in the list query (before its limit); a ticket a person may not see
+//! is answered exactly like a missing one. Staff free text is masked and capped before it
+//! reaches the audit chain and webhooks ([`crate::tickets::clean_text`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -67,6 +70,20 @@ pub async fn list(
             ));
         }
     }
+    // Scoped in the query, so the limit counts only tickets this person may see.
+    let branch = match (user.branch.clone(), p.branch) {
+        (Some(mine), Some(asked)) if mine != asked => return Ok(Json(json!({ "tickets": [] }))),
+        (mine, asked) => mine.or(asked),
+    };
+    let queues = (!user.roles.contains(&Role::Admin)).then(|| {
+        app.tickets
+            .rules
+            .queues
+            .keys()
+            .filter(|q| app.tickets.works(q, &user.roles))
+            .cloned()
+            .collect::<Vec<String>>()
+    });
     let f = Filter {
         queue: p.queue,
         state: p.state,
@@ -75,9 +92,10 @@ pub async fn list(
         } else {
             p.assignee
         },
-        branch: p.branch,
+        branch,
         kind: p.kind,
         session: None,
+        queues,
         limit: p.limit.unwrap_or(100),
     };
     let list: Vec<TicketSummary> = app
@@ -137,6 +155,7 @@ pub async fn transition(
     let t = visible(&app, user, &id).await?;
     let to = TicketState::parse(&body.to)
         .ok_or_else(|| ApiError::BadRequest("invalid_state", format!("no state `{}`", body.to)))?;
+    check_comment(&body.comment)?;
     let owner = t.assignee.as_deref() == Some(user.name.as_str());
     if !owner && !user.roles.contains(&Role::Admin) {
         return Err(ApiError::Refused(
@@ -146,13 +165,7 @@ pub async fn transition(
     }
     let (t, _) = app
         .tickets
-        .transition(
-            &t.id,
-            to,
-            &user.name,
-            body.comment.chars().take(1000).collect::<String>().as_str(),
-            Some(&user.name),
-        )
+        .transition(&t.id, to, &user.name, &body.comment, Some(&user.name))
         .await?;
     Ok(Json(json!({"ticket": t.summary()})))
 }
@@ -173,18 +186,18 @@ pub async fn comment(
     let user = staff.require(WORKERS)?;
     let t = visible(&app, user, &id).await?;
     let text = body.text.trim();
-    if text.is_empty() || text.chars().count() > 2000 {
+    if text.is_empty() || text.chars().count() > crate::tickets::MAX_TEXT_CHARS {
         return Err(ApiError::BadRequest(
             "invalid_comment",
             "a comment has 1 to 2000 characters".into(),
         ));
     }
-    let masked = crate::access::mask_pii(text);
+    // Masked and capped by the ticket service before it is hashed and sent.
     let (_, e) = app
         .tickets
         .note(
             &t.id,
-            NewEvent::note("comment", &user.name, &masked, json!({})),
+            NewEvent::note("comment", &user.name, text, json!({})),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"event": e}))))
@@ -198,15 +211,24 @@ pub struct ReassignBody {
     comment: String,
 }
 
-/// Roles: the queue's supervisor or an admin. Gives the ticket to someone else.
+/// Roles: the queue's supervisor or an admin, who can see the ticket (queue and branch):
+/// gives it to someone else. A ticket they cannot see is 404, like a missing one.
 pub async fn reassign(
     State(app): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReassignBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = &staff.user;
-    let t = app.tickets.get(&id).await?;
+    let user = staff.require(WORKERS)?;
+    let t = visible(&app, user, &id).await?;
+    let to = body.to.trim();
+    if to.is_empty() || to.chars().count() > 64 || to.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "invalid_assignee",
+            "name the colleague: 1 to 64 characters".into(),
+        ));
+    }
+    check_comment(&body.comment)?;
     let supervisor = app
         .tickets
         .rules
@@ -218,9 +240,23 @@ pub async fn reassign(
     }
     let (t, _) = app
         .tickets
-        .reassign(&t.id, &body.to, &user.name, &body.comment)
+        .reassign(&t.id, to, &user.name, &body.comment)
         .await?;
     Ok(Json(json!({"ticket": t.summary()})))
+}
+
+/// A transition or reassignment comment: at most [`crate::tickets::MAX_TEXT_CHARS`].
+fn check_comment(comment: &str) -> Result<(), ApiError> {
+    if comment.chars().count() > crate::tickets::MAX_TEXT_CHARS {
+        return Err(ApiError::BadRequest(
+            "invalid_comment",
+            format!(
+                "a comment has at most {} characters",
+                crate::tickets::MAX_TEXT_CHARS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,8 @@
 //! [`model`]), staff online on this node ([`hub`]) and the messages of their WebSocket
 //! ([`wire`]), and the node's follower (`follow`: [`Tickets::follow`]) that tells staff
 //! consoles and kiosk sessions about every ticket event — from this node or another — and
-//! runs the SLA watcher.
+//! runs the SLA watcher. Free text (comments, relay lines, notes) is masked and capped
+//! ([`clean_text`]) before it is hashed into the audit chain or sent to webhooks.
 
 mod follow;
 pub mod hub;
@@ -25,6 +26,19 @@ use hub::StaffHub;
 use model::{Event, Filter, NewEvent, Ticket, TicketError, TicketState};
 use rules::Rules;
 use store::{NewTicket, Store};
+
+/// Longest free text an event keeps, in characters (after masking).
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Free text as events keep it: personal identifiers masked, then at most
+/// [`MAX_TEXT_CHARS`] characters. Every comment goes through this before it is hashed
+/// into the audit chain and put in a webhook payload.
+pub fn clean_text(text: &str) -> String {
+    crate::domain::masking::mask_pii(text)
+        .chars()
+        .take(MAX_TEXT_CHARS)
+        .collect()
+}
 
 /// A ticket event for a kiosk session (the live handoff).
 #[derive(Debug, Clone)]
@@ -208,7 +222,7 @@ impl Tickets {
         assignee: Option<&str>,
     ) -> Result<(Ticket, Event), TicketError> {
         self.store
-            .transition(id, to, actor, comment, assignee)
+            .transition(id, to, actor, &clean_text(comment), assignee)
             .await
     }
 
@@ -220,12 +234,23 @@ impl Tickets {
         actor: &str,
         comment: &str,
     ) -> Result<(Ticket, Event), TicketError> {
-        self.store.reassign(id, staff, actor, comment).await
+        self.store
+            .reassign(id, staff, actor, &clean_text(comment))
+            .await
     }
 
     /// Adds an event without a state change (comment, relay line, hand-back…).
     pub async fn note(&self, id: &str, e: NewEvent<'_>) -> Result<(Ticket, Event), TicketError> {
-        self.store.note(id, e).await
+        let comment = clean_text(e.comment);
+        self.store
+            .note(
+                id,
+                NewEvent {
+                    comment: &comment,
+                    ..e
+                },
+            )
+            .await
     }
 }
 

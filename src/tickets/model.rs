@@ -224,6 +224,8 @@ pub struct Filter {
     pub branch: Option<String>,
     pub kind: Option<String>,
     pub session: Option<String>,
+    /// Only these queues (`Some(empty)`: none), filtered in the query, before the limit.
+    pub queues: Option<Vec<String>>,
     /// At most this many (clamped to 1–500).
     pub limit: i64,
 }

@@ -517,24 +517,38 @@ impl Store {
         )
     }
 
-    /// Tickets matching the filters, newest first.
+    /// Tickets matching the filters, newest first. Every filter (the queue scope too) is
+    /// in the query, so the limit counts only matching tickets.
     pub async fn list(&self, f: &Filter) -> Result<Vec<Ticket>, TicketError> {
-        let rows = sqlx::query(&format!(
+        let queues = f.queues.as_deref();
+        if queues.is_some_and(|q| q.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let in_queues = queues
+            .map(|q| {
+                let marks: Vec<String> = (0..q.len()).map(|i| format!("${}", i + 8)).collect();
+                format!("AND queue IN ({}) ", marks.join(", "))
+            })
+            .unwrap_or_default();
+        let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets \
              WHERE ($1 IS NULL OR queue = $1) AND ($2 IS NULL OR state = $2) \
              AND ($3 IS NULL OR assignee = $3) AND ($4 IS NULL OR branch_id = $4) \
-             AND ($5 IS NULL OR kind = $5) AND ($6 IS NULL OR session_id = $6) \
+             AND ($5 IS NULL OR kind = $5) AND ($6 IS NULL OR session_id = $6) {in_queues}\
              ORDER BY created_at DESC LIMIT $7"
-        ))
-        .bind(&f.queue)
-        .bind(&f.state)
-        .bind(&f.assignee)
-        .bind(&f.branch)
-        .bind(&f.kind)
-        .bind(&f.session)
-        .bind(f.limit.clamp(1, 500))
-        .fetch_all(&self.db.pool)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&f.queue)
+            .bind(&f.state)
+            .bind(&f.assignee)
+            .bind(&f.branch)
+            .bind(&f.kind)
+            .bind(&f.session)
+            .bind(f.limit.clamp(1, 500));
+        for q in queues.unwrap_or_default() {
+            query = query.bind(q);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         Ok(rows.iter().map(ticket_of).collect::<Result<_, _>>()?)
     }
 

@@ -395,7 +395,7 @@ async fn an_operator_device_call_is_run_by_the_kiosk_adapter() {
     let res = client
         .post(app.http("/v1/admin/kiosks/K002/devices/invoke"))
         .bearer_auth(&admin)
-        .json(&json!({"device": "camera", "action": "capture"}))
+        .json(&json!({"device": "queue_printer", "action": "print_ticket"}))
         .send()
         .await
         .unwrap();
@@ -407,9 +407,9 @@ async fn an_operator_device_call_is_run_by_the_kiosk_adapter() {
 #[tokio::test]
 async fn a_device_that_never_answers_times_out_and_its_late_result_is_refused() {
     let app = spawn_app().await;
-    let (mut peer, call) = device_peer_with_call(&app, "camera", "capture", 300).await;
+    let (mut peer, call) = device_peer_with_call(&app, "document_printer", "print", 300).await;
     let invoke = peer.recv_type("device.invoke").await;
-    assert_eq!(invoke["device"], "camera");
+    assert_eq!(invoke["device"], "document_printer");
     assert_eq!(invoke["timeout_ms"], 300);
     let res = call.await.unwrap();
     assert_eq!(res.status(), 504);

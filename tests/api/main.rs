@@ -24,6 +24,7 @@ mod nlu;
 mod outbox;
 mod sessions;
 mod speech;
+mod staff_security;
 mod storage;
 mod tickets;
 mod tts;

@@ -169,20 +169,23 @@ async fn staff_passwords_and_tokens_work(engine: Engine) {
         staff::add_user(&db, "eve", "teller", "short").await,
         Err(staff::StaffError::WeakPassword)
     ));
-    assert!(staff::login(&db, "bob", "wrong password", 60)
+    let settings =
+        concierge::config::Settings::for_tests("sqlite::memory:", std::path::Path::new("."));
+    let guard = concierge::access::throttle::LoginGuard::new(&settings.login);
+    assert!(staff::login(&db, &guard, "bob", "wrong password", 60)
         .await
         .unwrap()
         .is_none());
-    assert!(staff::login(&db, "nobody", "a long password", 60)
+    assert!(staff::login(&db, &guard, "nobody", "a long password", 60)
         .await
         .unwrap()
         .is_none());
-    let (token, _, user) = staff::login(&db, "bob", "a long password", 60)
+    let (token, _, user) = staff::login(&db, &guard, "bob", "a long password", 60)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(staff::authenticate(&db, &token).await.unwrap(), Some(user));
-    let (expired, _, _) = staff::login(&db, "bob", "a long password", 0)
+    let (expired, _, _) = staff::login(&db, &guard, "bob", "a long password", 0)
         .await
         .unwrap()
         .unwrap();

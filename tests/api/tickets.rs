@@ -79,7 +79,7 @@ impl Console {
 }
 
 /// A webhook receiver on a random port: every request's headers and body.
-async fn receiver() -> (
+pub(crate) async fn receiver() -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
 ) {
