@@ -181,6 +181,7 @@ pub struct Settings {
     pub embedding: EmbeddingSettings,
     pub retention: RetentionSettings,
     pub login: LoginSettings,
+    pub live: LiveSettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -487,6 +488,9 @@ impl Settings {
         if let Some(dir) = std::env::var_os("CONCIERGE_MODELS_DIR").filter(|d| !d.is_empty()) {
             s.embedding.model = PathBuf::from(dir).join(&s.embedding.model);
         }
+        // The conversation suites simulate every device on the screen (tests of the
+        // shipped screen-device policy set it back).
+        s.live.screen_devices = vec!["*".into()];
         s
     }
 
@@ -680,6 +684,42 @@ pub struct LoginSettings {
     /// Take the client address from the last `X-Forwarded-For` hop (only behind a proxy
     /// that sets it).
     pub trust_forwarded_for: bool,
+}
+
+/// Live connections (`[live]`): how often their credentials are checked again, pings and
+/// the dead-peer timeout, the per-kiosk connection cap, what a screen peer may drive.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LiveSettings {
+    /// Every live kiosk and staff connection checks its token again this often (seconds,
+    /// at least 1): a revoked, expired or disabled credential closes it within this time.
+    pub recheck_secs: u64,
+    /// The server pings each kiosk connection this often (seconds, at least 1).
+    pub ping_secs: u64,
+    /// A kiosk connection silent this long (no frame, no pong), or whose writes stall this
+    /// long, is closed (seconds; at least twice `ping_secs`).
+    pub dead_peer_secs: u64,
+    /// Concurrent connections one kiosk may hold on one node (at least 1).
+    pub max_connections_per_kiosk: usize,
+    /// Device kinds a `screen` peer may drive when it declares `device:<kind>`; `*` allows
+    /// every kind (development only). Identity and PIN devices belong to the adapter.
+    pub screen_devices: Vec<String>,
+}
+
+impl LiveSettings {
+    /// How often a live connection's credentials are checked again.
+    pub fn recheck_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.recheck_secs.max(1))
+    }
+
+    /// How often the server pings a kiosk.
+    pub fn ping_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ping_secs.max(1))
+    }
+
+    /// How long a kiosk may stay silent, or a write may stall, before it is closed.
+    pub fn dead_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.dead_peer_secs.max(self.ping_secs.max(1) * 2))
+    }
 }
 
 #[cfg(test)]

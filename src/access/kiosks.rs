@@ -37,7 +37,8 @@ pub enum KioskError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KioskAuth {
     Ok(Kiosk),
-    /// No such kiosk, or it is disabled.
+    /// No such kiosk, or it is disabled (for the log: peers get the same answer as for
+    /// [`KioskAuth::BadToken`], so they cannot tell which kiosk ids exist).
     UnknownKiosk,
     /// Missing, wrong, revoked, or issued for another peer role.
     BadToken,
@@ -152,29 +153,33 @@ pub async fn list(db: &Db) -> Result<Vec<Kiosk>, sqlx::Error> {
         .collect())
 }
 
-/// Checks that `token` is a live token of kiosk `id` for peer `role`.
+/// Checks that `token` is a live token of kiosk `id` for peer `role`, with one indexed
+/// query whatever is wrong, so an unknown kiosk and a wrong token cost the same. Live
+/// connections call it again every few seconds (revocation, disabling).
 pub async fn authenticate(
     db: &Db,
     id: &str,
     token: Option<&str>,
     role: PeerRole,
 ) -> Result<KioskAuth, sqlx::Error> {
-    let kiosk = match find(db, id).await? {
-        Some(k) if k.enabled => k,
-        _ => return Ok(KioskAuth::UnknownKiosk),
-    };
-    let Some(token) = token else {
-        return Ok(KioskAuth::BadToken);
-    };
     let row = sqlx::query(
-        "SELECT role FROM kiosk_tokens WHERE token_hash = $1 AND kiosk_id = $2 AND revoked_at IS NULL",
+        "SELECT k.id, k.branch_id, k.enabled, t.role FROM kiosks k LEFT JOIN kiosk_tokens t \
+         ON t.kiosk_id = k.id AND t.token_hash = $1 AND t.revoked_at IS NULL WHERE k.id = $2",
     )
-    .bind(tokens::hash(token))
+    .bind(tokens::hash(token.unwrap_or_default()))
     .bind(id)
     .fetch_optional(&db.pool)
     .await?;
-    Ok(match row {
-        Some(r) if r.get::<String, _>(0) == role_str(role) => KioskAuth::Ok(kiosk),
+    let Some(row) = row.filter(|r| r.get::<i64, _>(2) != 0) else {
+        return Ok(KioskAuth::UnknownKiosk);
+    };
+    let token_role: Option<String> = row.get(3);
+    Ok(match token_role {
+        Some(r) if token.is_some() && r == role_str(role) => KioskAuth::Ok(Kiosk {
+            id: row.get(0),
+            branch_id: row.get(1),
+            enabled: true,
+        }),
         _ => KioskAuth::BadToken,
     })
 }

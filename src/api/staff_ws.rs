@@ -6,9 +6,11 @@
 //! person sends `accept` (take a waiting handoff: exactly one of several wins; the kiosk is
 //! told `handoff {status: "connected"}`), `say` (speak to the customer of a handoff they
 //! own), `release` (hand the customer back to the bot) or `ping`, and gets `ok`, `pong` or
-//! an `error` with a stable code; a bad frame never closes the connection.
+//! an `error` with a stable code; a bad frame never closes the connection. The token is
+//! checked again every `[live] recheck_secs`: logged out, expired or disabled, the console
+//! is closed with code 1008 (policy).
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +23,8 @@ use super::auth::bearer;
 use crate::access::staff::StaffUser;
 use crate::access::Role;
 use crate::error::ApiError;
+use crate::live::{self, Kick};
+use crate::session::connection::close;
 use crate::state::AppState;
 use crate::tickets::model::{NewEvent, TicketError, TicketState};
 use crate::tickets::wire::{
@@ -54,10 +58,10 @@ pub async fn upgrade(
     }
     let tracker = app.connections.clone();
     ws.max_message_size(MAX_REQUEST_BYTES * 4)
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket, user)))
+        .on_upgrade(move |socket| tracker.track_future(run(app, socket, user, token)))
 }
 
-async fn run(app: AppState, socket: WebSocket, user: StaffUser) {
+async fn run(app: AppState, socket: WebSocket, user: StaffUser, token: String) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Frame>(crate::tickets::hub::STAFF_QUEUE);
     let id = app
@@ -77,14 +81,33 @@ async fn run(app: AppState, socket: WebSocket, user: StaffUser) {
                 .await
                 .is_err()
             {
-                break;
+                return None;
             }
         }
-        let _ = sink.close().await;
+        Some(sink)
     });
+    let kick = Kick::new();
+    let _recheck = live::recheck(app.settings.live.recheck_every(), kick.clone(), {
+        let db = app.db.clone();
+        move || {
+            let (db, token) = (db.clone(), token.clone());
+            async move {
+                Ok::<_, sqlx::Error>(
+                    crate::access::staff::authenticate(&db, &token)
+                        .await?
+                        .is_some(),
+                )
+            }
+        }
+    });
+    let mut kicked = None;
     loop {
         let msg = tokio::select! {
             _ = app.shutdown.cancelled() => break,
+            reason = kick.kicked() => {
+                kicked = Some(reason);
+                break;
+            }
             m = stream.next() => m,
         };
         let text = match msg {
@@ -102,7 +125,17 @@ async fn run(app: AppState, socket: WebSocket, user: StaffUser) {
     }
     app.tickets.staff.leave(id);
     drop(tx);
-    let _ = writer.await;
+    if let Ok(Some(mut sink)) = writer.await {
+        if let Some(reason) = kicked {
+            tracing::warn!(staff = %user.name, reason, "staff console closed: its token is no longer valid");
+            let frame = CloseFrame {
+                code: close::POLICY,
+                reason: reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+    }
     tracing::info!(staff = %user.name, "staff console disconnected");
 }
 

@@ -2,9 +2,11 @@
 //! awaits the matching `device.result`, with a call id and a timeout.
 //!
 //! A kiosk's device peer is its `kiosk-adapter` (role `devices`); a screen peer that declares
-//! `device:<kind>` capabilities (e.g. `concierge chat` with simulated devices) serves as one
-//! while no adapter is connected. Results are matched by call id *and* kiosk, so one kiosk
-//! can never answer another's call. Late results (after the timeout) are refused as unknown.
+//! `device:<kind>` capabilities serves as one while no adapter is connected, but only for
+//! the kinds `[live] screen_devices` allows ([`screen_may_drive`]: printers by default;
+//! identity and PIN devices answer only through the adapter). Results are matched by call
+//! id, kiosk *and* connection, so neither another kiosk nor another peer of the same kiosk
+//! can answer a call. Late results (after the timeout) are refused as unknown.
 //! [`audit`] checks and records each call a journey makes.
 
 pub mod audit;
@@ -66,6 +68,13 @@ pub enum Completion {
     Delivered,
     /// No call with this id is pending for this kiosk (unknown, answered or timed out).
     Unknown,
+    /// The call is pending on another peer of this kiosk; it still waits for that one.
+    OtherPeer,
+}
+
+/// Whether a `screen` peer may drive `device`, given `[live] screen_devices` (`*`: all).
+pub fn screen_may_drive(allowed: &[String], device: &str) -> bool {
+    allowed.iter().any(|a| a == "*" || a == device)
 }
 
 impl DeviceBroker {
@@ -237,17 +246,22 @@ impl DeviceBroker {
         outcome
     }
 
-    /// Delivers a `device.result` from a peer of `kiosk_id`.
+    /// Delivers a `device.result` from connection `conn_id` of `kiosk_id`: only the peer
+    /// the call was sent to may answer it.
     pub fn complete(
         &self,
         kiosk_id: &str,
+        conn_id: u64,
         call_id: &str,
         result: Result<Value, DeviceError>,
     ) -> Completion {
         let pending = {
             let mut pending = self.pending.lock().unwrap();
             match pending.get(call_id) {
-                Some(p) if p.kiosk_id == kiosk_id => pending.remove(call_id),
+                Some(p) if p.kiosk_id == kiosk_id && p.conn_id == conn_id => {
+                    pending.remove(call_id)
+                }
+                Some(p) if p.kiosk_id == kiosk_id => return Completion::OtherPeer,
                 _ => None,
             }
         };
@@ -308,19 +322,23 @@ mod tests {
         let Some(ServerMessage::DeviceInvoke { call_id, .. }) = rx.recv().await else {
             panic!("no invoke")
         };
-        // Another kiosk cannot answer it.
+        // Another kiosk cannot answer it, nor another peer of the same kiosk.
         assert_eq!(
-            broker.complete("K2", &call_id, Ok(json!({}))),
+            broker.complete("K2", 1, &call_id, Ok(json!({}))),
             Completion::Unknown
         );
         assert_eq!(
-            broker.complete("K1", &call_id, Ok(json!({"printed": true}))),
+            broker.complete("K1", 2, &call_id, Ok(json!({"printed": false}))),
+            Completion::OtherPeer
+        );
+        assert_eq!(
+            broker.complete("K1", 1, &call_id, Ok(json!({"printed": true}))),
             Completion::Delivered
         );
         assert_eq!(call.await.unwrap(), Ok(json!({"printed": true})));
         // A second answer to the same call is unknown.
         assert_eq!(
-            broker.complete("K1", &call_id, Ok(json!({}))),
+            broker.complete("K1", 1, &call_id, Ok(json!({}))),
             Completion::Unknown
         );
     }
@@ -344,9 +362,18 @@ mod tests {
             panic!("no invoke")
         };
         assert_eq!(
-            broker.complete("K1", &call_id, Ok(json!({}))),
+            broker.complete("K1", 1, &call_id, Ok(json!({}))),
             Completion::Unknown
         );
+    }
+
+    #[test]
+    fn screens_drive_only_the_devices_the_setting_names() {
+        let printers = vec!["receipt_printer".to_string()];
+        assert!(screen_may_drive(&printers, "receipt_printer"));
+        assert!(!screen_may_drive(&printers, "id_card"));
+        assert!(!screen_may_drive(&[], "receipt_printer"));
+        assert!(screen_may_drive(&["*".to_string()], "pin_pad"));
     }
 
     #[tokio::test]

@@ -8,6 +8,12 @@
 //!
 //! Bad input never closes the connection unless it is about identity (hello, token, kiosk,
 //! session ownership): the peer gets an `error` frame with a stable code and goes on.
+//!
+//! A connection cannot outlive its right to exist: its token is checked again every
+//! `[live] recheck_secs` (revoked: `session.end {reason: "revoked"}`, close 1008), the
+//! writer pings every `ping_secs` and a peer silent for `dead_peer_secs` (or whose writes
+//! stall that long) is closed, and one kiosk holds at most `max_connections_per_kiosk`
+//! connections on a node. An unknown kiosk and a wrong token get the same `unauthorized`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +24,7 @@ use kiosk_protocol::{
     decode_client, ClientMessage, ErrorCode, Limits, PeerRole, ServerMessage, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -26,10 +33,10 @@ use super::rate::TokenBucket;
 use super::store::{self, SessionRecord};
 use super::turn::{VoiceOut, Worker, WorkerEnd};
 use crate::access::kiosks::{self, KioskAuth};
-use crate::devices::{Completion, DeviceBroker};
+use crate::devices::{self, Completion, DeviceBroker};
 use crate::dialog::SessionState;
 use crate::domain::names::{KioskId, SessionId};
-use crate::live::Input;
+use crate::live::{self, Input, Kick};
 use crate::speech::pipeline::{ListenEvent, VoiceState};
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -52,6 +59,15 @@ pub mod close {
     pub const POLICY: u16 = 1008;
 }
 
+/// The close code for a connection kicked for `reason` ([`live::reason`]).
+fn kicked_close(reason: &str) -> u16 {
+    match reason {
+        live::reason::REVOKED => close::POLICY,
+        live::reason::LAGGING => close::GOING_AWAY,
+        _ => close::NORMAL,
+    }
+}
+
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Runs a connection until it ends. `bearer` is the token from the `Authorization` header.
@@ -64,7 +80,14 @@ where
     let (sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<ServerMessage>(64);
     let close_with = Arc::new(Mutex::new((close::NORMAL, String::new())));
-    let writer = tokio::spawn(write_loop(sink, out_rx, close_with.clone()));
+    let gone = CancellationToken::new();
+    let writer = Writer {
+        sink,
+        ping_every: app.settings.live.ping_every(),
+        stall: app.settings.live.dead_after(),
+        gone: gone.clone(),
+    };
+    let writer = tokio::spawn(writer.run(out_rx, close_with.clone()));
     let span = tracing::info_span!(
         "kiosk_conn",
         conn_id,
@@ -78,6 +101,8 @@ where
         voice: None,
         close_with,
         limits_bucket: TokenBucket::new(0, 0),
+        gone,
+        refused_devices: Vec::new(),
     }
     .serve(stream, bearer)
     .instrument(span)
@@ -85,17 +110,52 @@ where
     let _ = writer.await;
 }
 
-async fn write_loop<K>(
-    mut sink: K,
-    mut rx: mpsc::Receiver<ServerMessage>,
-    close_with: Arc<Mutex<(u16, String)>>,
-) where
-    K: Sink<Frame> + Unpin,
-{
-    while let Some(msg) = rx.recv().await {
+/// The only task that writes to the socket: messages in order, a ping every `ping_secs`;
+/// a write that stalls for `dead_peer_secs` (a peer that stopped reading) ends it, and
+/// `gone` tells the reader.
+struct Writer<K> {
+    sink: K,
+    ping_every: Duration,
+    /// The longest one write may take.
+    stall: Duration,
+    gone: CancellationToken,
+}
+
+impl<K: Sink<Frame> + Unpin> Writer<K> {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ServerMessage>,
+        close_with: Arc<Mutex<(u16, String)>>,
+    ) {
+        let every = self.ping_every;
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                _ = ping.tick() => {
+                    if self.put(Frame::Control).await {
+                        continue;
+                    }
+                    return self.gone.cancel();
+                }
+            };
+            let Some(msg) = msg else { break };
+            if !self.message(msg).await {
+                return self.gone.cancel();
+            }
+        }
+        let (code, reason) = close_with.lock().unwrap().clone();
+        if self.put(Frame::Close(code, reason)).await {
+            let _ = tokio::time::timeout(self.stall, self.sink.close()).await;
+        }
+    }
+
+    /// Writes one message (and the bot's voice after its `bot.audio`); false if the peer
+    /// is gone or stalled.
+    async fn message(&mut self, msg: ServerMessage) -> bool {
         let text = serde_json::to_string(&msg).expect("server messages serialize");
-        if sink.send(Frame::Text(text)).await.is_err() {
-            return;
+        if !self.put(Frame::Text(text)).await {
+            return false;
         }
         // The bot's voice: the clip follows its `bot.audio` as binary frames of 100 ms.
         if let ServerMessage::BotAudio {
@@ -107,20 +167,28 @@ async fn write_loop<K>(
         {
             let frame_bytes = (sample_rate as usize / 10).max(1) * 2;
             for chunk in pcm.chunks(frame_bytes) {
-                if sink.send(Frame::Binary(chunk.to_vec())).await.is_err() {
-                    return;
+                if !self.put(Frame::Binary(chunk.to_vec())).await {
+                    return false;
                 }
             }
             let end = ServerMessage::BotAudioEnd { turn_id };
             let text = serde_json::to_string(&end).expect("server messages serialize");
-            if sink.send(Frame::Text(text)).await.is_err() {
-                return;
+            return self.put(Frame::Text(text)).await;
+        }
+        true
+    }
+
+    /// Writes one frame within `dead_peer_secs`.
+    async fn put(&mut self, frame: Frame) -> bool {
+        match tokio::time::timeout(self.stall, self.sink.send(frame)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::info!("kiosk stopped reading; connection closed");
+                false
             }
         }
     }
-    let (code, reason) = close_with.lock().unwrap().clone();
-    let _ = sink.send(Frame::Close(code, reason)).await;
-    let _ = sink.close().await;
 }
 
 struct Connection {
@@ -131,6 +199,11 @@ struct Connection {
     voice: Option<Arc<VoiceState>>,
     close_with: Arc<Mutex<(u16, String)>>,
     limits_bucket: TokenBucket,
+    /// Cancelled when the writer gave up (the peer stopped reading).
+    gone: CancellationToken,
+    /// `device:<kind>` capabilities of a screen that `[live] screen_devices` does not allow
+    /// (told once, after the welcome).
+    refused_devices: Vec<String>,
 }
 
 /// What the hello established.
@@ -192,20 +265,39 @@ impl Connection {
                 .await;
             return self.finish(close::POLICY, "hello required");
         };
-        let Some(mut peer) = self
-            .authenticate(&kiosk_id, token.or(bearer).as_deref(), role)
-            .await
-        else {
+        let token = token.or(bearer);
+        let Some(mut peer) = self.authenticate(&kiosk_id, token.as_deref(), role).await else {
             return;
         };
+        tracing::Span::current().record("kiosk_id", peer.kiosk_id.as_str());
+        let live = &self.app.settings.live;
+        let Some(_admitted) = self
+            .app
+            .hub
+            .admit(&peer.kiosk_id, live.max_connections_per_kiosk)
+        else {
+            tracing::warn!("kiosk already holds its maximum of connections here; refused");
+            self.error(ErrorCode::RateLimited, "该设备的连接数已达上限。")
+                .await;
+            return self.finish(close::POLICY, "too many connections");
+        };
+        let kick = Kick::new();
+        let _recheck = live::recheck(live.recheck_every(), kick.clone(), {
+            let (db, id) = (self.app.db.clone(), peer.kiosk_id.to_string());
+            move || {
+                let (db, id, token) = (db.clone(), id.clone(), token.clone());
+                async move {
+                    let auth = kiosks::authenticate(&db, &id, token.as_deref(), role).await?;
+                    Ok::<_, sqlx::Error>(matches!(auth, KioskAuth::Ok(_)))
+                }
+            }
+        });
         peer.capabilities = capabilities
             .iter()
             .take(64)
             .map(|c| c.chars().take(64).collect())
             .collect();
-        tracing::Span::current().record("kiosk_id", peer.kiosk_id.as_str());
-
-        let devices = DeviceBroker::devices_in(&capabilities);
+        let devices = self.allowed_devices(&peer);
         let role_label = kiosks::role_str(peer.role);
         self.app
             .metrics
@@ -220,12 +312,13 @@ impl Connection {
             self.out.clone(),
         );
         match peer.role {
-            PeerRole::Screen => self.serve_screen(&mut stream, &peer, session_id).await,
+            PeerRole::Screen => {
+                self.serve_screen(&mut stream, &peer, session_id, &kick)
+                    .await
+            }
             PeerRole::Devices => {
                 self.welcome(None, false).await;
-                let end = self
-                    .read_loop(&mut stream, &peer, None, &CancellationToken::new())
-                    .await;
+                let end = self.read_loop(&mut stream, &peer, None, &kick).await;
                 self.tell(end).await;
             }
         }
@@ -237,8 +330,13 @@ impl Connection {
             .dec();
     }
 
-    async fn serve_screen<R, E>(&mut self, stream: &mut R, peer: &Peer, session_id: Option<String>)
-    where
+    async fn serve_screen<R, E>(
+        &mut self,
+        stream: &mut R,
+        peer: &Peer,
+        session_id: Option<String>,
+        kick: &Kick,
+    ) where
         R: Stream<Item = Result<Frame, E>> + Unpin,
         E: std::fmt::Display,
     {
@@ -247,7 +345,6 @@ impl Connection {
         };
         tracing::Span::current().record("session_id", session.id.as_str());
         let (in_tx, in_rx) = mpsc::channel::<Input>(16);
-        let kick = CancellationToken::new();
         self.app
             .hub
             .take_over(
@@ -324,7 +421,7 @@ impl Connection {
             .in_current_span(),
         );
         let end = tokio::select! {
-            end = self.read_loop(stream, peer, Some(&in_tx), &kick) => Some(end),
+            end = self.read_loop(stream, peer, Some(&in_tx), kick) => Some(end),
             _ = ended.cancelled() => None,
         };
         drop(in_tx);
@@ -341,7 +438,8 @@ impl Connection {
         }
     }
 
-    /// Checks the kiosk and its token; on failure sends the error and closes.
+    /// Checks the kiosk and its token; on failure sends the error and closes. An unknown
+    /// kiosk and a wrong token get the same answer, so kiosk ids cannot be enumerated.
     async fn authenticate(
         &mut self,
         kiosk_id: &str,
@@ -349,9 +447,7 @@ impl Connection {
         role: PeerRole,
     ) -> Option<Peer> {
         let Ok(id) = KioskId::parse(kiosk_id) else {
-            self.error(ErrorCode::UnknownKiosk, "未登记的设备。").await;
-            self.finish(close::POLICY, "unknown kiosk");
-            return None;
+            return self.refuse(kiosk_id).await;
         };
         match kiosks::authenticate(&self.app.db, kiosk_id, token, role).await {
             Ok(KioskAuth::Ok(_)) => Some(Peer {
@@ -359,19 +455,7 @@ impl Connection {
                 role,
                 capabilities: Vec::new(),
             }),
-            Ok(KioskAuth::UnknownKiosk) => {
-                tracing::warn!(kiosk_id, "hello from an unknown kiosk");
-                self.error(ErrorCode::UnknownKiosk, "未登记的设备。").await;
-                self.finish(close::POLICY, "unknown kiosk");
-                None
-            }
-            Ok(KioskAuth::BadToken) => {
-                tracing::warn!(kiosk_id, "hello with a wrong or revoked token");
-                self.error(ErrorCode::Unauthorized, "设备凭证无效或已吊销。")
-                    .await;
-                self.finish(close::POLICY, "unauthorized");
-                None
-            }
+            Ok(KioskAuth::UnknownKiosk | KioskAuth::BadToken) => self.refuse(kiosk_id).await,
             Err(e) => {
                 tracing::error!(error = %e, "kiosk authentication failed");
                 self.error(ErrorCode::Internal, "系统繁忙，请稍后再试。")
@@ -380,6 +464,36 @@ impl Connection {
                 None
             }
         }
+    }
+
+    /// Refuses a hello: one code and message, whether the kiosk or the token was wrong.
+    async fn refuse(&mut self, kiosk_id: &str) -> Option<Peer> {
+        tracing::warn!(
+            kiosk_id = %kiosk_id.chars().take(64).collect::<String>(),
+            "hello refused: unknown or disabled kiosk, or a wrong or revoked token"
+        );
+        self.error(ErrorCode::Unauthorized, "设备凭证无效或已吊销。")
+            .await;
+        self.finish(close::POLICY, "unauthorized");
+        None
+    }
+
+    /// The devices a peer declared that it may drive: all for an adapter; for a screen,
+    /// those `[live] screen_devices` allows (the others are remembered to be refused).
+    fn allowed_devices(&mut self, peer: &Peer) -> Vec<String> {
+        let declared = DeviceBroker::devices_in(&peer.capabilities);
+        if peer.role == PeerRole::Devices {
+            return declared;
+        }
+        let allowed = &self.app.settings.live.screen_devices;
+        let (ok, refused): (Vec<String>, Vec<String>) = declared
+            .into_iter()
+            .partition(|d| devices::screen_may_drive(allowed, d));
+        if !refused.is_empty() {
+            tracing::warn!(devices = ?refused, "a screen declared devices only the adapter may drive; ignored");
+        }
+        self.refused_devices = refused;
+        ok
     }
 
     /// Resumes the requested session when it is this kiosk's, live and not idle too long;
@@ -442,19 +556,22 @@ impl Connection {
         }
     }
 
-    /// Reads frames until the peer goes, the session is kicked or the server shuts down.
+    /// Reads frames until the peer goes (or falls silent for `dead_peer_secs`), the
+    /// connection is kicked or the server shuts down.
     async fn read_loop<R, E>(
         &mut self,
         stream: &mut R,
         peer: &Peer,
         inputs: Option<&mpsc::Sender<Input>>,
-        kick: &CancellationToken,
+        kick: &Kick,
     ) -> ReaderEnd
     where
         R: Stream<Item = Result<Frame, E>> + Unpin,
         E: std::fmt::Display,
     {
         let (mut audio, mut heard) = AudioInput::new(&self.app.settings.kiosk);
+        let silence = self.app.settings.live.dead_after();
+        let mut heard_from = Instant::now();
         loop {
             let frame = tokio::select! {
                 f = stream.next() => f,
@@ -462,9 +579,16 @@ impl Connection {
                     self.heard(event, inputs).await;
                     continue;
                 }
-                _ = kick.cancelled() => return ReaderEnd::Tell("replaced".into(), close::NORMAL),
+                reason = kick.kicked() => return ReaderEnd::Tell(reason.into(), kicked_close(reason)),
                 _ = self.app.shutdown.cancelled() => return ReaderEnd::Tell("shutdown".into(), close::GOING_AWAY),
+                _ = self.gone.cancelled() => return ReaderEnd::Gone,
+                _ = tokio::time::sleep_until(heard_from + silence) => {
+                    tracing::info!("kiosk silent too long (no frame, no pong); connection closed");
+                    self.finish(close::GOING_AWAY, "peer timeout");
+                    return ReaderEnd::Gone;
+                }
             };
+            heard_from = Instant::now();
             let frame = match frame {
                 None | Some(Ok(Frame::Close(..))) => return ReaderEnd::Gone,
                 Some(Err(e)) => {
@@ -636,14 +760,25 @@ impl Connection {
                 message: "device reported failure without details".into(),
             }))
         };
-        if self.app.broker.complete(&peer.kiosk_id, call_id, result) == Completion::Unknown {
-            tracing::warn!(call_id = %call_id.chars().take(64).collect::<String>(), "device result for no pending call");
-            return Err((
-                ErrorCode::UnknownCallId,
-                "没有等待中的该设备调用（可能已超时）。",
-            ));
+        let call = call_id.chars().take(64).collect::<String>();
+        match self
+            .app
+            .broker
+            .complete(&peer.kiosk_id, self.conn_id, call_id, result)
+        {
+            Completion::Delivered => Ok(()),
+            Completion::Unknown => {
+                tracing::warn!(call_id = %call, "device result for no pending call");
+                Err((
+                    ErrorCode::UnknownCallId,
+                    "没有等待中的该设备调用（可能已超时）。",
+                ))
+            }
+            Completion::OtherPeer => {
+                tracing::warn!(call_id = %call, role = kiosks::role_str(peer.role), "device result from a peer the call was not sent to; refused");
+                Err((ErrorCode::NotAllowedForRole, "该设备调用不是发给本连接的。"))
+            }
         }
-        Ok(())
     }
 
     /// The screen's voice: synthesis for a `speaker`, the state barge-in reads.
@@ -707,7 +842,7 @@ impl Connection {
         }
     }
 
-    async fn welcome(&self, session_id: Option<String>, resumed: bool) {
+    async fn welcome(&mut self, session_id: Option<String>, resumed: bool) {
         let k = &self.app.settings.kiosk;
         let _ = self
             .out
@@ -722,6 +857,14 @@ impl Connection {
                 },
             })
             .await;
+        if !self.refused_devices.is_empty() {
+            self.refused_devices.clear();
+            self.error(
+                ErrorCode::NotAllowedForRole,
+                "屏幕端不能驱动身份证、银行卡、密码键盘等设备，这些设备须由设备适配器连接。",
+            )
+            .await;
+        }
     }
 
     async fn error(&self, code: ErrorCode, message: &str) {

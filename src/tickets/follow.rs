@@ -68,11 +68,14 @@ impl Tickets {
             ticket: Box::new(t.summary()),
             event: Box::new(e.clone()),
         };
+        // Staff of one branch hear only that branch's tickets, whatever else they are to
+        // the ticket (supervisor of its queue included); staff without a branch hear all.
         self.staff.send(&msg, |name, roles, branch| {
-            t.assignee.as_deref() == Some(name)
-                || supervisor.as_deref() == Some(name)
-                || (t.state == TicketState::New && self.sees(&t, roles, branch))
-                || (roles.contains(&Role::Admin) && branch.is_none_or(|b| b == t.branch_id))
+            branch.is_none_or(|b| b == t.branch_id)
+                && (t.assignee.as_deref() == Some(name)
+                    || supervisor.as_deref() == Some(name)
+                    || (t.state == TicketState::New && self.sees(&t, roles, branch))
+                    || roles.contains(&Role::Admin))
         });
         if let Some(session) = &t.session_id {
             sessions

@@ -95,13 +95,21 @@ async fn a_token_of_another_kiosk_or_role_is_rejected() {
 }
 
 #[tokio::test]
-async fn an_unknown_kiosk_is_rejected() {
+async fn an_unknown_kiosk_gets_the_same_answer_as_a_wrong_token() {
     let app = spawn_app().await;
-    let mut k = app.connect().await;
-    k.send(json!({"type": "hello", "kiosk_id": "K404", "token": "ck_x"}))
-        .await;
-    k.expect_error("unknown_kiosk").await;
-    assert_eq!(k.expect_closed().await, Some(1008));
+    app.kiosk("K001", "B001", PeerRole::Screen).await;
+    // Kiosk ids cannot be enumerated: unknown, malformed or registered, one answer.
+    let mut answers = Vec::new();
+    for kiosk in ["K404", "not a kiosk id!", "K001"] {
+        let mut k = app.connect().await;
+        k.send(json!({"type": "hello", "kiosk_id": kiosk, "token": "ck_x"}))
+            .await;
+        let m = k.recv().await;
+        assert_eq!(m["code"], "unauthorized", "{kiosk}: {m}");
+        answers.push(m);
+        assert_eq!(k.expect_closed().await, Some(1008));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod http;
 mod kiosk_ws;
 mod knowledge;
 mod knowledge_hybrid;
+mod live_security;
 mod models;
 mod nlu;
 mod outbox;
