@@ -33,6 +33,12 @@ fn unit_value(c: char) -> Option<u64> {
     })
 }
 
+/// Whether `c` is a unit character of a Chinese numeral (十, 百, 千, 万, 亿 and their
+/// capital forms).
+pub fn is_unit(c: char) -> bool {
+    unit_value(c).is_some()
+}
+
 fn is_numeral_char(c: char) -> bool {
     digit_value(c).is_some() || unit_value(c).is_some() || c == '.'
 }

@@ -352,9 +352,8 @@ async fn run(app: &TestApp, token: &str, file: &Path, script: &Script) -> Vec<St
     failures
 }
 
-#[tokio::test]
-async fn every_conversation_script_passes() {
-    let app = spawn_app().await;
+/// Seeds the sandbox bank and runs every script on `app`; fails on any failed expectation.
+pub(crate) async fn run_every_script(app: &TestApp) {
     let token = app
         .kiosk("KCONV", "B001", kiosk_protocol::PeerRole::Screen)
         .await;
@@ -365,7 +364,7 @@ async fn every_conversation_script_passes() {
     let mut failures = Vec::new();
     let all = scripts();
     for (file, script) in &all {
-        failures.extend(run(&app, &token, file, script).await);
+        failures.extend(run(app, &token, file, script).await);
     }
     assert!(
         failures.is_empty(),
@@ -374,4 +373,18 @@ async fn every_conversation_script_passes() {
         all.len(),
         failures.join("\n")
     );
+}
+
+/// Every customer line of the scripts (`user:`), in order.
+pub(crate) fn customer_lines() -> Vec<String> {
+    scripts()
+        .into_iter()
+        .flat_map(|(_, s)| s.turns.into_iter().filter_map(|t| t.user))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_conversation_script_passes() {
+    let app = spawn_app().await;
+    run_every_script(&app).await;
 }

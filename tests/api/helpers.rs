@@ -367,3 +367,55 @@ pub fn models_dir(test: &str) -> Option<PathBuf> {
     eprintln!("skipped {test}: {why} (run scripts/test, which fetches them)");
     None
 }
+
+/// The app's log lines as production writes them (JSON, one object a line), captured in
+/// memory for the test that holds the guard of [`CapturedLogs::start`]. The subscriber is
+/// the thread's default: a `#[tokio::test]` runs the app's tasks on its own thread, so
+/// every line of its app is caught (and no other test's).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Starts capturing at debug level (sqlx and the HTTP stack at info).
+    pub fn start() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+        let logs = CapturedLogs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=info,hyper=info,hyper_util=info,h2=info,tower=info,reqwest=info,tungstenite=info,tokio_tungstenite=info",
+            ))
+            .with_writer(logs.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Every line captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
