@@ -22,6 +22,7 @@ mod knowledge_hybrid;
 mod models;
 mod nlu;
 mod outbox;
+mod privacy;
 mod sessions;
 mod speech;
 mod storage;
