@@ -182,6 +182,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub login: LoginSettings,
     pub live: LiveSettings,
+    pub security: SecuritySettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -483,6 +484,7 @@ impl Settings {
         s.branch.rules_file = data_root.join("deploy/config/branch.yaml");
         // Tests that need speech turn it on with their own models folder.
         s.speech.asr_backend = AsrBackend::Off;
+        s.security = SecuritySettings::for_tests();
         // The embedder stays on with the model that scripts/test fetched (loaded once per
         // process); without it, start-up notes its absence and runs without.
         if let Some(dir) = std::env::var_os("CONCIERGE_MODELS_DIR").filter(|d| !d.is_empty()) {
@@ -865,5 +867,95 @@ mod tests {
         let s = Settings::load_with_env(&o, false).unwrap();
         assert_eq!(s.kiosk.rate_per_sec, 5);
         assert_eq!(s.kiosk.rate_burst, 40);
+    }
+}
+
+/// Encryption at rest and lookup hashes (`[security]`): see [`crate::domain::vault`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecuritySettings {
+    /// Data keys by id (`a-z 0-9 _ -`): base64 of 32 random bytes each. Old keys stay
+    /// until `concierge keys rotate` has re-sealed everything under the active one.
+    #[serde(default)]
+    pub data_keys: std::collections::BTreeMap<String, SecretString>,
+    /// The key new values are sealed under.
+    #[serde(default)]
+    pub active_key: String,
+    /// The HMAC-SHA256 secret of phone lookups: base64 of at least 32 bytes.
+    pub lookup_secret: SecretString,
+    /// With no keys configured and a SQLite database, the keyring file generated once
+    /// (empty: `keys.toml` beside the database file).
+    #[serde(default)]
+    pub keys_file: String,
+}
+
+/// Why no keyring could be had from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(
+        "security.data_keys, security.active_key and security.lookup_secret must be set \
+         (CONCIERGE__SECURITY__DATA_KEYS__<ID>, CONCIERGE__SECURITY__ACTIVE_KEY, \
+         CONCIERGE__SECURITY__LOOKUP_SECRET) with a PostgreSQL database"
+    )]
+    NotConfigured,
+    #[error("security: {0}")]
+    Invalid(#[from] crate::domain::vault::VaultError),
+}
+
+impl SecuritySettings {
+    /// Fixed, public test keys (never for production).
+    pub fn for_tests() -> SecuritySettings {
+        let (data_keys, active_key, lookup_secret) = crate::domain::vault::test_keyring_parts();
+        SecuritySettings {
+            data_keys,
+            active_key,
+            lookup_secret,
+            keys_file: String::new(),
+        }
+    }
+
+    /// Whether keys are configured (rather than left to the generated file).
+    pub fn configured(&self) -> bool {
+        !self.data_keys.is_empty()
+    }
+
+    /// The keyring for `database_url`: the configured keys; else, for SQLite, the keyring
+    /// file (generated once, with a warning naming it); else an error naming the settings.
+    pub fn keyring(
+        &self,
+        database_url: &SecretString,
+    ) -> Result<crate::domain::vault::Keyring, KeyringError> {
+        use crate::domain::vault::{KeyFile, Keyring};
+        if self.configured() {
+            return Ok(Keyring::from_encoded(
+                &self.data_keys,
+                &self.active_key,
+                &self.lookup_secret,
+            )?);
+        }
+        let url = database_url.expose_secret();
+        let Some(db_path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
+            return Err(KeyringError::NotConfigured);
+        };
+        let db_path = db_path.split('?').next().unwrap_or_default();
+        if db_path.is_empty() || db_path.starts_with(":memory:") {
+            return Ok(Keyring::ephemeral("memory"));
+        }
+        let file = if self.keys_file.is_empty() {
+            Path::new(db_path).with_file_name("keys.toml")
+        } else {
+            PathBuf::from(&self.keys_file)
+        };
+        let (ring, created) = KeyFile::load_or_create(&file)?;
+        if created {
+            tracing::warn!(
+                file = %file.display(),
+                "no data keys configured: generated a keyring file; keep it secret and backed \
+                 up (sealed data cannot be read without it), or configure [security] keys"
+            );
+        }
+        Ok(ring)
     }
 }

@@ -32,10 +32,13 @@ pub struct Application {
     state: AppState,
 }
 
-/// Opens the configured database and applies pending migrations.
+/// Opens the configured database, applies pending migrations and attaches its keyring
+/// (refused without keys on PostgreSQL; see [`crate::config::SecuritySettings::keyring`]).
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let ring = settings.security.keyring(&settings.database.url)?;
     let db = Db::connect(&settings.database.url, settings.database.max_connections).await?;
     db.migrate().await?;
+    crate::domain::vault::attach(&db.pool, Arc::new(ring));
     Ok(db)
 }
 

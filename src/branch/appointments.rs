@@ -3,10 +3,17 @@
 //! `remind_hours_before` the appointment through the notification port (a log line and one
 //! outbox row per webhook, e.g. an SMS gateway's). The rules (hours, capacity) are checked
 //! by [`super::Branch`].
+//!
+//! A phone is stored three ways, none of them in clear: a keyed lookup hash (HMAC-SHA256,
+//! to find a customer's appointments), the masked form (for staff) and sealed (for the
+//! reminder SMS, opened only when the outbox delivers it). Each slot has a counter row in
+//! `appointment_slots`; a booking takes a seat with a conditional update of it, so nodes
+//! racing for the last seat cannot overbook (on PostgreSQL's READ COMMITTED as on SQLite).
 
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::domain::vault::Keyring;
 use crate::store::{now_ms, Db};
 
 /// One appointment as staff see it (phone masked).
@@ -29,34 +36,51 @@ pub struct NewBooking<'a> {
     pub slot: &'a str,
     pub phone_hash: &'a str,
     pub phone_masked: &'a str,
+    /// The phone sealed ([`Keyring::seal`]), for the reminder.
+    pub phone_sealed: &'a str,
     pub session_id: &'a str,
 }
 
 /// Writes the booking under a confirmation code if the slot has fewer than `capacity`
-/// booked for the service; `None` when it is full.
+/// booked for the service; `None` when it is full. The seat is taken by a conditional
+/// update of the slot's counter (`booked < capacity`), which a concurrent booking of the
+/// same slot waits for and then sees: exactly `capacity` bookings win.
 pub async fn book(
     db: &Db,
     b: &NewBooking<'_>,
     capacity: u32,
 ) -> Result<Option<String>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    let taken: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM appointments WHERE branch_id = $1 AND service = $2 AND day = $3 \
-         AND slot = $4 AND status = 'booked'",
+    sqlx::query(
+        "INSERT INTO appointment_slots (branch_id, service, day, slot, booked) \
+         VALUES ($1, $2, $3, $4, 0) ON CONFLICT (branch_id, service, day, slot) DO NOTHING",
     )
     .bind(b.branch)
     .bind(b.service)
     .bind(b.day)
     .bind(b.slot)
-    .fetch_one(&mut **tx)
+    .execute(&mut **tx)
     .await?;
-    if taken >= i64::from(capacity) {
+    let seat = sqlx::query(
+        "UPDATE appointment_slots SET booked = booked + 1 WHERE branch_id = $1 AND service = $2 \
+         AND day = $3 AND slot = $4 AND booked < $5",
+    )
+    .bind(b.branch)
+    .bind(b.service)
+    .bind(b.day)
+    .bind(b.slot)
+    .bind(i64::from(capacity))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if seat == 0 {
         return Ok(None);
     }
     let code = confirmation_code();
     sqlx::query(
         "INSERT INTO appointments (code, branch_id, service, day, slot, phone_hash, phone_masked, \
-         session_id, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9)",
+         session_id, status, created_at, phone_sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $10)",
     )
     .bind(&code)
     .bind(b.branch)
@@ -67,6 +91,7 @@ pub async fn book(
     .bind(b.phone_masked)
     .bind(b.session_id)
     .bind(now_ms())
+    .bind(b.phone_sealed)
     .execute(&mut **tx)
     .await?;
     tx.commit().await?;
@@ -118,20 +143,65 @@ pub async fn upcoming(
         .collect())
 }
 
-/// Cancels the booked appointment `code` of the phone (by its hash); false when there is
-/// no such booked appointment.
+/// Cancels the booked appointment `code` of the phone (by its hash) and frees its seat;
+/// false when there is no such booked appointment (an empty code or hash matches none).
 pub async fn cancel(db: &Db, code: &str, phone_hash: &str) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
+    if code.is_empty() || phone_hash.is_empty() {
+        return Ok(false);
+    }
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(
         "UPDATE appointments SET status = 'cancelled', cancelled_at = $3 \
-         WHERE code = $1 AND phone_hash = $2 AND status = 'booked'",
+         WHERE code = $1 AND phone_hash = $2 AND status = 'booked' \
+         RETURNING branch_id, service, day, slot",
     )
     .bind(code)
     .bind(phone_hash)
     .bind(now_ms())
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    Ok(n > 0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "UPDATE appointment_slots SET booked = booked - 1 WHERE branch_id = $1 AND service = $2 \
+         AND day = $3 AND slot = $4 AND booked > 0",
+    )
+    .bind(row.get::<String, _>("branch_id"))
+    .bind(row.get::<String, _>("service"))
+    .bind(row.get::<String, _>("day"))
+    .bind(row.get::<String, _>("slot"))
+    .execute(&mut **tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Re-seals the phones of every appointment under the active key; how many changed.
+pub async fn reseal_all(db: &Db, ring: &Keyring) -> anyhow::Result<u64> {
+    let rows =
+        sqlx::query("SELECT code, phone_sealed FROM appointments WHERE phone_sealed IS NOT NULL")
+            .fetch_all(&db.pool)
+            .await?;
+    let mut changed = 0;
+    for row in rows {
+        let (code, sealed): (String, String) = (row.get(0), row.get(1));
+        let Some(moved) = ring.reseal(&sealed)? else {
+            continue;
+        };
+        let mut tx = db.begin_write().await?;
+        changed += sqlx::query(
+            "UPDATE appointments SET phone_sealed = $1 WHERE code = $2 AND phone_sealed = $3",
+        )
+        .bind(&moved)
+        .bind(&code)
+        .bind(&sealed)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+    }
+    Ok(changed)
 }
 
 /// The appointments of a branch on a day, by slot.
@@ -179,7 +249,7 @@ pub async fn remind(
         horizon.date_naive().to_string(),
     );
     let rows = sqlx::query(
-        "SELECT code, branch_id, service, day, slot, phone_masked FROM appointments \
+        "SELECT code, branch_id, service, day, slot, phone_masked, phone_sealed FROM appointments \
          WHERE status = 'booked' AND reminded_at IS NULL AND day >= $1 AND day <= $2",
     )
     .bind(&today)
@@ -211,7 +281,7 @@ pub async fn remind(
             continue; // another node sent it
         }
         let event_id = format!("appointment-reminder-{code}");
-        let payload = serde_json::json!({
+        let mut payload = serde_json::json!({
             "event_id": event_id,
             "type": "appointment.reminder",
             "at": chrono::DateTime::from_timestamp_millis(now).map(|d| d.to_rfc3339()),
@@ -221,8 +291,13 @@ pub async fn remind(
                 "phone_masked": r.get::<String, _>("phone_masked"),
             },
             "text": format!("温馨提示：您预约了{day} {slot}到网点办理业务，确认码{code}。如需取消，可在大堂自助机办理。"),
-        })
-        .to_string();
+        });
+        // The number for the SMS gateway, still sealed: the outbox opens it when it
+        // delivers ([`crate::ports::outbox`]), so the table never holds it in clear.
+        if let Some(sealed) = r.get::<Option<String>, _>("phone_sealed") {
+            payload["appointment"]["phone"] = serde_json::Value::String(sealed);
+        }
+        let payload = payload.to_string();
         crate::ports::outbox::enqueue(&mut tx, &event_id, webhooks, &payload, now).await?;
         tx.commit().await?;
         tracing::info!(code = %code, day = %day, slot = %slot, "appointment reminder sent");

@@ -15,10 +15,10 @@ use std::time::Duration;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::tokens::hash;
 use crate::config::BranchSettings;
 use crate::domain::clock::Clock;
 use crate::domain::pii::Phone;
+use crate::domain::vault;
 use crate::store::{now_ms, Db};
 use rules::BranchRules;
 
@@ -168,13 +168,15 @@ impl Branch {
             at.hour(),
             if at.minute() < 30 { 0 } else { 30 }
         );
+        let ring = vault::of_pool(&self.db.pool);
         let booking = appointments::NewBooking {
             branch: r.branch,
             service: r.service,
             day: r.date,
             slot: &slot,
-            phone_hash: &hash(r.phone.expose()),
+            phone_hash: &ring.lookup_hash(r.phone.expose()),
             phone_masked: &r.phone.masked(),
+            phone_sealed: &ring.seal(r.phone.expose()),
             session_id: r.session_id,
         };
         let capacity = self.rules.capacity_of(r.service);
@@ -208,12 +210,21 @@ impl Branch {
         phone: &Phone,
     ) -> Result<Vec<appointments::Upcoming>, sqlx::Error> {
         let today = self.clock.now().date_naive().to_string();
-        appointments::upcoming(&self.db, &hash(phone.expose()), &today).await
+        appointments::upcoming(&self.db, &self.phone_hash(phone), &today).await
     }
 
-    /// Cancels a booked appointment by its code and the phone it was booked with.
+    /// Cancels a booked appointment by its confirmation code and the phone it was booked
+    /// with: both are needed (false when either is missing or they do not match).
     pub async fn cancel(&self, code: &str, phone: &Phone) -> Result<bool, sqlx::Error> {
-        appointments::cancel(&self.db, &code.to_uppercase(), &hash(phone.expose())).await
+        if phone.expose().is_empty() {
+            return Ok(false);
+        }
+        appointments::cancel(&self.db, &code.to_uppercase(), &self.phone_hash(phone)).await
+    }
+
+    /// The keyed lookup hash of a phone (HMAC-SHA256 with the database's lookup secret).
+    fn phone_hash(&self, phone: &Phone) -> String {
+        vault::of_pool(&self.db.pool).lookup_hash(phone.expose())
     }
 
     /// The line today: numbers waiting (in order) and the last ones called.

@@ -14,6 +14,7 @@
 //! - [`knowledge`]: `knowledge import|export|search|golden`.
 //! - [`outbox`]: `outbox status|replay`, webhook deliveries of ticket events.
 //! - [`audit`]: `audit verify`, the hash chain of ticket events.
+//! - [`keys`]: `keys rotate|status`, the data keys that seal identifiers at rest.
 //! - [`models`]: `models fetch|convert|verify|status`, speech and embedding model files.
 //! - [`embed`]: `bench embed`, the latency of the local sentence embedder.
 //! - [`bench`]: `bench kiosks|knowledge|asr|embed`, the load generators.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod bench;
 pub mod embed;
 pub mod eval;
+pub mod keys;
 pub mod kiosk;
 pub mod knowledge;
 pub mod migrate;
@@ -123,6 +125,9 @@ enum Command {
     /// The hash-chained audit log of ticket events.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The data keys that seal identifiers at rest: rotate, status.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Train the intent classifier from dialogs/ and report how it did; with --eval, also
     /// its accuracy on a labelled set kept out of training (tests/nlu/heldout.yaml).
     Train(nlu::TrainArgs),
@@ -225,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Knowledge(cmd) => knowledge::run(&global, cmd).await,
         Command::Outbox(cmd) => outbox::run(&global, cmd).await,
         Command::Audit(cmd) => audit::run(&global, cmd).await,
+        Command::Keys(cmd) => keys::run(&global, cmd).await,
         Command::Train(args) => nlu::train(&global, args),
         Command::Models(cmd) => models::run(&global, cmd).await,
     }

@@ -11,6 +11,11 @@
 //! dedupe on it: a replay or a retry after a lost answer sends the same event again),
 //! `X-Concierge-Delivery-Attempt` and `X-Concierge-Signature: sha256=<hex HMAC-SHA256 of the
 //! body keyed with the webhook's secret>`.
+//!
+//! A payload may carry sealed values (an appointment reminder's phone number for the SMS
+//! gateway, [`crate::domain::vault`]): the row keeps them sealed, and they are opened only
+//! into the request body ([`open_sealed`]); `concierge keys rotate` re-seals them
+//! ([`reseal_payloads`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -100,6 +105,56 @@ pub fn backoff_ms(attempts: u32, base_ms: u64, max_ms: u64) -> u64 {
 fn jittered(delay_ms: u64) -> u64 {
     let spread = delay_ms / 5;
     delay_ms - rand::thread_rng().gen_range(0..=spread)
+}
+
+/// The payload with its sealed strings opened, for the request body only. A value that
+/// cannot be opened (its key was removed too early) stays sealed, with an error logged.
+fn open_sealed(db: &Db, payload: String) -> String {
+    if !payload.contains(crate::domain::vault::PREFIX) {
+        return payload;
+    }
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&payload) else {
+        return payload;
+    };
+    let ring = crate::domain::vault::of_pool(&db.pool);
+    match crate::domain::vault::map_sealed(&mut value, &mut |s| ring.open(s).map(Some)) {
+        Ok(_) => value.to_string(),
+        Err(e) => {
+            tracing::error!(error = %e, "a sealed value of an outbox payload cannot be opened");
+            payload
+        }
+    }
+}
+
+/// Re-seals the sealed values of every stored payload under the active key; how many rows
+/// changed.
+pub async fn reseal_payloads(db: &Db, ring: &crate::domain::vault::Keyring) -> anyhow::Result<u64> {
+    let pattern = format!("%{}%", crate::domain::vault::PREFIX);
+    let rows = sqlx::query("SELECT id, payload FROM outbox WHERE payload LIKE $1")
+        .bind(pattern)
+        .fetch_all(&db.pool)
+        .await
+        .context("select sealed outbox payloads")?;
+    let mut changed = 0;
+    for row in rows {
+        let (id, payload): (String, String) = (row.try_get("id")?, row.try_get("payload")?);
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        if crate::domain::vault::map_sealed(&mut value, &mut |s| ring.reseal(s))? == 0 {
+            continue;
+        }
+        let mut tx = db.begin_write().await?;
+        changed += sqlx::query("UPDATE outbox SET payload = $1 WHERE id = $2 AND payload = $3")
+            .bind(value.to_string())
+            .bind(&id)
+            .bind(&payload)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+    }
+    Ok(changed)
 }
 
 /// Which rows [`replay`] puts back in line.
@@ -200,7 +255,7 @@ async fn claim(db: &Db, timeout_ms: u64) -> anyhow::Result<Vec<Claimed>> {
                 id,
                 event_id: row.try_get("event_id")?,
                 target: row.try_get("target")?,
-                payload: row.try_get("payload")?,
+                payload: open_sealed(db, row.try_get("payload")?),
                 attempts: row.try_get("attempts")?,
                 claim: until,
             });

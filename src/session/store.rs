@@ -1,12 +1,59 @@
 //! Sessions and transcripts in the database. Every stored text is masked first
 //! ([`crate::access::mask_pii`]); a turn's lines and the new session state are written in
 //! one transaction, so a transcript never has half a turn.
+//!
+//! The state at rest ([`AT_REST`]): the identifiers a journey still needs (a phone for the
+//! booking and its reminder, an ID or card number for the bank call) are sealed with the
+//! database's keyring ([`crate::domain::vault`]) and opened again on load; a PIN block is
+//! never stored; the customer's own words and every other slot are stored masked, except a
+//! few values the server made itself. A slot lives only as long as its journey's frame, so
+//! a finished journey leaves nothing behind.
 
 use sqlx::Row;
 
 use crate::access::mask_pii;
 use crate::dialog::SessionState;
+use crate::domain::vault::{self, Keyring};
 use crate::store::{now_ms, Db};
+
+/// What a slot's value becomes in `sessions.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtRest {
+    /// Encrypted: the journey needs the raw value after a restart or failover.
+    Sealed,
+    /// Not stored at all.
+    Dropped,
+    /// Stored as it is: made by the server, never an identifier (a card handle, a date).
+    Kept,
+    /// Stored masked ([`mask_pii`]): everything else, the customer's words included.
+    Masked,
+}
+
+/// The slots that are not [`AtRest::Masked`], and why.
+pub const AT_REST: &[(&str, AtRest)] = &[
+    // The booking, the appointment lookups and the reminder SMS; the bank's phone check.
+    ("phone", AtRest::Sealed),
+    // The bank's customer lookup after the ID card read.
+    ("id_number", AtRest::Sealed),
+    // The bank call that picks a card by its number.
+    ("card_number", AtRest::Sealed),
+    // Used once by the action that checks it (the engine drops it too).
+    ("pin_block", AtRest::Dropped),
+    // Values the server made: a card handle (a keyed hash), dates and times (their digits
+    // would read as a number to the masker).
+    ("card", AtRest::Kept),
+    ("date", AtRest::Kept),
+    ("time", AtRest::Kept),
+    ("frozen_at", AtRest::Kept),
+];
+
+/// How `slot` is stored.
+pub fn at_rest(slot: &str) -> AtRest {
+    AT_REST
+        .iter()
+        .find(|(name, _)| *name == slot)
+        .map_or(AtRest::Masked, |(_, how)| *how)
+}
 
 /// A stored session.
 #[derive(Debug, Clone)]
@@ -82,7 +129,7 @@ pub async fn create(
     .bind(kiosk_id)
     .bind(branch_id)
     .bind(ACTIVE)
-    .bind(to_json(state))
+    .bind(to_json(db, state))
     .bind(now)
     .execute(&db.pool)
     .await?;
@@ -111,7 +158,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<SessionRecord>, sqlx::Erro
         status: r.get(3),
         // A state written by an older version that no longer parses starts afresh rather
         // than locking the customer out of their session.
-        state: serde_json::from_str(&r.get::<String, _>(4)).unwrap_or_default(),
+        state: from_json(db, &r.get::<String, _>(4)),
         updated_at: r.get(5),
     }))
 }
@@ -153,7 +200,7 @@ pub async fn record(
     match (state, end) {
         (Some(state), None) => {
             sqlx::query("UPDATE sessions SET state = $1, updated_at = $2, turn_count = turn_count + $3 WHERE id = $4")
-                .bind(to_json(state))
+                .bind(to_json(db, state))
                 .bind(now)
                 .bind(turns)
                 .bind(session_id)
@@ -161,7 +208,16 @@ pub async fn record(
                 .await?;
         }
         (state, Some(reason)) => {
-            let state_json = state.map(to_json);
+            // An ended session keeps no identifier: its journeys are over.
+            let last = match state {
+                Some(s) => Some(s.clone()),
+                None => sqlx::query_scalar::<_, String>("SELECT state FROM sessions WHERE id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .and_then(|t| serde_json::from_str::<SessionState>(&t).ok()),
+            };
+            let state_json = last.map(|s| to_json(db, &without_sealed(s)));
             sqlx::query(
                 "UPDATE sessions SET state = COALESCE($1, state), updated_at = $2, turn_count = turn_count + $3, \
                  status = $4, ended_at = $2, end_reason = $5 WHERE id = $6",
@@ -207,6 +263,110 @@ pub async fn transcript(db: &Db, session_id: &str) -> Result<Vec<TranscriptLine>
         .collect())
 }
 
-fn to_json(state: &SessionState) -> String {
-    serde_json::to_string(state).expect("session state serializes")
+/// The state as stored: slots sealed, dropped or masked by [`AT_REST`], the last reply
+/// masked.
+fn to_json(db: &Db, state: &SessionState) -> String {
+    let ring = vault::of_pool(&db.pool);
+    serde_json::to_string(&stored_form(state, &ring)).expect("session state serializes")
+}
+
+/// [`to_json`]'s state.
+pub fn stored_form(state: &SessionState, ring: &Keyring) -> SessionState {
+    let mut stored = state.clone();
+    for frame in &mut stored.stack {
+        let slots = std::mem::take(&mut frame.slots);
+        frame.slots = slots
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let v = match at_rest(&k) {
+                    AtRest::Sealed if vault::is_sealed(&v) => v,
+                    AtRest::Sealed => ring.seal(&v),
+                    AtRest::Dropped => return None,
+                    AtRest::Kept => v,
+                    AtRest::Masked => mask_pii(&v),
+                };
+                Some((k, v))
+            })
+            .collect();
+    }
+    if let Some(reply) = &mut stored.last_reply {
+        reply.text = mask_pii(&reply.text);
+        reply.speak = reply.speak.as_deref().map(mask_pii);
+    }
+    stored
+}
+
+/// The state with every [`AtRest::Sealed`] slot removed (its journeys are over).
+fn without_sealed(mut state: SessionState) -> SessionState {
+    for frame in &mut state.stack {
+        frame.slots.retain(|k, _| at_rest(k) != AtRest::Sealed);
+    }
+    state
+}
+
+/// The state from its stored text: sealed slots opened. A slot sealed under a key that is
+/// no longer in the ring is forgotten (the journey asks for it again), with a warning.
+fn from_json(db: &Db, text: &str) -> SessionState {
+    let mut state: SessionState = serde_json::from_str(text).unwrap_or_default();
+    let ring = vault::of_pool(&db.pool);
+    for frame in &mut state.stack {
+        frame.slots.retain(|k, v| {
+            if at_rest(k) != AtRest::Sealed || !vault::is_sealed(v) {
+                return true;
+            }
+            match ring.open(v) {
+                Ok(plain) => {
+                    *v = plain;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(slot = %k, error = %e, "a sealed slot cannot be opened; forgotten");
+                    false
+                }
+            }
+        });
+    }
+    state
+}
+
+/// Re-seals every sealed slot of every stored session under the active key (and seals
+/// raw identifiers an older version left); returns how many sessions changed. A session
+/// written meanwhile by a turn is left as the turn wrote it (already under the active key).
+pub async fn reseal_all(db: &Db, ring: &Keyring) -> anyhow::Result<u64> {
+    let rows = sqlx::query("SELECT id, state FROM sessions")
+        .fetch_all(&db.pool)
+        .await?;
+    let mut changed = 0;
+    for row in rows {
+        let (id, text): (String, String) = (row.get(0), row.get(1));
+        let Ok(mut state) = serde_json::from_str::<SessionState>(&text) else {
+            continue;
+        };
+        for frame in &mut state.stack {
+            for (k, v) in frame.slots.iter_mut() {
+                if at_rest(k) != AtRest::Sealed {
+                    continue;
+                }
+                if !vault::is_sealed(v) {
+                    *v = ring.seal(v);
+                } else if let Some(moved) = ring.reseal(v)? {
+                    *v = moved;
+                }
+            }
+        }
+        let new_text = serde_json::to_string(&stored_form(&state, ring))?;
+        if new_text == text {
+            continue;
+        }
+        let mut tx = db.begin_write().await?;
+        changed += sqlx::query("UPDATE sessions SET state = $1 WHERE id = $2 AND state = $3")
+            .bind(&new_text)
+            .bind(&id)
+            .bind(&text)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+    }
+    Ok(changed)
 }

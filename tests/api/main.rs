@@ -25,6 +25,7 @@ mod models;
 mod nlu;
 mod outbox;
 mod pii_scan;
+mod privacy;
 mod sessions;
 mod speech;
 mod staff_security;

@@ -1,6 +1,8 @@
 //! The sandbox bank: fake customers, cards and balances in the database (both engines),
-//! seeded from `deploy/sandbox/customers.yaml` by `concierge sandbox seed`. Identifiers are
-//! stored as SHA-256 hashes plus masked forms, never in clear; PIN blocks as argon2 hashes.
+//! seeded from `deploy/sandbox/customers.yaml` by `concierge sandbox seed`. ID, phone and
+//! card numbers are stored as keyed lookup hashes (HMAC-SHA256 with the database's lookup
+//! secret, [`crate::domain::vault`]; a card's hash is its handle) plus masked forms, never
+//! in clear; PIN blocks as argon2 hashes.
 
 use std::path::Path;
 
@@ -12,8 +14,9 @@ use futures_util::future::BoxFuture;
 
 use super::{yuan_to_cents, BankResult, Card, CoreBanking, Customer};
 use crate::access::masking::mask_pii;
-use crate::access::tokens::{hash, hash_password, verify_password};
+use crate::access::tokens::{hash_password, verify_password};
 use crate::domain::ids::{gb11643_ok, luhn_ok};
+use crate::domain::vault;
 use crate::store::{now_ms, Db};
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +61,11 @@ pub struct SandboxBank {
 impl SandboxBank {
     pub fn new(db: Db) -> SandboxBank {
         SandboxBank { db }
+    }
+
+    /// The lookup hash of an ID or phone number.
+    fn lookup(&self, value: &str) -> String {
+        vault::of_pool(&self.db.pool).lookup_hash(value)
     }
 
     /// Loads a seed file (replacing customers with the same id); returns how many customers
@@ -109,9 +117,9 @@ impl SandboxBank {
             )
             .bind(&c.id)
             .bind(&c.name)
-            .bind(hash(&c.id_number.to_uppercase()))
+            .bind(self.lookup(&c.id_number.to_uppercase()))
             .bind(mask_pii(&c.id_number.to_uppercase()))
-            .bind(hash(&c.phone))
+            .bind(self.lookup(&c.phone))
             .bind(mask_pii(&c.phone))
             .bind(now_ms())
             .execute(&mut **tx)
@@ -122,7 +130,7 @@ impl SandboxBank {
                      pin_hash, balance_cents, daily_transfer_limit_cents) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
-                .bind(hash(&card.number))
+                .bind(self.lookup(&card.number))
                 .bind(&c.id)
                 .bind(&card.number[card.number.len() - 4..])
                 .bind(mask_pii(&card.number))
@@ -146,7 +154,7 @@ impl SandboxBank {
             "SELECT id, name, id_number_masked, phone_masked FROM bank_customers \
              WHERE id_number_hash = $1",
         )
-        .bind(hash(&id_number.to_uppercase()))
+        .bind(self.lookup(&id_number.to_uppercase()))
         .fetch_optional(&self.db.pool)
         .await?;
         Ok(row.map(|r| Customer {
@@ -163,7 +171,7 @@ impl SandboxBank {
             .bind(customer_id)
             .fetch_optional(&self.db.pool)
             .await?;
-        Ok(row.is_some_and(|r| r.get::<String, _>("phone_hash") == hash(phone)))
+        Ok(row.is_some_and(|r| r.get::<String, _>("phone_hash") == self.lookup(phone)))
     }
 
     /// The customer's cards, in a stable order.
