@@ -377,6 +377,7 @@ impl Connection {
             out: self.out.clone(),
             handoff: None,
             voice: self.voice_out(peer),
+            kick: kick.clone(),
         };
         let opening = if resumed {
             state.last_reply.clone()

@@ -15,7 +15,7 @@ use super::effects;
 use super::store::{self, NewLine, Speaker};
 use crate::dialog::{BotReply, Effect, EffectResult, Engine, Outcome, SessionState, TurnInput};
 use crate::domain::names::{KioskId, SessionId};
-use crate::live::Input;
+use crate::live::{self, Input, Kick};
 use crate::state::AppState;
 use handoff::LiveHandoff;
 
@@ -40,6 +40,8 @@ pub struct Worker {
     pub handoff: Option<LiveHandoff>,
     /// The screen's voice (synthesis when it has a speaker; barge-in state).
     pub voice: Option<VoiceOut>,
+    /// The connection's kick: once its credentials are revoked, no queued input runs.
+    pub kick: Kick,
 }
 
 /// How the bot speaks on one screen.
@@ -86,6 +88,9 @@ impl Worker {
             let Some(input) = input else {
                 return WorkerEnd::Detached;
             };
+            if self.kick.reason() == Some(live::reason::REVOKED) {
+                return WorkerEnd::Detached;
+            }
             let turn_id = uuid::Uuid::new_v4().to_string();
             let span = tracing::info_span!("turn", %turn_id);
             if let Some(end) = self.handle(input, &turn_id).instrument(span).await {

@@ -237,6 +237,162 @@ fn the_xfs4iot_decoder_takes_any_frame() {
     });
 }
 
+/// XFS4IoT payload fields (and a few of our own), so random payloads reach the mappers.
+const XFS_KEYS: &[&str] = &[
+    "track1",
+    "track2",
+    "track3",
+    "chip",
+    "data",
+    "status",
+    "completion",
+    "pinBlock",
+    "digits",
+    "errorCode",
+    "completionCode",
+    "pictures",
+    "picture",
+    "paperSource",
+    "threshold",
+    "common",
+    "device",
+    "printer",
+    "paper",
+    "interfaces",
+    "services",
+];
+
+fn xfs_payload() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,24}".prop_map(Value::from),
+        prop::sample::select(&["ok", "success", "low", "out", "online", "offline", "auto"][..])
+            .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(XFS_KEYS), inner), 0..6).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+/// One wire case: a device call whose XFS4IoT command completes with a random outcome,
+/// after a random frame and a random unsolicited message from the service.
+#[derive(Debug, Clone)]
+struct WireCase {
+    call: usize,
+    outcome: u8,
+    payload: Value,
+    code: String,
+    frame: String,
+    unsolicited: (usize, Value),
+    args: Value,
+}
+
+/// (device, action, the XFS4IoT command it sends first, its service).
+const WIRE_CALLS: &[(&str, &str, &str, &str)] = &[
+    (
+        "card_reader",
+        "read",
+        "CardReader.ReadRawData",
+        "cardreader",
+    ),
+    ("card_reader", "eject", "CardReader.Move", "cardreader"),
+    ("pin_pad", "enter_pin", "Keyboard.PinEntry", "pinpad"),
+    ("camera", "capture", "Camera.TakePicture", "camera"),
+];
+
+const UNSOLICITED: &[&str] = &[
+    "CardReader.MediaRemovedEvent",
+    "Printer.PaperThresholdEvent",
+    "Common.StatusChangedEvent",
+    "Bogus.Event",
+];
+
+fn wire_case() -> impl Strategy<Value = WireCase> {
+    (
+        0..WIRE_CALLS.len(),
+        0u8..4,
+        xfs_payload(),
+        "[a-zA-Z]{0,12}",
+        xfs_frame(),
+        (0..UNSOLICITED.len(), xfs_payload()),
+        json_value(),
+    )
+        .prop_map(
+            |(call, outcome, payload, code, frame, unsolicited, args)| WireCase {
+                call,
+                outcome,
+                payload,
+                code,
+                frame,
+                unsolicited,
+                args,
+            },
+        )
+}
+
+/// The XFS4IoT client and device mapping of kiosk-adapter over a real WebSocket to the fake
+/// service: random completions, frames and unsolicited events; no task of the test's
+/// runtime may panic (a panicking reader task would be caught by tokio and go unseen).
+#[test]
+fn the_xfs4iot_client_takes_any_message_from_a_service() {
+    use kiosk_adapter::xfs4iot::{FakeXfs, Outcome, XfsDevices};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (fake, devices) = rt.block_on(async {
+        let fake = FakeXfs::start().await;
+        let devices = XfsDevices::discover(&fake.publisher_url(), Duration::from_secs(2))
+            .await
+            .expect("discovery");
+        (fake, devices)
+    });
+    let panics = Arc::new(AtomicUsize::new(0));
+    let (seen, me) = (panics.clone(), std::thread::current().id());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == me {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info)
+    }));
+    let calls = AtomicUsize::new(0);
+    fuzz("xfs4iot client", wire_case(), |c| {
+        let (device, action, command, service) = WIRE_CALLS[c.call];
+        let outcome = match c.outcome {
+            0 => Outcome::SuccessWith(c.payload.clone()),
+            1 => Outcome::error(&c.code, Some(&c.code)),
+            2 => Outcome::Garbage,
+            _ => Outcome::Success,
+        };
+        fake.script(command, outcome);
+        fake.send_raw(service, &c.frame);
+        fake.unsolicited(
+            service,
+            UNSOLICITED[c.unsolicited.0],
+            c.unsolicited.1.clone(),
+        );
+        let id = format!("fuzz-{}", calls.fetch_add(1, Ordering::SeqCst));
+        let _result = rt.block_on(devices.handle_with_timeout(
+            &id,
+            device,
+            action,
+            &c.args,
+            Duration::from_secs(2),
+        ));
+        assert_eq!(panics.load(Ordering::SeqCst), 0, "a task panicked");
+    });
+}
+
 // ---- the NLU ----
 
 #[test]

@@ -460,3 +460,46 @@ async fn two_nodes_racing_for_the_last_seat_book_it_once() {
     a.stop().await;
     b.stop().await;
 }
+
+#[test]
+fn without_keys_postgresql_refuses_and_sqlite_generates_a_private_keyring_once() {
+    let out = concierge()
+        .args(["migrate", "--database-url", "postgres://127.0.0.1:1/nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("security.data_keys") && err.contains("CONCIERGE__SECURITY__DATA_KEYS__"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let list = || {
+        concierge()
+            .args(["kiosk", "list", "--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    let first = list();
+    assert!(first.status.success());
+    let logs = String::from_utf8_lossy(&first.stdout).to_string()
+        + &String::from_utf8_lossy(&first.stderr);
+    let file = dir.path().join("keys.toml");
+    assert!(
+        logs.contains("generated a keyring file") && logs.contains("keys.toml"),
+        "{logs}"
+    );
+    let keys = std::fs::read_to_string(&file).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+    }
+    let second = list();
+    assert!(second.status.success());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), keys, "generated once");
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("generated a keyring file"));
+}
