@@ -464,7 +464,11 @@ async fn two_nodes_racing_for_the_last_seat_book_it_once() {
 #[test]
 fn without_keys_postgresql_refuses_and_sqlite_generates_a_private_keyring_once() {
     let out = concierge()
-        .args(["migrate", "--database-url", "postgres://127.0.0.1:1/nowhere"])
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://127.0.0.1:1/nowhere",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -500,6 +504,10 @@ fn without_keys_postgresql_refuses_and_sqlite_generates_a_private_keyring_once()
     }
     let second = list();
     assert!(second.status.success());
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), keys, "generated once");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        keys,
+        "generated once"
+    );
     assert!(!String::from_utf8_lossy(&second.stderr).contains("generated a keyring file"));
 }
