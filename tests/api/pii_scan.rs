@@ -25,11 +25,6 @@ on_both_engines!(
     the_scanner_finds_planted_raw_identifiers,
 );
 
-/// Columns that still hold raw identifiers on this branch only because another branch
-/// (`pii`: session state encrypted, appointments and outbox masked) fixes them. The test
-/// tolerates hits there and nowhere else; empty this list when that branch is merged.
-const PENDING_OTHER_BRANCH: &[(&str, &str)] = &[("sessions", "state")];
-
 /// Where a raw identifier was found.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Place {
@@ -247,11 +242,6 @@ async fn outbox_drained(app: &TestApp) {
     }
 }
 
-fn pending_other_branch(place: &Place) -> bool {
-    matches!(place, Place::Column { table, column }
-        if PENDING_OTHER_BRANCH.contains(&(table.as_str(), column.as_str())))
-}
-
 async fn the_conversation_suite_leaves_no_raw_identifier(engine: Engine) {
     let (logs, _capture) = CapturedLogs::start();
     let hook = Receiver::up().await;
@@ -267,26 +257,11 @@ async fn the_conversation_suite_leaves_no_raw_identifier(engine: Engine) {
 
     let hits = scan(&app, &logs, &hook).await;
     app.stop().await;
-    let (known, new): (Vec<&Hit>, Vec<&Hit>) =
-        hits.iter().partition(|h| pending_other_branch(&h.place));
-    for hit in &known {
-        eprintln!("pending on another branch: {hit}");
-    }
-    let known_places: BTreeSet<&Place> = known.iter().map(|h| &h.place).collect();
-    for (table, column) in PENDING_OTHER_BRANCH {
-        let place = Place::Column {
-            table: table.to_string(),
-            column: column.to_string(),
-        };
-        if !known_places.contains(&place) {
-            eprintln!("PENDING_OTHER_BRANCH lists {place}, which holds no raw identifier now");
-        }
-    }
-    let places: BTreeSet<String> = new.iter().map(|h| h.place.to_string()).collect();
+    let places: BTreeSet<String> = hits.iter().map(|h| h.place.to_string()).collect();
     assert!(
-        new.is_empty(),
+        hits.is_empty(),
         "raw identifiers found in {places:?}:\n{}",
-        new.iter()
+        hits.iter()
             .map(|h| h.to_string())
             .collect::<Vec<_>>()
             .join("\n")
