@@ -373,6 +373,21 @@ pub struct ServerSettings {
     /// Browser origins admitted on WebSocket handshakes; `self` means same host as served.
     pub allowed_origins: Vec<String>,
     pub shutdown_grace_secs: u64,
+    /// `POST /v1/nlu/parse` (no login needed) admits this many calls a second per node on
+    /// average (0: no limit), answering 429 `rate_limited` beyond it.
+    #[serde(default = "default_nlu_parse_per_sec")]
+    pub nlu_parse_per_sec: f64,
+    /// ...and this many at once.
+    #[serde(default = "default_nlu_parse_burst")]
+    pub nlu_parse_burst: u32,
+}
+
+fn default_nlu_parse_per_sec() -> f64 {
+    20.0
+}
+
+fn default_nlu_parse_burst() -> u32 {
+    40
 }
 
 #[derive(Debug, Clone, Deserialize)]

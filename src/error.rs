@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 409: conflicts with the current state.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// 429: too many calls; try again after this many seconds (also in `Retry-After`).
+    #[error("too many requests; try again in {1} s")]
+    RateLimited(&'static str, u64),
     /// 502/504: a device or backend did not answer as needed.
     #[error("{1}")]
     Upstream(&'static str, String, StatusCode),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Refused(code, _) => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
+            ApiError::RateLimited(code, _) => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::Upstream(code, _, status) => (*status, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -62,11 +66,17 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = %format!("{e:#}"), "internal error");
         }
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response();
+        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        if let ApiError::RateLimited(_, retry_after) = &self {
+            body["retry_after"] = json!(retry_after);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited(_, retry_after) = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -159,6 +159,10 @@ impl Application {
             metrics,
             db,
             login: Arc::new(crate::access::throttle::LoginGuard::new(&settings.login)),
+            nlu_parse_limit: Arc::new(crate::access::rate::TokenBucket::new(
+                settings.server.nlu_parse_per_sec,
+                settings.server.nlu_parse_burst,
+            )),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

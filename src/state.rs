@@ -46,4 +46,6 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Staff login throttling and password-hashing slots of this node.
     pub login: Arc<crate::access::throttle::LoginGuard>,
+    /// The rate limit of `POST /v1/nlu/parse` on this node.
+    pub nlu_parse_limit: Arc<crate::access::rate::TokenBucket>,
 }

@@ -1,5 +1,7 @@
 //! `POST /v1/nlu/parse`: the understanding as a service (DESIGN.md §NLU contract), for
-//! tools and evaluations. Stateless and read-only; no login needed.
+//! tools and evaluations. Stateless and read-only; no login needed, so it is rate-limited per
+//! node (`[server] nlu_parse_per_sec`, 429 `rate_limited`), and the parse runs on the
+//! blocking pool, never on the executor that serves kiosks.
 
 use axum::extract::State;
 use axum::Json;
@@ -26,6 +28,12 @@ pub async fn parse(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<ParseRequest>,
 ) -> Result<Json<Parse>, ApiError> {
+    if let Err(wait) = app.nlu_parse_limit.try_take() {
+        return Err(ApiError::RateLimited(
+            "rate_limited",
+            wait.as_secs_f64().ceil().max(1.0) as u64,
+        ));
+    }
     if req.text.trim().is_empty() {
         return Err(ApiError::BadRequest("empty_text", "text is empty".into()));
     }
@@ -42,5 +50,9 @@ pub async fn parse(
         })?,
         None => crate::domain::clock::now_local(),
     };
-    Ok(Json(app.engine.nlu.parse(&req.text, now)))
+    let engine = app.engine.clone();
+    let parse = tokio::task::spawn_blocking(move || engine.nlu.parse(&req.text, now))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("parse task: {e}")))?;
+    Ok(Json(parse))
 }

@@ -132,3 +132,32 @@ fn the_cli_prints_one_json_object_per_utterance() {
         lines[2]
     );
 }
+
+#[tokio::test]
+async fn parse_is_rate_limited_per_node_with_a_retry_after() {
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.server.nlu_parse_per_sec = 0.5;
+        s.server.nlu_parse_burst = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, body) = parse(&app, json!({"text": "怎么挂失", "now": NOW})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let res = reqwest::Client::new()
+        .post(app.http("/v1/nlu/parse"))
+        .json(&json!({"text": "怎么挂失", "now": NOW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let header: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(body["retry_after"], json!(header));
+    assert!((1..=2).contains(&header), "{header}");
+}
