@@ -22,15 +22,16 @@ use crate::error::ApiError;
 use crate::session::store;
 use crate::state::AppState;
 
-/// Roles: admin.
+/// Roles: admin (only their branch's kiosks when scoped to one).
 pub async fn list_kiosks(
     State(app): State<AppState>,
     staff: Staff,
 ) -> Result<Json<Value>, ApiError> {
-    staff.require(&[Role::Admin])?;
+    let admin = staff.require(&[Role::Admin])?;
     let list = kiosks::list(&app.db).await?;
     let with_devices: Vec<Value> = list
         .into_iter()
+        .filter(|k| admin.branch.as_ref().is_none_or(|b| &k.branch_id == b))
         .map(|k| {
             let devices = app.broker.devices_of(&k.id);
             json!({"id": k.id, "branch_id": k.branch_id, "enabled": k.enabled, "connected_devices": devices})
@@ -49,12 +50,23 @@ pub struct RegisterBody {
 }
 
 /// Roles: admin. Registers a kiosk (or adds a token to it); the token is shown only here.
+/// An admin scoped to a branch registers kiosks of that branch only, and adds tokens only
+/// to their own branch's kiosks: anything else is refused (403 `other_branch`).
 pub async fn register_kiosk(
     State(app): State<AppState>,
     staff: Staff,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let admin = staff.require(&[Role::Admin])?;
+    if let Some(branch) = &admin.branch {
+        let existing = kiosks::find(&app.db, &body.id).await?;
+        if &body.branch != branch || existing.is_some_and(|k| &k.branch_id != branch) {
+            return Err(ApiError::Refused(
+                "other_branch",
+                format!("you may register kiosks of branch {branch} only"),
+            ));
+        }
+    }
     let token = kiosks::register(&app.db, &body.id, &body.branch, body.role)
         .await
         .map_err(kiosk_error)?;
@@ -67,13 +79,20 @@ pub async fn register_kiosk(
     ))
 }
 
-/// Roles: admin. Revokes every token of a kiosk.
+/// Roles: admin (of the kiosk's branch when scoped to one; others are answered "not
+/// found"). Revokes every token of a kiosk.
 pub async fn revoke_kiosk(
     State(app): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let admin = staff.require(&[Role::Admin])?;
+    if let Some(branch) = &admin.branch {
+        let kiosk = kiosks::find(&app.db, &id).await?;
+        if kiosk.is_none_or(|k| &k.branch_id != branch) {
+            return Err(ApiError::NotFound("kiosk"));
+        }
+    }
     let revoked = kiosks::revoke_tokens(&app.db, &id)
         .await
         .map_err(kiosk_error)?;

@@ -54,6 +54,7 @@ async fn staff_text_is_masked_before_the_audit_chain_and_webhooks(engine: Engine
             name: "workflow".into(),
             url: hook,
             secret: "s3cret".to_string().into(),
+            reminders: false,
         }];
         s.outbox.poll_ms = 50;
     })
@@ -549,5 +550,63 @@ async fn operators_disable_users_reset_passwords_and_revoke_tokens() {
     let out = cli(&["disable", "nobody"], b"");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_scoped_admin_manages_only_their_branch_kiosks() {
+    let app = spawn_app_with(Engine::Sqlite, |_| {}).await;
+    app.kiosk("K001", "B001", PeerRole::Screen).await;
+    app.kiosk("K201", "B002", PeerRole::Screen).await;
+    let near = staff_in(&app, "near", "admin", Some("B001")).await;
+    let client = reqwest::Client::new();
+
+    let list: Value = client
+        .get(app.http("/v1/admin/kiosks"))
+        .bearer_auth(&near)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["kiosks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["K001"], "{list}");
+
+    let register = |id: &str, branch: &str| {
+        client
+            .post(app.http("/v1/admin/kiosks"))
+            .bearer_auth(&near)
+            .json(&json!({"id": id, "branch": branch}))
+            .send()
+    };
+    // A token for another branch's kiosk would let this admin pose as it.
+    for (id, branch) in [("K201", "B001"), ("K201", "B002"), ("K202", "B002")] {
+        let res = register(id, branch).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{id} {branch}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "other_branch");
+    }
+    assert_eq!(
+        register("K002", "B001").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    let revoke = |id: &str| {
+        client
+            .post(app.http(&format!("/v1/admin/kiosks/{id}/revoke")))
+            .bearer_auth(&near)
+            .send()
+    };
+    assert_eq!(
+        revoke("K201").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(revoke("K001").await.unwrap().status(), StatusCode::OK);
     app.stop().await;
 }
