@@ -52,6 +52,37 @@ pub fn failure_code(e: &DeviceFailure) -> String {
 /// Result fields never kept, not even masked.
 const NEVER_KEPT: [&str; 3] = ["pin_block", "photo", "image"];
 
+/// What of a device result the audit keeps, at any depth: identifiers in their masked
+/// form (the audit can tell which card), no other text (a name, an address), no field of
+/// [`NEVER_KEPT`]; numbers that read as identifiers are masked like text.
+fn kept(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let masked = mask_pii(s);
+            Value::String(if masked != *s { masked } else { "***".into() })
+        }
+        Value::Number(n) => {
+            let text = n.to_string();
+            let masked = mask_pii(&text);
+            if masked != text {
+                Value::String(masked)
+            } else {
+                v.clone()
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(kept).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(k, _)| !NEVER_KEPT.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), kept(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Writes a device call to `device_calls`: kiosk, session, device, action, outcome, time
 /// taken, and the result with identifiers masked. A failure to write is logged, never
 /// fatal to the journey.
@@ -64,31 +95,7 @@ pub async fn record(
     took: Duration,
 ) {
     let (ok, code, masked) = match result {
-        Ok(v) => {
-            let kept: serde_json::Map<String, serde_json::Value> = v
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| !NEVER_KEPT.contains(&k.as_str()))
-                .map(|(k, v)| {
-                    // Identifiers stay in their masked form (the audit can tell which card);
-                    // any other text (a name, an address) is not kept at all.
-                    let v = match v {
-                        serde_json::Value::String(s) => {
-                            let masked = mask_pii(s);
-                            serde_json::Value::String(if masked != *s {
-                                masked
-                            } else {
-                                "***".into()
-                            })
-                        }
-                        other => other.clone(),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
-            (true, None, serde_json::Value::Object(kept).to_string())
-        }
+        Ok(v) => (true, None, kept(v).to_string()),
         Err(e) => (false, Some(failure_code(e)), "{}".to_string()),
     };
     let written = sqlx::query(
@@ -127,4 +134,38 @@ pub fn fields(value: &Value) -> BTreeMap<String, String> {
             (k.chars().take(64).collect(), s.chars().take(256).collect())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept;
+    use serde_json::json;
+
+    #[test]
+    fn identifiers_are_masked_at_any_depth_and_nothing_else_is_kept() {
+        let result = json!({
+            "status": "ok",
+            "holder": {"name": "张三", "id_number": "110101199003071234",
+                       "cards": ["6222021234567890123", {"pan": 6222021234567890u64}]},
+            "tries": 2,
+            "pin_block": "0412AC89",
+            "nested": {"photo": "iVBORw0KGgo="}
+        });
+        let text = kept(&result).to_string();
+        for raw in [
+            "110101199003071234",
+            "6222021234567890123",
+            "6222021234567890",
+            "张三",
+            "0412AC89",
+            "iVBOR",
+        ] {
+            assert!(!text.contains(raw), "{raw} kept in {text}");
+        }
+        let kept = kept(&result);
+        assert_eq!(kept["tries"], 2);
+        assert_eq!(kept["status"], "***");
+        assert!(kept["holder"]["id_number"].as_str().unwrap().contains('*'));
+        assert!(kept["nested"].as_object().unwrap().is_empty());
+    }
 }
