@@ -304,6 +304,22 @@ pub struct WebhookSettings {
     pub url: String,
     /// The HMAC-SHA256 key of the `X-Concierge-Signature` header.
     pub secret: SecretString,
+    /// This receiver is the SMS gateway: it (and only receivers marked so) gets appointment
+    /// reminders, which carry the customer's phone number in clear. Every receiver gets
+    /// ticket events (masked).
+    #[serde(default)]
+    pub reminders: bool,
+}
+
+impl OutboxSettings {
+    /// The names of the receivers that get appointment reminders.
+    pub fn reminder_webhooks(&self) -> Vec<String> {
+        self.webhooks
+            .iter()
+            .filter(|w| w.reminders)
+            .map(|w| w.name.clone())
+            .collect()
+    }
 }
 
 /// The knowledge base: article limits, how answers are chosen, how the index follows.
@@ -380,6 +396,14 @@ pub struct ServerSettings {
     /// ...and this many at once.
     #[serde(default = "default_nlu_parse_burst")]
     pub nlu_parse_burst: u32,
+}
+
+fn default_ninety() -> u32 {
+    90
+}
+
+fn default_abandoned_hours() -> u32 {
+    2
 }
 
 fn default_nlu_parse_per_sec() -> f64 {
@@ -532,6 +556,20 @@ impl Settings {
                 "must start with sqlite:// or postgres://".into(),
             );
         }
+        if let Some(kind) = self
+            .live
+            .screen_devices
+            .iter()
+            .find(|k| IDENTITY_DEVICES.contains(&k.as_str()))
+        {
+            return invalid(
+                "live.screen_devices",
+                format!(
+                    "`{kind}` reads identities or PINs: it answers only through the kiosk-adapter \
+                     (\"*\" simulates every device, for development only)"
+                ),
+            );
+        }
         if self.banking.backend == BankBackend::Http {
             let ok = url::Url::parse(&self.banking.base_url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
@@ -674,6 +712,16 @@ pub struct RetentionSettings {
     pub delivered_outbox_days: u32,
     /// Staff tokens, by when they expired or were revoked.
     pub expired_staff_tokens_days: u32,
+    /// Webhook deliveries that gave up (dead), by when they were queued.
+    #[serde(default = "default_ninety")]
+    pub dead_outbox_days: u32,
+    /// Appointments, by their day (the sealed phone goes as soon as the day has passed).
+    #[serde(default = "default_ninety")]
+    pub appointments_days: u32,
+    /// A session with no turn for this many hours is ended as abandoned (its sealed
+    /// identifiers go); 0 never. Must exceed the longest live handoff without a turn.
+    #[serde(default = "default_abandoned_hours")]
+    pub abandoned_session_hours: u32,
     /// Seconds between purges.
     pub every_secs: u64,
 }
@@ -702,6 +750,16 @@ pub struct LoginSettings {
     /// that sets it).
     pub trust_forwarded_for: bool,
 }
+
+/// Devices that read identities or PINs: only a `devices` peer (the kiosk-adapter) drives
+/// them, so `[live] screen_devices` may not name them.
+pub const IDENTITY_DEVICES: &[&str] = &[
+    "id_card",
+    "card_reader",
+    "pin_pad",
+    "camera",
+    "card_dispenser",
+];
 
 /// Live connections (`[live]`): how often their credentials are checked again, pings and
 /// the dead-peer timeout, the per-kiosk connection cap, what a screen peer may drive.
@@ -749,6 +807,19 @@ mod tests {
         assert_eq!(s.server.listen, "127.0.0.1:8080");
         assert_eq!(s.kiosk.max_text_frame_bytes, 65536);
         assert_eq!(s.kiosk.max_binary_frame_bytes, 262144);
+    }
+
+    #[test]
+    fn screens_may_not_be_given_identity_devices() {
+        let mut s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        s.live.screen_devices = vec!["receipt_printer".into(), "pin_pad".into()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("live.screen_devices") && e.contains("pin_pad"),
+            "{e}"
+        );
+        s.live.screen_devices = vec!["*".into()];
+        assert!(s.validate().is_ok());
     }
 
     #[test]

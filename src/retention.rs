@@ -1,7 +1,10 @@
 //! Retention: how long what sessions and staff leave behind is kept (`[retention]`). A purge
 //! job on every node deletes, in small batches, transcript lines, ended sessions, device
-//! calls, delivered webhook rows and expired staff tokens older than their configured days,
-//! and logs how many rows went. Several nodes purging at once is harmless: a row is deleted
+//! calls, delivered and dead webhook rows, past appointments and expired staff tokens older
+//! than their configured days, and logs how many rows went. It also ends sessions abandoned
+//! mid-journey (the kiosk went away and never resumed) so their sealed identifiers go, and
+//! forgets the sealed phone of an appointment once its day has passed (the reminder is
+//! sent by then). Several nodes purging at once is harmless: a row is deleted
 //! once, whoever gets there first.
 
 use std::time::Duration;
@@ -23,18 +26,39 @@ pub struct Purged {
     pub device_calls: u64,
     pub outbox: u64,
     pub staff_tokens: u64,
+    pub appointments: u64,
+    /// Appointments whose day has passed that still had a sealed phone.
+    pub appointment_phones: u64,
+    /// Sessions abandoned mid-journey, now ended (not deleted).
+    pub abandoned_sessions: u64,
 }
 
 impl Purged {
     /// Rows deleted in all.
     pub fn total(&self) -> u64 {
-        self.transcript_lines + self.sessions + self.device_calls + self.outbox + self.staff_tokens
+        self.transcript_lines
+            + self.sessions
+            + self.device_calls
+            + self.outbox
+            + self.staff_tokens
+            + self.appointments
+            + self.appointment_phones
+            + self.abandoned_sessions
     }
 }
 
 /// The cut-off time for `days` before `now` (`None`: kept forever).
 fn cutoff(days: u32, now: i64) -> Option<i64> {
     (days > 0).then(|| now - i64::from(days) * DAY_MS)
+}
+
+/// The branch's calendar day (`YYYY-MM-DD`) at `ms` since the epoch.
+fn branch_day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&crate::domain::clock::branch_offset())
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// Runs `delete` (a `DELETE … WHERE key IN (SELECT key … LIMIT $2)` with `$1` = the
@@ -103,6 +127,58 @@ pub async fn purge(db: &Db, policy: &RetentionSettings, now: i64) -> Result<Purg
         )
         .await?;
     }
+    if let Some(cut) = cutoff(policy.dead_outbox_days, now) {
+        p.outbox += in_batches(
+            db,
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE state = 'dead' AND created_at < $1 LIMIT $2)",
+            cut,
+        )
+        .await?;
+    }
+    let today = branch_day(now);
+    p.appointment_phones = sqlx::query(
+        "UPDATE appointments SET phone_sealed = NULL WHERE day < $1 AND phone_sealed IS NOT NULL",
+    )
+    .bind(&today)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    if let Some(cut) = cutoff(policy.appointments_days, now) {
+        let day = branch_day(cut);
+        p.appointments = sqlx::query("DELETE FROM appointments WHERE day < $1")
+            .bind(&day)
+            .execute(&db.pool)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM appointment_slots WHERE day < $1")
+            .bind(&day)
+            .execute(&db.pool)
+            .await?;
+    }
+    if policy.abandoned_session_hours > 0 {
+        let cut = now - i64::from(policy.abandoned_session_hours) * 3_600_000;
+        let blank = serde_json::to_string(&crate::dialog::SessionState::default())
+            .unwrap_or_else(|_| "{}".into());
+        loop {
+            let n = sqlx::query(
+                "UPDATE sessions SET status = 'ended', ended_at = $1, end_reason = 'abandoned', \
+                 state = $2 WHERE id IN (SELECT id FROM sessions \
+                 WHERE status = 'active' AND updated_at < $3 LIMIT $4)",
+            )
+            .bind(now)
+            .bind(&blank)
+            .bind(cut)
+            .bind(BATCH)
+            .execute(&db.pool)
+            .await?
+            .rows_affected();
+            p.abandoned_sessions += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+    }
     if let Some(cut) = cutoff(policy.expired_staff_tokens_days, now) {
         p.staff_tokens = in_batches(
             db,
@@ -133,6 +209,9 @@ pub fn spawn(db: Db, policy: RetentionSettings, stop: CancellationToken) {
                     device_calls = p.device_calls,
                     outbox = p.outbox,
                     staff_tokens = p.staff_tokens,
+                    appointments = p.appointments,
+                    appointment_phones = p.appointment_phones,
+                    abandoned_sessions = p.abandoned_sessions,
                     total = p.total(),
                     "retention purge"
                 ),

@@ -88,6 +88,10 @@ impl Application {
         let checked = crate::validate::check_all(&settings, actions.as_ref())
             .map_err(crate::validate::as_one_error)?;
         let db = open_database(&settings).await?;
+        if settings.live.screen_devices.iter().any(|d| d == "*") {
+            tracing::warn!(target: "security", event = "screens_drive_every_device",
+                "[live] screen_devices = \"*\": screens may read ID cards and PINs (development only)");
+        }
         let listener = TcpListener::bind(settings.listen_addr())
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -110,14 +114,13 @@ impl Application {
             checked.branch.calendar.clone(),
             &settings.outbox,
         ));
-        let webhooks = settings.outbox.webhooks.iter().map(|w| w.name.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let branch = Arc::new(Branch::new(
             db.clone(),
             checked.branch,
             settings.branch.clone(),
             clock.clone(),
-            webhooks.collect(),
+            settings.outbox.reminder_webhooks(),
         ));
         let content = Arc::new(checked.content);
         let speech = load_speech(&settings, &content).await?;

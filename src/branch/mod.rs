@@ -254,7 +254,13 @@ impl Branch {
 
     /// Sends the reminders due now (once in all, whichever node gets there first).
     pub async fn remind_due(&self) -> Result<usize, sqlx::Error> {
-        let hours = self.rules.appointments.remind_hours_before;
+        self.remind_within(self.rules.appointments.remind_hours_before)
+            .await
+    }
+
+    /// Sends the reminders of appointments in the next `hours` to the receivers marked
+    /// `reminders` (the SMS gateway), once each.
+    pub async fn remind_within(&self, hours: u32) -> Result<usize, sqlx::Error> {
         appointments::remind(&self.db, now_ms(), hours, &self.webhooks).await
     }
 

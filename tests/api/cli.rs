@@ -258,6 +258,7 @@ async fn audit_verify_finds_a_tampered_event_and_outbox_replay_requeues() {
             name: "workflow".into(),
             url: "http://127.0.0.1:9/down".into(),
             secret: "k".to_string().into(),
+            reminders: false,
         }];
         s.outbox.max_attempts = 1;
         s.outbox.poll_ms = 50;

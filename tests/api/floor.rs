@@ -111,6 +111,7 @@ async fn appointments_list_holidays_and_reminders(engine: Engine) {
             name: "sms".into(),
             url: "http://127.0.0.1:9/sms".into(),
             secret: "k".to_string().into(),
+            reminders: true,
         }];
     })
     .await;

@@ -155,6 +155,7 @@ fn settings(url: &str) -> OutboxSettings {
             name: "workflow".into(),
             url: url.to_string(),
             secret: SecretString::from(SECRET.to_string()),
+            reminders: false,
         }],
         max_attempts: 3,
         backoff_base_ms: 50,

@@ -220,6 +220,7 @@ async fn app_with_hook(engine: Engine, hook: &Receiver) -> TestApp {
             name: "workflow".into(),
             url,
             secret: "pii-scan-secret".to_string().into(),
+            reminders: false,
         }];
         s.outbox.poll_ms = 50;
     })

@@ -210,12 +210,22 @@ async fn remind_now(app: &TestApp) -> usize {
 
 async fn appointments_keep_phones_keyed_and_sealed(engine: Engine) {
     let sms = Receiver::up().await;
+    let workflow = Receiver::up().await;
     let app = spawn_app_with(engine, |s| {
-        s.outbox.webhooks = vec![concierge::config::WebhookSettings {
-            name: "sms".into(),
-            url: sms.url(),
-            secret: "k".to_string().into(),
-        }];
+        s.outbox.webhooks = vec![
+            concierge::config::WebhookSettings {
+                name: "sms".into(),
+                url: sms.url(),
+                secret: "k".to_string().into(),
+                reminders: true,
+            },
+            concierge::config::WebhookSettings {
+                name: "workflow".into(),
+                url: workflow.url(),
+                secret: "k".to_string().into(),
+                reminders: false,
+            },
+        ];
         s.outbox.poll_ms = 50;
     })
     .await;
@@ -243,8 +253,14 @@ async fn appointments_keep_phones_keyed_and_sealed(engine: Engine) {
     assert_no_identifier("appointments", &format!("{row:?}"));
 
     // The reminder: sealed in the outbox table, the number only in the request to the
-    // gateway.
-    assert_eq!(remind_now(&app).await, 1);
+    // gateway, never to the other receivers.
+    assert_eq!(app.state.branch.remind_within(24 * 10).await.unwrap(), 1);
+    let hooks: Vec<String> = sqlx::query_scalar("SELECT target FROM outbox WHERE event_id = $1")
+        .bind(format!("appointment-reminder-{code}"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(hooks, ["sms"]);
     let stored: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE event_id = $1")
         .bind(format!("appointment-reminder-{code}"))
         .fetch_one(&db.pool)
@@ -349,6 +365,7 @@ async fn keys_rotate_moves_everything_to_the_new_key_and_sessions_still_resume()
             name: "sms".into(),
             url: "http://127.0.0.1:9/down".into(),
             secret: "k".to_string().into(),
+            reminders: true,
         }];
     })
     .await;

@@ -271,8 +271,10 @@ async fn a_failed_turn_write_leaves_no_half_turn(engine: Engine) {
 }
 
 /// The retention purge deletes what is older than its policy, and nothing else: an ended
-/// session with its transcript, old lines of a session still open (the session stays),
-/// expired staff tokens; device calls kept longer stay; days = 0 keeps everything.
+/// session with its transcript, old lines of a session still open (the session stays, but
+/// ends as abandoned), expired staff tokens, dead webhook rows, past appointments (whose
+/// sealed phone goes as soon as their day has passed); device calls kept longer stay;
+/// days = 0 keeps everything.
 async fn retention_purges_only_what_is_old_enough(engine: Engine) {
     use concierge::config::RetentionSettings;
     use concierge::retention::{purge, Purged};
@@ -318,32 +320,72 @@ async fn retention_purges_only_what_is_old_enough(engine: Engine) {
     .execute(&db.pool)
     .await
     .unwrap();
+    let day = 24 * 3600 * 1000;
+    // An appointment two days from now, and a webhook row that gave up.
+    let in_two_days = chrono::DateTime::from_timestamp_millis(now + 2 * day)
+        .unwrap()
+        .with_timezone(&concierge::domain::clock::branch_offset())
+        .format("%Y-%m-%d")
+        .to_string();
+    sqlx::query(
+        "INSERT INTO appointments (code, branch_id, service, day, slot, phone_hash, phone_masked, \
+         phone_sealed, status, created_at) VALUES ('A1', 'B1', 'account.open', $1, '10:00', 'h', \
+         '138****5678', 'v1:k:x', 'booked', $2)",
+    )
+    .bind(&in_two_days)
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
+         claimed_until, created_at) VALUES ('o1', 'e1', 'hook', '{}', 'dead', 8, 0, 0, $1)",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let policy = RetentionSettings {
         transcripts_days: 180,
         ended_sessions_days: 180,
         device_calls_days: 365,
         delivered_outbox_days: 30,
         expired_staff_tokens_days: 7,
+        dead_outbox_days: 90,
+        appointments_days: 90,
+        abandoned_session_hours: 2,
         every_secs: 3600,
     };
-    let day = 24 * 3600 * 1000;
     // Nothing is old enough yet.
-    assert_eq!(purge(&db, &policy, now + day).await.unwrap().total(), 0);
+    assert_eq!(
+        purge(&db, &policy, now + 3_600_000).await.unwrap().total(),
+        0
+    );
     let keep_all = RetentionSettings {
         transcripts_days: 0,
         ended_sessions_days: 0,
         device_calls_days: 0,
         delivered_outbox_days: 0,
         expired_staff_tokens_days: 0,
+        dead_outbox_days: 0,
+        appointments_days: 0,
+        abandoned_session_hours: 0,
         ..policy.clone()
     };
+    // Keeping everything still forgets the sealed phone of an appointment whose day is over.
     assert_eq!(
-        purge(&db, &keep_all, now + 1000 * day)
-            .await
-            .unwrap()
-            .total(),
-        0
+        purge(&db, &keep_all, now + 1000 * day).await.unwrap(),
+        Purged {
+            appointment_phones: 1,
+            ..Purged::default()
+        }
     );
+    let sealed: Option<String> =
+        sqlx::query_scalar("SELECT phone_sealed FROM appointments WHERE code = 'A1'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(sealed, None);
 
     let later = now + 181 * day;
     let p = purge(&db, &policy, later).await.unwrap();
@@ -353,13 +395,19 @@ async fn retention_purges_only_what_is_old_enough(engine: Engine) {
             transcript_lines: 2,
             sessions: 1,
             device_calls: 0,
-            outbox: 0,
+            outbox: 1,
             staff_tokens: 1,
+            appointments: 1,
+            appointment_phones: 0,
+            abandoned_sessions: 1,
         }
     );
     assert!(sessions::load(&db, &ended.id).await.unwrap().is_none());
-    let still = sessions::load(&db, &open_one.id).await.unwrap();
-    assert!(still.is_some(), "an open session is not purged");
+    let still = sessions::load(&db, &open_one.id).await.unwrap().unwrap();
+    assert_eq!(
+        still.status, "ended",
+        "an abandoned session ends, is not deleted"
+    );
     assert!(sessions::transcript(&db, &open_one.id)
         .await
         .unwrap()

@@ -109,6 +109,7 @@ async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
             name: "workflow".into(),
             url: hook,
             secret: "s3cret".to_string().into(),
+            reminders: false,
         }];
         s.outbox.poll_ms = 50;
     })

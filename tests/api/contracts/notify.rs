@@ -47,6 +47,7 @@ impl Node {
                     name: name.to_string(),
                     url: url.to_string(),
                     secret: SecretString::from(secret.to_string()),
+                    reminders: false,
                 })
                 .collect(),
             max_attempts: 4,
