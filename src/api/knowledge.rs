@@ -259,6 +259,17 @@ pub struct DiffParams {
 /// How long a diff may search for the smallest edit script.
 const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// A unified line diff of `a` and `b` that stops searching for the smallest edit script at
+/// `deadline` (then it is coarser, still correct).
+fn bounded_diff(a: &str, b: &str, from: &str, to: &str, deadline: std::time::Duration) -> String {
+    similar::TextDiff::configure()
+        .timeout(deadline)
+        .diff_lines(a, b)
+        .unified_diff()
+        .header(from, to)
+        .to_string()
+}
+
 /// Roles: content editor, reviewer, admin. A unified diff of two versions (as Markdown
 /// files with front matter) and the fields that differ.
 pub async fn diff(
@@ -275,12 +286,7 @@ pub async fn diff(
     // Both sides are bounded by the article limits; the time is bounded too (past the
     // deadline `similar` settles for a coarser, still correct diff), off the executor.
     let unified = tokio::task::spawn_blocking(move || {
-        similar::TextDiff::configure()
-            .timeout(DIFF_DEADLINE)
-            .diff_lines(&ma, &mb)
-            .unified_diff()
-            .header(&header.0, &header.1)
-            .to_string()
+        bounded_diff(&ma, &mb, &header.0, &header.1, DIFF_DEADLINE)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
@@ -490,4 +496,42 @@ pub async fn put_golden(
         .put_golden(&user.name, &body.text, body.base_revision)
         .await?;
     Ok(Json(json!({"name": GOLDEN, "revision": revision})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_diff;
+    use std::time::{Duration, Instant};
+
+    /// The worst case for an edit-script search: two long texts that share almost nothing
+    /// in an order that keeps the search wide. Past the deadline the diff settles for a
+    /// coarse answer instead of searching on; it still lists every line that changed.
+    #[test]
+    fn a_diff_of_unlike_texts_stops_at_its_deadline_and_stays_correct() {
+        let a: String = (0..20_000)
+            .map(|i| format!("a{}\n", i * 7 % 20_000))
+            .collect();
+        let b: String = (0..20_000)
+            .map(|i| format!("a{}\n", i * 13 % 20_000))
+            .collect();
+        let started = Instant::now();
+        let diff = bounded_diff(&a, &b, "v1", "v2", Duration::from_millis(50));
+        let took = started.elapsed();
+        // Generous: without the deadline this search takes far longer on this input.
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+        assert!(diff.starts_with("--- v1\n+++ v2\n"), "{}", &diff[..40]);
+        let removed = diff
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+            .count();
+        let added = diff
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .count();
+        // Both texts have as many lines, so any correct diff removes as many as it adds.
+        assert!(
+            removed > 0 && removed == added,
+            "{removed} removed, {added} added"
+        );
+    }
 }
