@@ -10,7 +10,9 @@ use concierge::tickets::model::NewEvent;
 use kiosk_protocol::PeerRole;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, Engine, Kiosk, TestApp};
+use crate::helpers::{
+    fresh_postgres, project_root, spawn_app_with, spawn_on, Engine, Kiosk, TestApp,
+};
 
 /// A staff console over the real staff WebSocket, its welcome read.
 async fn console(app: &TestApp, token: &str) -> Kiosk {
@@ -51,6 +53,28 @@ async fn a_revoked_kiosk_token_ends_its_live_connections_within_seconds() {
     assert_eq!(adapter.recv_type("session.end").await["reason"], "revoked");
     assert_eq!(adapter.expect_closed().await, Some(1008));
     assert!(revoked_at.elapsed() < Duration::from_secs(4));
+}
+
+/// Revocation reaches every node: the token is revoked through one node, the kiosk's live
+/// connection is on another (both on one PostgreSQL database).
+#[tokio::test]
+async fn a_token_revoked_on_one_node_closes_the_connection_on_another() {
+    let url = fresh_postgres().await;
+    let a = spawn_on(&url, &project_root(), |s| s.live.recheck_secs = 1).await;
+    let b = spawn_on(&url, &project_root(), |s| s.live.recheck_secs = 1).await;
+    let (mut screen, _, _) = b.new_session("K001").await;
+    screen.recv_type("bot.say").await;
+    let admin = a.staff("ops", "admin").await;
+    let revoked_at = Instant::now();
+    let (status, body) = a
+        .post_json("/v1/admin/kiosks/K001/revoke", &admin, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(screen.recv_type("session.end").await["reason"], "revoked");
+    assert_eq!(screen.expect_closed().await, Some(1008));
+    assert!(revoked_at.elapsed() < Duration::from_secs(4));
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test]
