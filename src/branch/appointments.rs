@@ -177,23 +177,30 @@ pub async fn cancel(db: &Db, code: &str, phone_hash: &str) -> Result<bool, sqlx:
     Ok(true)
 }
 
-/// Re-seals the phones of every appointment under the active key; how many changed.
+/// Re-seals the phones of every appointment under the active key and recomputes their
+/// lookup hashes under the ring's lookup secret; how many changed.
 pub async fn reseal_all(db: &Db, ring: &Keyring) -> anyhow::Result<u64> {
-    let rows =
-        sqlx::query("SELECT code, phone_sealed FROM appointments WHERE phone_sealed IS NOT NULL")
-            .fetch_all(&db.pool)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT code, phone_sealed, phone_hash FROM appointments WHERE phone_sealed IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
     let mut changed = 0;
     for row in rows {
-        let (code, sealed): (String, String) = (row.get(0), row.get(1));
-        let Some(moved) = ring.reseal(&sealed)? else {
+        let (code, sealed, hash): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let moved = ring.reseal(&sealed)?;
+        // The lookup hash under the ring's lookup secret (it changes when the secret does).
+        let rehashed = ring.lookup_hash(&ring.open(&sealed)?);
+        if moved.is_none() && rehashed == hash {
             continue;
-        };
+        }
         let mut tx = db.begin_write().await?;
         changed += sqlx::query(
-            "UPDATE appointments SET phone_sealed = $1 WHERE code = $2 AND phone_sealed = $3",
+            "UPDATE appointments SET phone_sealed = $1, phone_hash = $2 \
+             WHERE code = $3 AND phone_sealed = $4",
         )
-        .bind(&moved)
+        .bind(moved.as_deref().unwrap_or(&sealed))
+        .bind(&rehashed)
         .bind(&code)
         .bind(&sealed)
         .execute(&mut **tx)

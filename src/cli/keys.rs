@@ -6,6 +6,11 @@
 //! `CONCIERGE__SECURITY__DATA_KEYS__<ID>`), make it `active_key`, restart the servers (new
 //! values are sealed under it from then on), run `concierge keys rotate`, then remove the
 //! old key. Running it again changes nothing.
+//!
+//! Changing the lookup secret (`[security] lookup_secret`): set the new one, restart the
+//! servers, run `concierge keys rotate`: it recomputes every appointment's phone hash from its
+//! sealed phone (until then appointments are not found by phone), then re-seed the sandbox
+//! bank if you use it (`concierge sandbox seed`).
 
 use std::process::ExitCode;
 
@@ -19,7 +24,8 @@ use crate::store::Db;
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Re-seal every sealed value (sessions, appointments, outbox payloads) under the
-    /// active key; prints how many rows changed.
+    /// active key and re-key appointments' phone hashes under the lookup secret; prints
+    /// how many rows changed.
     Rotate,
     /// The active key and the keys of the ring (ids only).
     Status,

@@ -335,13 +335,20 @@ async fn appointments_keep_phones_keyed_and_sealed(engine: Engine) {
 /// `concierge keys rotate` with the test key and `k2` (active), as an operator runs it.
 fn rotate(url: &str, keys: &[(&str, &str)], active: &str) -> String {
     let (_, _, lookup) = concierge::domain::vault::test_keyring_parts();
+    rotate_with(
+        url,
+        keys,
+        active,
+        secrecy::ExposeSecret::expose_secret(&lookup),
+    )
+}
+
+/// `concierge keys rotate` with these keys and this lookup secret.
+fn rotate_with(url: &str, keys: &[(&str, &str)], active: &str, lookup: &str) -> String {
     let mut cmd = concierge();
     cmd.args(["keys", "rotate", "--database-url", url])
         .env("CONCIERGE__SECURITY__ACTIVE_KEY", active)
-        .env(
-            "CONCIERGE__SECURITY__LOOKUP_SECRET",
-            secrecy::ExposeSecret::expose_secret(&lookup),
-        );
+        .env("CONCIERGE__SECURITY__LOOKUP_SECRET", lookup);
     for (id, key) in keys {
         cmd.env(
             format!("CONCIERGE__SECURITY__DATA_KEYS__{}", id.to_uppercase()),
@@ -431,6 +438,42 @@ async fn keys_rotate_moves_everything_to_the_new_key_and_sessions_still_resume()
         "the phone survived the rotation: {reply}"
     );
     let phone = concierge::domain::pii::Phone::new(PHONE);
+    assert_eq!(
+        app.state.branch.upcoming(&phone).await.unwrap()[0].code,
+        code
+    );
+    app.stop().await;
+}
+
+/// A new lookup secret: until `keys rotate` has re-keyed the hashes, phones are not found;
+/// after it they are again.
+#[tokio::test]
+async fn keys_rotate_rekeys_phone_lookups_under_a_new_lookup_secret() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let app = spawn_on(&url, &project_root(), |_| {}).await;
+    let (mut k, _, _) = app.new_session("KLOOK").await;
+    k.recv_type("bot.say").await;
+    let code = book(&mut k, PHONE).await;
+    app.stop().await;
+
+    let new_lookup = base64::engine::general_purpose::STANDARD.encode([11u8; 32]);
+    let test_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let root = project_root();
+    let start = || {
+        let secret = new_lookup.clone();
+        spawn_on(&url, &root, move |s| {
+            s.security.lookup_secret = secret.into();
+        })
+    };
+    let phone = concierge::domain::pii::Phone::new(PHONE);
+    let app = start().await;
+    assert!(app.state.branch.upcoming(&phone).await.unwrap().is_empty());
+    app.stop().await;
+    let text = rotate_with(&url, &[("test", &test_key)], "test", &new_lookup);
+    assert!(text.contains("appointments: 1"), "{text}");
+    let app = start().await;
     assert_eq!(
         app.state.branch.upcoming(&phone).await.unwrap()[0].code,
         code
