@@ -127,6 +127,26 @@ pub async fn revoke_tokens(db: &Db, id: &str) -> Result<u64, KioskError> {
     Ok(done.rows_affected())
 }
 
+/// Revokes every live token of a kiosk except the newest of each peer role: rotating a
+/// kiosk's tokens without taking it offline (issue a new one, install it, then revoke the
+/// older ones). How many were revoked.
+pub async fn revoke_older_tokens(db: &Db, id: &str) -> Result<u64, KioskError> {
+    if find(db, id).await?.is_none() {
+        return Err(KioskError::NotFound(id.into()));
+    }
+    let done = sqlx::query(
+        "UPDATE kiosk_tokens SET revoked_at = $1 WHERE kiosk_id = $2 AND revoked_at IS NULL \
+         AND created_at < (SELECT MAX(t.created_at) FROM kiosk_tokens t \
+         WHERE t.kiosk_id = kiosk_tokens.kiosk_id AND t.role = kiosk_tokens.role \
+         AND t.revoked_at IS NULL)",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn find(db: &Db, id: &str) -> Result<Option<Kiosk>, sqlx::Error> {
     let row = sqlx::query("SELECT id, branch_id, enabled FROM kiosks WHERE id = $1")
         .bind(id)

@@ -24,10 +24,14 @@ pub enum KioskCommand {
         #[arg(long, value_enum, default_value = "screen")]
         role: RoleArg,
     },
-    /// Revoke every token of a kiosk (a stolen or retired kiosk).
+    /// Revoke every token of a kiosk (a stolen or retired kiosk), or with `--keep-newest`
+    /// all but the newest of each role (rotation: register a new token, install it, then
+    /// revoke the older ones; live connections on old tokens close within seconds).
     Revoke {
         #[arg(long)]
         id: String,
+        #[arg(long)]
+        keep_newest: bool,
     },
     /// List registered kiosks.
     List,
@@ -56,8 +60,12 @@ pub(super) async fn run(global: &Global, cmd: KioskCommand) -> anyhow::Result<Ex
             );
             println!("{token}");
         }
-        KioskCommand::Revoke { id } => {
-            let n = kiosks::revoke_tokens(&db, &id).await?;
+        KioskCommand::Revoke { id, keep_newest } => {
+            let n = if keep_newest {
+                kiosks::revoke_older_tokens(&db, &id).await?
+            } else {
+                kiosks::revoke_tokens(&db, &id).await?
+            };
             println!("revoked {n} token(s) of kiosk {id}");
         }
         KioskCommand::List => {

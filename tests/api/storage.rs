@@ -25,7 +25,52 @@ on_both_engines!(
     a_failed_turn_write_leaves_no_half_turn,
     the_sandbox_bank_seeds_and_answers,
     retention_purges_only_what_is_old_enough,
+    kiosk_tokens_rotate_without_downtime,
 );
+
+/// Rotation: a new token is issued beside the old ones, then all but the newest of each role
+/// are revoked; the kiosk never has no valid token.
+async fn kiosk_tokens_rotate_without_downtime(engine: Engine) {
+    let (db, _dir) = open(engine).await;
+    let old = kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let adapter = kiosks::register(&db, "K1", "B1", PeerRole::Devices)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let new = kiosks::register(&db, "K1", "B1", PeerRole::Screen)
+        .await
+        .unwrap();
+    let ok = |auth: KioskAuth| matches!(auth, KioskAuth::Ok(_));
+    assert_eq!(kiosks::revoke_older_tokens(&db, "K1").await.unwrap(), 1);
+    assert!(!ok(kiosks::authenticate(
+        &db,
+        "K1",
+        Some(&old),
+        PeerRole::Screen
+    )
+    .await
+    .unwrap()));
+    assert!(ok(kiosks::authenticate(
+        &db,
+        "K1",
+        Some(&new),
+        PeerRole::Screen
+    )
+    .await
+    .unwrap()));
+    assert!(ok(kiosks::authenticate(
+        &db,
+        "K1",
+        Some(&adapter),
+        PeerRole::Devices
+    )
+    .await
+    .unwrap()));
+    assert_eq!(kiosks::revoke_older_tokens(&db, "K1").await.unwrap(), 0);
+    assert!(kiosks::revoke_older_tokens(&db, "K9").await.is_err());
+}
 
 async fn the_sandbox_bank_seeds_and_answers(engine: Engine) {
     use concierge::ports::banking::sandbox::SandboxBank;
