@@ -66,7 +66,17 @@ impl std::fmt::Display for Report {
             "turn latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
             self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms
         )?;
-        write!(f, "errors: {}", self.errors)
+        write!(f, "errors: {}", self.errors)?;
+        if self.connected < self.sessions {
+            write!(
+                f,
+                "\nnot every session connected: all of them are one kiosk, and a node admits \
+                 [live] max_connections_per_kiosk connections per kiosk; on the server under \
+                 test set CONCIERGE__LIVE__MAX_CONNECTIONS_PER_KIOSK to at least {}",
+                self.sessions
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -378,6 +378,11 @@ pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 impl CapturedLogs {
     /// Starts capturing at debug level (sqlx and the HTTP stack at info).
     pub fn start() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+        static INERT: std::sync::Once = std::sync::Once::new();
+        INERT.call_once(|| {
+            // Ignored if something else set a global subscriber first.
+            let _ = tracing::subscriber::set_global_default(Inert);
+        });
         let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -388,7 +393,9 @@ impl CapturedLogs {
             ))
             .with_writer(logs.clone())
             .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        (logs, guard)
     }
 
     /// Every line captured so far.
@@ -418,4 +425,42 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// The process's global subscriber in the tests: it records nothing, but is interested in
+/// every callsite "sometimes". tracing caches one interest per callsite for the whole process,
+/// computed by the first thread that reaches it; without this, a test running without a
+/// subscriber could cache "never" for a callsite and blind a parallel test that captures
+/// logs ([`CapturedLogs`]) — its events would never be built.
+struct Inert;
+
+impl tracing::Subscriber for Inert {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -210,14 +210,15 @@ async fn shutdown_lets_the_turn_in_flight_finish_and_then_ends_sessions() {
 #[tokio::test]
 async fn concurrent_sessions_on_sqlite_lose_no_transcript_line() {
     let app = spawn_app().await;
-    let token = app.kiosk("K100", "B001", PeerRole::Screen).await;
     let mut tasks = Vec::new();
-    for _ in 0..40 {
+    // Forty kiosks at once (one kiosk may hold only a few connections: [live]).
+    for n in 0..40 {
         let url = app.ws_url();
-        let token = token.clone();
+        let id = format!("K{}", 100 + n);
+        let token = app.kiosk(&id, "B001", PeerRole::Screen).await;
         tasks.push(tokio::spawn(async move {
             let mut k = Kiosk::connect(&url).await;
-            let (sid, _) = k.hello("K100", &token, None).await;
+            let (sid, _) = k.hello(&id, &token, None).await;
             k.recv_type("bot.say").await;
             for _ in 0..3 {
                 k.say("你好").await;
