@@ -183,6 +183,8 @@ pub struct Settings {
     pub login: LoginSettings,
     pub live: LiveSettings,
     pub security: SecuritySettings,
+    pub tls: TlsSettings,
+    pub audit: AuditSettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -797,6 +799,125 @@ impl LiveSettings {
     }
 }
 
+/// Encryption at rest and lookup hashes (`[security]`): see [`crate::domain::vault`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecuritySettings {
+    /// Data keys by id (`a-z 0-9 _ -`): base64 of 32 random bytes each. Old keys stay
+    /// until `concierge keys rotate` has re-sealed everything under the active one.
+    #[serde(default)]
+    pub data_keys: std::collections::BTreeMap<String, SecretString>,
+    /// The key new values are sealed under.
+    #[serde(default)]
+    pub active_key: String,
+    /// The HMAC-SHA256 secret of phone lookups: base64 of at least 32 bytes.
+    pub lookup_secret: SecretString,
+    /// With no keys configured and a SQLite database, the keyring file generated once
+    /// (empty: `keys.toml` beside the database file).
+    #[serde(default)]
+    pub keys_file: String,
+}
+
+/// Why no keyring could be had from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(
+        "security.data_keys, security.active_key and security.lookup_secret must be set \
+         (CONCIERGE__SECURITY__DATA_KEYS__<ID>, CONCIERGE__SECURITY__ACTIVE_KEY, \
+         CONCIERGE__SECURITY__LOOKUP_SECRET) with a PostgreSQL database"
+    )]
+    NotConfigured,
+    #[error("security: {0}")]
+    Invalid(#[from] crate::domain::vault::VaultError),
+}
+
+impl SecuritySettings {
+    /// Fixed, public test keys (never for production).
+    pub fn for_tests() -> SecuritySettings {
+        let (data_keys, active_key, lookup_secret) = crate::domain::vault::test_keyring_parts();
+        SecuritySettings {
+            data_keys,
+            active_key,
+            lookup_secret,
+            keys_file: String::new(),
+        }
+    }
+
+    /// Whether keys are configured (rather than left to the generated file).
+    pub fn configured(&self) -> bool {
+        !self.data_keys.is_empty()
+    }
+
+    /// The keyring for `database_url`: the configured keys; else, for SQLite, the keyring
+    /// file (generated once, with a warning naming it); else an error naming the settings.
+    pub fn keyring(
+        &self,
+        database_url: &SecretString,
+    ) -> Result<crate::domain::vault::Keyring, KeyringError> {
+        use crate::domain::vault::{KeyFile, Keyring};
+        if self.configured() {
+            return Ok(Keyring::from_encoded(
+                &self.data_keys,
+                &self.active_key,
+                &self.lookup_secret,
+            )?);
+        }
+        let url = database_url.expose_secret();
+        let Some(db_path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
+            return Err(KeyringError::NotConfigured);
+        };
+        let db_path = db_path.split('?').next().unwrap_or_default();
+        if db_path.is_empty() || db_path.starts_with(":memory:") {
+            return Ok(Keyring::ephemeral("memory"));
+        }
+        let file = if self.keys_file.is_empty() {
+            Path::new(db_path).with_file_name("keys.toml")
+        } else {
+            PathBuf::from(&self.keys_file)
+        };
+        let (ring, created) = KeyFile::load_or_create(&file)?;
+        if created {
+            tracing::warn!(
+                file = %file.display(),
+                "no data keys configured: generated a keyring file; keep it secret and backed \
+                 up (sealed data cannot be read without it), or configure [security] keys"
+            );
+        }
+        Ok(ring)
+    }
+}
+
+/// TLS terminated by `serve` itself (`[tls]`). Empty paths: plain HTTP, e.g. behind a
+/// reverse proxy that terminates TLS (`deploy/nginx/concierge.conf`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsSettings {
+    /// PEM file of the server's certificate chain (leaf first); with `key`, HTTPS and wss://.
+    pub cert: PathBuf,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM file of the CA(s) whose client certificates are required (mutual TLS: every
+    /// client, kiosk adapters, screens and staff browsers alike, must present one).
+    pub client_ca: PathBuf,
+}
+
+impl TlsSettings {
+    /// True when `serve` terminates TLS.
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty() || !self.key.as_os_str().is_empty()
+    }
+}
+
+/// The audit chain's anchor (`[audit]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// HMAC-SHA256 key sealing the head of the ticket audit chain at every event, so that a
+    /// database insider who rewrites the whole chain is detected by `audit verify`. Empty:
+    /// no anchor. A secret: set it with CONCIERGE__AUDIT__ANCHOR_SECRET.
+    pub anchor_secret: SecretString,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,95 +1074,5 @@ mod tests {
         let s = Settings::load_with_env(&o, false).unwrap();
         assert_eq!(s.kiosk.rate_per_sec, 5);
         assert_eq!(s.kiosk.rate_burst, 40);
-    }
-}
-
-/// Encryption at rest and lookup hashes (`[security]`): see [`crate::domain::vault`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct SecuritySettings {
-    /// Data keys by id (`a-z 0-9 _ -`): base64 of 32 random bytes each. Old keys stay
-    /// until `concierge keys rotate` has re-sealed everything under the active one.
-    #[serde(default)]
-    pub data_keys: std::collections::BTreeMap<String, SecretString>,
-    /// The key new values are sealed under.
-    #[serde(default)]
-    pub active_key: String,
-    /// The HMAC-SHA256 secret of phone lookups: base64 of at least 32 bytes.
-    pub lookup_secret: SecretString,
-    /// With no keys configured and a SQLite database, the keyring file generated once
-    /// (empty: `keys.toml` beside the database file).
-    #[serde(default)]
-    pub keys_file: String,
-}
-
-/// Why no keyring could be had from the settings.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyringError {
-    #[error(
-        "security.data_keys, security.active_key and security.lookup_secret must be set \
-         (CONCIERGE__SECURITY__DATA_KEYS__<ID>, CONCIERGE__SECURITY__ACTIVE_KEY, \
-         CONCIERGE__SECURITY__LOOKUP_SECRET) with a PostgreSQL database"
-    )]
-    NotConfigured,
-    #[error("security: {0}")]
-    Invalid(#[from] crate::domain::vault::VaultError),
-}
-
-impl SecuritySettings {
-    /// Fixed, public test keys (never for production).
-    pub fn for_tests() -> SecuritySettings {
-        let (data_keys, active_key, lookup_secret) = crate::domain::vault::test_keyring_parts();
-        SecuritySettings {
-            data_keys,
-            active_key,
-            lookup_secret,
-            keys_file: String::new(),
-        }
-    }
-
-    /// Whether keys are configured (rather than left to the generated file).
-    pub fn configured(&self) -> bool {
-        !self.data_keys.is_empty()
-    }
-
-    /// The keyring for `database_url`: the configured keys; else, for SQLite, the keyring
-    /// file (generated once, with a warning naming it); else an error naming the settings.
-    pub fn keyring(
-        &self,
-        database_url: &SecretString,
-    ) -> Result<crate::domain::vault::Keyring, KeyringError> {
-        use crate::domain::vault::{KeyFile, Keyring};
-        if self.configured() {
-            return Ok(Keyring::from_encoded(
-                &self.data_keys,
-                &self.active_key,
-                &self.lookup_secret,
-            )?);
-        }
-        let url = database_url.expose_secret();
-        let Some(db_path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return Err(KeyringError::NotConfigured);
-        };
-        let db_path = db_path.split('?').next().unwrap_or_default();
-        if db_path.is_empty() || db_path.starts_with(":memory:") {
-            return Ok(Keyring::ephemeral("memory"));
-        }
-        let file = if self.keys_file.is_empty() {
-            Path::new(db_path).with_file_name("keys.toml")
-        } else {
-            PathBuf::from(&self.keys_file)
-        };
-        let (ring, created) = KeyFile::load_or_create(&file)?;
-        if created {
-            tracing::warn!(
-                file = %file.display(),
-                "no data keys configured: generated a keyring file; keep it secret and backed \
-                 up (sealed data cannot be read without it), or configure [security] keys"
-            );
-        }
-        Ok(ring)
     }
 }

@@ -1,7 +1,10 @@
 //! Build, then run: [`Application::build`] loads the data, opens and migrates the database
 //! and binds the socket (port 0 in tests); [`Application::run_until_stopped`] serves until
 //! the stop future resolves, then shuts down gracefully: kiosks get
-//! `session.end {reason: "shutdown"}` after their in-flight turns finish.
+//! `session.end {reason: "shutdown"}` after their in-flight turns finish. With `[tls]` the
+//! server speaks HTTPS and wss:// itself ([`tls`]).
+
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +33,8 @@ use crate::tickets::Tickets;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The TLS server settings, when `serve` terminates TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Opens the configured database, applies pending migrations and attaches its keyring
@@ -87,6 +92,7 @@ impl Application {
         let actions = Arc::new(Registry::standard());
         let checked = crate::validate::check_all(&settings, actions.as_ref())
             .map_err(crate::validate::as_one_error)?;
+        let tls = tls::server_config(&settings.tls)?;
         let db = open_database(&settings).await?;
         if settings.live.screen_devices.iter().any(|d| d == "*") {
             tracing::warn!(target: "security", event = "screens_drive_every_device",
@@ -107,13 +113,18 @@ impl Application {
         )
         .await
         .context("knowledge base")?;
-        let tickets = Arc::new(Tickets::new(
-            db.clone(),
-            settings.tickets.clone(),
-            checked.rules,
-            checked.branch.calendar.clone(),
-            &settings.outbox,
-        ));
+        let tickets = Arc::new(
+            Tickets::new(
+                db.clone(),
+                settings.tickets.clone(),
+                checked.rules,
+                checked.branch.calendar.clone(),
+                &settings.outbox,
+            )
+            .with_anchor(crate::tickets::anchor::AnchorKey::from_settings(
+                &settings.audit,
+            )),
+        );
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let branch = Arc::new(Branch::new(
             db.clone(),
@@ -170,7 +181,16 @@ impl Application {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            tls,
+        })
+    }
+
+    /// True when the server speaks HTTPS (and wss://) itself.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn port(&self) -> u16 {
@@ -213,13 +233,18 @@ impl Application {
                 shutdown.cancel();
             }
         };
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await
-        .context("server")?;
+        match self.tls {
+            // The TLS server must give handlers ConnectInfo<SocketAddr> too (login throttling
+            // per client address).
+            Some(config) => tls::serve(self.listener, router, config, signal).await,
+            None => axum::serve(
+                self.listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(signal)
+            .await
+            .context("server")?,
+        }
         state.connections.close();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         if tokio::time::timeout(grace, state.connections.wait())

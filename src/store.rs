@@ -79,7 +79,10 @@ pub fn now_ms() -> i64 {
 }
 
 impl Db {
-    /// Opens the pool; for SQLite creates the file (and its folder) if missing and turns on WAL.
+    /// Opens the pool; for SQLite creates the file (and its folder) if missing and turns on WAL
+    /// with `synchronous = FULL` (durable commits). A PostgreSQL URL's `sslmode` (and
+    /// `sslrootcert`, `sslcert`, `sslkey`) is honoured: TLS with rustls, the Mozilla roots
+    /// or the given CA.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Db, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
@@ -110,7 +113,10 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // FULL: a commit is on disk before it returns. With NORMAL a power
+                        // cut could lose ticket events already delivered by webhook and
+                        // links of the audit chain (docs/benchmarks.md: the cost).
+                        conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                     }

@@ -8,6 +8,7 @@ use kiosk_adapter::drivers::{Driver, Drivers};
 use kiosk_adapter::peer::{self, PeerConfig};
 use kiosk_adapter::sim::SimulatedDevices;
 use kiosk_adapter::xfs4iot::devices::XfsDevices;
+use kiosk_connect::{Connector, TlsOptions};
 use serde::Deserialize;
 
 /// Connects this kiosk PC's devices to Concierge as the kiosk's device peer.
@@ -15,14 +16,20 @@ use serde::Deserialize;
 /// Register the peer first with `concierge kiosk register --id K --branch B --role devices`
 /// and pass the printed token. Settings come from flags, the environment
 /// (KIOSK_ADAPTER_*), or a TOML file given with --config (keys: url, kiosk, token, xfs4iot,
-/// simulate); flags win.
+/// simulate, ca_file, client_cert, client_key, insecure); flags win.
+///
+/// Use wss:// to reach a server on another machine: the server's certificate is checked
+/// against the Mozilla roots and --ca-file; --client-cert/--client-key present this kiosk's
+/// certificate when the server (or its proxy) requires mutual TLS. Plain ws:// is refused
+/// to any host but this machine unless --insecure is given.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     /// A TOML file with the settings below.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Concierge's kiosk WebSocket [default: ws://127.0.0.1:8080/v1/kiosk/ws].
+    /// Concierge's kiosk WebSocket, wss://HOST/v1/kiosk/ws
+    /// [default: ws://127.0.0.1:8080/v1/kiosk/ws].
     #[arg(long, env = "KIOSK_ADAPTER_URL")]
     url: Option<String>,
     /// The kiosk's id (the same as its screen's).
@@ -46,6 +53,19 @@ struct Args {
     /// call of a simulated device to fail.
     #[arg(long)]
     interactive: bool,
+    /// PEM file of CA certificates to trust besides the Mozilla roots (the bank's own CA).
+    #[arg(long, env = "KIOSK_ADAPTER_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// PEM file of this kiosk's client certificate chain (mutual TLS); needs --client-key.
+    #[arg(long, env = "KIOSK_ADAPTER_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the private key of --client-cert.
+    #[arg(long, env = "KIOSK_ADAPTER_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<PathBuf>,
+    /// Allow plain ws:// to a host other than this machine (unencrypted: a trusted network
+    /// only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +77,22 @@ struct FileConfig {
     xfs4iot: Option<String>,
     #[serde(default)]
     simulate: bool,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// The connector `tls` describes, checked against `url` now: settings that can never work
+/// stop the adapter before any device is touched.
+fn connector(tls: &TlsOptions, url: &str) -> Result<Connector, kiosk_connect::ConnectError> {
+    let connector = Connector::new(tls)?;
+    connector.check(url)?;
+    if tls.allow_plain_remote && kiosk_connect::check_url(url, false).is_err() {
+        tracing::warn!("--insecure: the connection to the server is not encrypted");
+    }
+    Ok(connector)
 }
 
 #[tokio::main]
@@ -89,6 +125,19 @@ async fn main() -> std::process::ExitCode {
             .unwrap_or_else(|| "ws://127.0.0.1:8080/v1/kiosk/ws".into()),
         kiosk_id: kiosk,
         token,
+    };
+    let tls = TlsOptions {
+        ca_file: args.ca_file.or(file.ca_file),
+        client_cert: args.client_cert.or(file.client_cert),
+        client_key: args.client_key.or(file.client_key),
+        allow_plain_remote: args.insecure || file.insecure,
+    };
+    let connector = match connector(&tls, &config.url) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kiosk-adapter: {e}");
+            return std::process::ExitCode::from(2);
+        }
     };
     let xfs_url = args.xfs4iot.or(file.xfs4iot);
     let mut list: Vec<Arc<dyn Driver>> = Vec::new();
@@ -148,7 +197,7 @@ async fn main() -> std::process::ExitCode {
             })
         });
     }
-    let err = peer::run(config, drivers).await;
+    let err = peer::run_with(config, connector, drivers).await;
     eprintln!("kiosk-adapter: {err}");
     std::process::ExitCode::FAILURE
 }

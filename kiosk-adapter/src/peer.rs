@@ -3,11 +3,16 @@
 //! hold up a printer) and answers with `device.result`, and sends queued device events
 //! (including those from while it was disconnected). When the connection drops it
 //! reconnects with jittered exponential backoff (0.5 s doubling to 30 s).
+//!
+//! Connections go through a [`Connector`]: `wss://` trusting the Mozilla roots and an
+//! optional CA file, with an optional client certificate (mutual TLS); plain `ws://` only to
+//! this machine unless allowed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use kiosk_connect::{ConnectError, Connector, TlsOptions};
 use kiosk_protocol::{ClientMessage, PeerRole, ServerMessage};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,7 +22,7 @@ use crate::drivers::Drivers;
 /// Where and who to connect as.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
-    /// `ws://host:port/v1/kiosk/ws`
+    /// `wss://host:port/v1/kiosk/ws` (`ws://` to this machine only, unless allowed)
     pub url: String,
     pub kiosk_id: String,
     pub token: String,
@@ -37,11 +42,23 @@ pub enum PeerError {
 /// The longest a device call may take, whatever the server asks.
 const MAX_CALL: Duration = Duration::from_secs(300);
 
-/// Connects and serves device calls until the connection ends.
+/// [`serve_once_with`] through a connector with the default settings (the Mozilla roots,
+/// no client certificate, plain `ws://` to this machine only).
 pub async fn serve_once(config: &PeerConfig, drivers: &Arc<Drivers>) -> Result<(), PeerError> {
-    let (ws, _) = tokio_tungstenite::connect_async(config.url.as_str())
-        .await
-        .map_err(|e| PeerError::Connection(e.to_string()))?;
+    serve_once_with(config, &default_connector()?, drivers).await
+}
+
+/// Connects through `connector` and serves device calls until the connection ends.
+pub async fn serve_once_with(
+    config: &PeerConfig,
+    connector: &Connector,
+    drivers: &Arc<Drivers>,
+) -> Result<(), PeerError> {
+    let ws = connector.connect(&config.url).await.map_err(|e| match e {
+        // Settings, not the network: retrying will not help.
+        ConnectError::PlainRemote(_) | ConnectError::BadUrl(_) => PeerError::Refused(e.to_string()),
+        e => PeerError::Connection(e.to_string()),
+    })?;
     let (mut sink, mut rx) = ws.split();
     let (out, mut outq) = mpsc::channel::<ClientMessage>(64);
     let writer = tokio::spawn(async move {
@@ -156,12 +173,28 @@ async fn send(out: &mpsc::Sender<ClientMessage>, msg: ClientMessage) -> Result<(
         .map_err(|_| PeerError::Connection("writer closed".into()))
 }
 
-/// Serves forever, reconnecting with jittered exponential backoff; returns only when the
-/// server refuses the peer's identity.
+fn default_connector() -> Result<Connector, PeerError> {
+    Connector::new(&TlsOptions::default()).map_err(|e| PeerError::Refused(e.to_string()))
+}
+
+/// [`run_with`] through a connector with the default settings.
 pub async fn run(config: PeerConfig, drivers: Arc<Drivers>) -> PeerError {
+    match default_connector() {
+        Ok(connector) => run_with(config, connector, drivers).await,
+        Err(e) => e,
+    }
+}
+
+/// Serves forever through `connector`, reconnecting with jittered exponential backoff;
+/// returns only when the server refuses the peer's identity or the URL breaks the policy.
+pub async fn run_with(
+    config: PeerConfig,
+    connector: Connector,
+    drivers: Arc<Drivers>,
+) -> PeerError {
     let mut delay = Duration::from_millis(500);
     loop {
-        match serve_once(&config, &drivers).await {
+        match serve_once_with(&config, &connector, &drivers).await {
             Err(e @ PeerError::Refused(_)) => return e,
             Err(e) => tracing::warn!(error = %e, "device peer disconnected"),
             Ok(()) => delay = Duration::from_millis(500),

@@ -19,7 +19,8 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     let settings = global.settings_listening(args.listen)?;
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "concierge serving");
-    eprintln!("concierge: serving on http://{}", app_addr(&app));
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    eprintln!("concierge: serving on {scheme}://{}", app_addr(&app));
     app.run_until_stopped(startup::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

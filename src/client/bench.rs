@@ -31,6 +31,8 @@ pub struct BenchArgs {
     /// Its token.
     #[arg(long, env = "CONCIERGE_KIOSK_TOKEN", hide_env_values = true)]
     pub token: String,
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
 }
 
 /// What a run measured.
@@ -112,6 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
     let url = kiosk_ws_url(&args.url);
+    let connector = args.tls.connector()?;
     let shared = Arc::new(Shared {
         latencies: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         turns: Mutex::new(0),
@@ -123,15 +126,21 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     let start = Arc::new(tokio::sync::Barrier::new(args.sessions + 1));
     let mut tasks = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
-        let (url, args, shared, gate, start) = (
+        let (url, connector, args, shared, gate, start) = (
             url.clone(),
+            connector.clone(),
             args.clone(),
             shared.clone(),
             gate.clone(),
             start.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            session(i, &url, &args, &shared, &gate, &start).await
+            let peer = Peer {
+                url: &url,
+                connector: &connector,
+                args: &args,
+            };
+            session(i, peer, &shared, &gate, &start).await
         }));
     }
     start.wait().await;
@@ -156,10 +165,17 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Where and how one session connects.
+#[derive(Clone, Copy)]
+struct Peer<'a> {
+    url: &'a str,
+    connector: &'a kiosk_connect::Connector,
+    args: &'a BenchArgs,
+}
+
 async fn session(
     i: usize,
-    url: &str,
-    args: &BenchArgs,
+    peer: Peer<'_>,
     shared: &Shared,
     gate: &Semaphore,
     start: &tokio::sync::Barrier,
@@ -167,8 +183,9 @@ async fn session(
     let error = || *shared.errors.lock().unwrap() += 1;
     let ws = {
         let _permit = gate.acquire().await;
-        connect(url, args).await
+        connect(peer).await
     };
+    let args = peer.args;
     let Some(ws) = ws else {
         error();
         start.wait().await;
@@ -225,13 +242,9 @@ async fn session(
 }
 
 /// Connects and completes the hello; the opening bot message is consumed.
-async fn connect(
-    url: &str,
-    args: &BenchArgs,
-) -> Option<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+async fn connect(peer: Peer<'_>) -> Option<kiosk_connect::Ws> {
+    let args = peer.args;
+    let mut ws = peer.connector.connect(peer.url).await.ok()?;
     let hello = ClientMessage::Hello {
         kiosk_id: args.kiosk.clone(),
         token: Some(args.token.clone()),

@@ -43,6 +43,8 @@ pub struct ChatArgs {
     /// Where the bot's spoken replies are saved.
     #[arg(long, value_name = "DIR", default_value = "data/chat-voice")]
     pub voice_dir: PathBuf,
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
 }
 
 enum SpeakError {
@@ -91,6 +93,7 @@ enum Next {
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
     let url = kiosk_ws_url(&args.url);
+    let connector = args.tls.connector()?;
     let session_file = args
         .session_file
         .clone()
@@ -132,8 +135,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
     };
     let mut backoff = Duration::from_millis(500);
     loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((ws, _)) => {
+        match connector.connect(&url).await {
+            Ok(ws) => {
                 backoff = Duration::from_millis(500);
                 match chat.converse(ws, &mut session_id, &mut lines).await {
                     Next::Exit(code) => return Ok(code),
@@ -173,8 +176,7 @@ const FRAME_BYTES: usize = 3200;
 /// How long chat holds input back while waiting for a reply.
 const REPLY_WAIT: Duration = Duration::from_secs(10);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = kiosk_connect::Ws;
 
 impl Chat<'_> {
     async fn converse(

@@ -9,8 +9,10 @@
 //!
 //! A receiver gets the event's JSON exactly as stored, with `X-Concierge-Event-Id` (receivers
 //! dedupe on it: a replay or a retry after a lost answer sends the same event again),
-//! `X-Concierge-Delivery-Attempt` and `X-Concierge-Signature: sha256=<hex HMAC-SHA256 of the
-//! body keyed with the webhook's secret>`.
+//! `X-Concierge-Delivery-Attempt` and `X-Concierge-Signature: t=<unix seconds>,v1=<hex
+//! HMAC-SHA256 of "<t>.<body>" keyed with the webhook's secret>` (Stripe-style): the
+//! timestamp is signed with the body, so a receiver that rejects old timestamps
+//! ([`verify_signature`], 5 minutes is usual) cannot be fed a recorded request again later.
 //!
 //! A payload may carry sealed values (an appointment reminder's phone number for the SMS
 //! gateway, [`crate::domain::vault`]): the row keeps them sealed, and they are opened only
@@ -67,13 +69,93 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// The `X-Concierge-Signature` value of `body`: `sha256=` and the hex HMAC-SHA256 (RFC 2104)
-/// of the exact body bytes, keyed with `secret`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(hmac_sha256(secret, body)))
+/// The `X-Concierge-Signature` value of `body` sent at `timestamp` (Unix seconds):
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 (RFC 2104) of "<timestamp>.<body bytes>">`, keyed with
+/// `secret`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(signed_mac(secret, timestamp, body))
+    )
 }
 
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+fn signed_mac(secret: &[u8], timestamp: i64, body: &[u8]) -> [u8; 32] {
+    let mut message = format!("{timestamp}.").into_bytes();
+    message.extend_from_slice(body);
+    hmac_sha256(secret, &message)
+}
+
+/// Why a receiver refuses a signed request ([`verify_signature`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The header is not `t=<unix seconds>,v1=<64 hex digits>[,v1=…]`.
+    #[error("malformed signature header")]
+    Malformed,
+    /// The timestamp is further from the receiver's clock than the tolerance: a replay of
+    /// an old request (or a clock far off).
+    #[error(
+        "signature timestamp {age_secs} s away from now, more than the {tolerance_secs} s allowed"
+    )]
+    Stale { age_secs: i64, tolerance_secs: i64 },
+    /// No `v1` value matches the body and the timestamp under this secret.
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// The longest `X-Concierge-Signature` header [`verify_signature`] reads.
+const MAX_SIGNATURE_HEADER: usize = 1024;
+
+/// What a webhook receiver runs: checks an `X-Concierge-Signature` header against the raw
+/// `body` and `secret`, refusing a timestamp more than `tolerance_secs` away from `now`
+/// (Unix seconds). Several `v1=` values (one per secret during a rotation) are accepted if
+/// any matches. Compares in constant time.
+pub fn verify_signature(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(), SignatureError> {
+    if header.len() > MAX_SIGNATURE_HEADER {
+        return Err(SignatureError::Malformed);
+    }
+    let mut timestamp = None;
+    let mut macs = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) if timestamp.is_none() => {
+                timestamp = Some(t.parse::<i64>().map_err(|_| SignatureError::Malformed)?)
+            }
+            Some(("v1", mac)) => {
+                let mac = hex::decode(mac).map_err(|_| SignatureError::Malformed)?;
+                macs.push(<[u8; 32]>::try_from(mac).map_err(|_| SignatureError::Malformed)?);
+            }
+            // Other schemes are ignored, as a receiver of a newer sender would.
+            Some((_, _)) => {}
+            None => return Err(SignatureError::Malformed),
+        }
+    }
+    let Some(timestamp) = timestamp.filter(|_| !macs.is_empty()) else {
+        return Err(SignatureError::Malformed);
+    };
+    let age_secs = now.saturating_sub(timestamp).saturating_abs();
+    if age_secs > tolerance_secs {
+        return Err(SignatureError::Stale {
+            age_secs,
+            tolerance_secs,
+        });
+    }
+    let expected = signed_mac(secret, timestamp, body);
+    let same = |mac: &[u8; 32]| mac.iter().zip(&expected).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+    if macs.iter().any(same) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` keyed with `key` (also the audit chain's anchor).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
     let mut block = [0u8; BLOCK];
     if key.len() > BLOCK {
@@ -282,7 +364,8 @@ async fn post(
     client: &reqwest::Client,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
     let body = row.payload.clone().into_bytes();
-    let signed = signature(hook.secret.expose_secret().as_bytes(), &body);
+    let sent_at = chrono::Utc::now().timestamp();
+    let signed = signature(hook.secret.expose_secret().as_bytes(), sent_at, &body);
     let response = client
         .post(&hook.url)
         .timeout(Duration::from_millis(timeout_ms))
@@ -511,21 +594,94 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_matches_rfc_4231_test_case_2() {
+    fn the_hmac_matches_rfc_4231_test_case_2() {
         assert_eq!(
-            signature(b"Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 
     #[test]
     fn a_key_longer_than_a_block_is_hashed_first_rfc_4231_test_case_6() {
         assert_eq!(
-            signature(
+            hex::encode(hmac_sha256(
                 &[0xaa; 131],
                 b"Test Using Larger Than Block-Size Key - Hash Key First"
-            ),
-            "sha256=60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn the_signature_covers_the_timestamp_and_the_body() {
+        let header = signature(b"Jefe", 1_700_000_000, b"{}");
+        let mac = hex::encode(hmac_sha256(b"Jefe", b"1700000000.{}"));
+        assert_eq!(header, format!("t=1700000000,v1={mac}"));
+        assert_eq!(
+            verify_signature(b"Jefe", &header, b"{}", 1_700_000_100, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(b"Jefe", &header, b"{ }", 1_700_000_100, 300),
+            Err(SignatureError::Mismatch),
+            "another body"
+        );
+        assert_eq!(
+            verify_signature(b"jefe", &header, b"{}", 1_700_000_100, 300),
+            Err(SignatureError::Mismatch),
+            "another secret"
+        );
+        let moved = header.replace("t=1700000000", "t=1700000100");
+        assert_eq!(
+            verify_signature(b"Jefe", &moved, b"{}", 1_700_000_100, 300),
+            Err(SignatureError::Mismatch),
+            "a fresh timestamp on an old signature"
+        );
+    }
+
+    #[test]
+    fn a_stale_or_future_timestamp_is_refused() {
+        let header = signature(b"k", 1_700_000_000, b"{}");
+        assert_eq!(
+            verify_signature(b"k", &header, b"{}", 1_700_000_301, 300),
+            Err(SignatureError::Stale {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        assert!(verify_signature(b"k", &header, b"{}", 1_699_999_000, 300).is_err());
+        assert!(verify_signature(b"k", &header, b"{}", 1_700_000_300, 300).is_ok());
+    }
+
+    #[test]
+    fn any_matching_v1_passes_and_malformed_headers_are_refused() {
+        let good = signature(b"new", 5, b"x");
+        let old = signature(b"old", 5, b"x");
+        let both = format!("{good},{}", old.split_once(',').unwrap().1);
+        assert_eq!(verify_signature(b"old", &both, b"x", 5, 300), Ok(()));
+        assert_eq!(verify_signature(b"new", &both, b"x", 5, 300), Ok(()));
+        let v0 = format!("{good},v0=abc");
+        assert_eq!(verify_signature(b"new", &v0, b"x", 5, 300), Ok(()));
+        for bad in [
+            "",
+            "t=5",
+            "v1=00",
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            "t=x,v1=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            "t=5,v1=zz",
+            "t=5,v1=abcd",
+            "t=5;v1=00",
+        ] {
+            assert_eq!(
+                verify_signature(b"k", bad, b"x", 5, 300),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
+        }
+        let huge = format!("{good},{}", "v2=0,".repeat(1_000));
+        assert_eq!(
+            verify_signature(b"new", &huge, b"x", 5, 300),
+            Err(SignatureError::Malformed)
         );
     }
 

@@ -7,6 +7,7 @@
 //! runs the SLA watcher. Free text (comments, relay lines, notes) is masked and capped
 //! ([`clean_text`]) before it is hashed into the audit chain or sent to webhooks.
 
+pub mod anchor;
 mod follow;
 pub mod hub;
 pub mod model;
@@ -97,6 +98,13 @@ impl Tickets {
             staff: StaffHub::default(),
             round_robin: AtomicUsize::new(0),
         }
+    }
+
+    /// The same service, sealing the audit chain's head with `anchor` at every event
+    /// ([`anchor`]; `None`: no anchor).
+    pub fn with_anchor(mut self, anchor: Option<anchor::AnchorKey>) -> Tickets {
+        self.store = self.store.with_anchor(anchor);
+        self
     }
 
     /// Opens a ticket of `kind` with priority and SLA deadlines from the rules; tickets

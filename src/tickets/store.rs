@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::anchor::AnchorKey;
 use super::model::{Conflict, Event, Filter, NewEvent, Ticket, TicketError, TicketState};
 use crate::store::{now_ms, Db};
 
@@ -105,12 +106,23 @@ pub struct Store {
     db: Db,
     /// Webhook names: each event gets one outbox row per name.
     webhooks: Vec<String>,
+    /// Seals the chain head with every event ([`super::anchor`]).
+    anchor: Option<AnchorKey>,
 }
 
 impl Store {
     /// The store over `db`; every event gets one outbox row per name in `webhooks`.
     pub fn new(db: Db, webhooks: Vec<String>) -> Store {
-        Store { db, webhooks }
+        Store {
+            db,
+            webhooks,
+            anchor: None,
+        }
+    }
+
+    /// The same store, sealing the chain head with `anchor` at every event.
+    pub fn with_anchor(self, anchor: Option<AnchorKey>) -> Store {
+        Store { anchor, ..self }
     }
 
     async fn load(&self, tx: &mut Tx, id: &str) -> Result<Ticket, TicketError> {
@@ -155,8 +167,10 @@ impl Store {
             hash: String::new(),
         };
         event.hash = chain_hash(&prev, &event);
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        let anchor = self.anchor.as_ref().map(|k| k.seal(chain_seq, &event.hash));
+        sqlx::query("UPDATE audit_head SET hash = $1, anchor = $2 WHERE id = 1")
             .bind(&event.hash)
+            .bind(anchor)
             .execute(&mut **tx)
             .await?;
         sqlx::query(&format!(

@@ -249,14 +249,34 @@ async fn deliver_until(
 }
 
 /// HMAC-SHA256 written out here from RFC 2104, independently of the code under test.
-pub(crate) fn expected_signature(key: &[u8], body: &[u8]) -> String {
+fn hmac(key: &[u8], message: &[u8]) -> String {
     let mut k = [0u8; 64];
     k[..key.len()].copy_from_slice(key);
     let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
     let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::digest([ipad.as_slice(), body].concat());
+    let inner = Sha256::digest([ipad.as_slice(), message].concat());
     let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
-    format!("sha256={}", hex::encode(outer))
+    hex::encode(outer)
+}
+
+/// The signature header `received` should be, computed here from its timestamp (which must
+/// be within a minute of now) as `t=<t>,v1=HMAC(key, "<t>.<body>")`; the receivers' helper
+/// must accept it too.
+pub(crate) fn expected_signature(key: &[u8], received: &str, body: &[u8]) -> String {
+    let t: i64 = received
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp first in {received:?}"));
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - t).abs() <= 60, "timestamp {t} is not now ({now})");
+    assert_eq!(
+        outbox::verify_signature(key, received, body, now, 300),
+        Ok(()),
+        "{received}"
+    );
+    let message = [format!("{t}.").as_bytes(), body].concat();
+    format!("t={t},v1={}", hmac(key, &message))
 }
 
 async fn an_event_is_delivered_once_signed_and_with_its_event_id(engine: Engine) {
@@ -282,9 +302,10 @@ async fn an_event_is_delivered_once_signed_and_with_its_event_id(engine: Engine)
     assert_eq!(receiver.header(0, "content-type"), "application/json");
     assert_eq!(receiver.header(0, "x-concierge-event-id"), "ev-1");
     assert_eq!(receiver.header(0, "x-concierge-delivery-attempt"), "1");
+    let signed = receiver.header(0, "x-concierge-signature");
     assert_eq!(
-        receiver.header(0, "x-concierge-signature"),
-        expected_signature(SECRET.as_bytes(), payload.as_bytes())
+        signed,
+        expected_signature(SECRET.as_bytes(), &signed, payload.as_bytes())
     );
     let row = stored(&db, "ev-1").await;
     assert_eq!(row.state, "delivered");
@@ -498,4 +519,44 @@ async fn a_row_for_an_unknown_webhook_waits_without_counting_attempts(engine: En
             .await
             .unwrap();
     assert_eq!(secret_leaked, 0);
+}
+
+/// A recorded delivery sent again later (a replay by whoever captured it) carries its old
+/// timestamp: the receivers' helper refuses it once the tolerance has passed, and a fresh
+/// timestamp cannot be put on the old signature.
+#[tokio::test]
+async fn a_replayed_delivery_with_a_stale_timestamp_is_refused_by_the_helper() {
+    let (db, _, _dir) = open(Engine::Sqlite).await;
+    let receiver = Receiver::up().await;
+    let settings = settings(&receiver.url());
+    let client = reqwest::Client::new();
+    let payload = insert(&db, "ev-replay", "workflow").await;
+    assert_eq!(
+        outbox::deliver_due(&db, &settings, &client).await.unwrap(),
+        1
+    );
+    let signed = receiver.header(0, "x-concierge-signature");
+    let body = payload.as_bytes();
+    let key = SECRET.as_bytes();
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        outbox::verify_signature(key, &signed, body, now, 300),
+        Ok(())
+    );
+    // Six minutes later, with a five-minute window.
+    let err = outbox::verify_signature(key, &signed, body, now + 360, 300).unwrap_err();
+    assert!(
+        matches!(err, outbox::SignatureError::Stale { age_secs, .. } if age_secs >= 359),
+        "{err:?}"
+    );
+    let t = signed.split(',').next().unwrap();
+    let refreshed = signed.replacen(t, &format!("t={}", now + 360), 1);
+    assert_eq!(
+        outbox::verify_signature(key, &refreshed, body, now + 360, 300),
+        Err(outbox::SignatureError::Mismatch)
+    );
+    assert_eq!(
+        outbox::verify_signature(b"another key", &signed, body, now, 300),
+        Err(outbox::SignatureError::Mismatch)
+    );
 }

@@ -237,9 +237,16 @@ async fn a_handoff_is_accepted_relayed_and_resolved(engine: Engine) {
     let mut ids = std::collections::BTreeSet::new();
     for (headers, body) in &got {
         let signature = headers["x-concierge-signature"].to_str().unwrap();
+        let now = chrono::Utc::now().timestamp();
         assert_eq!(
-            signature,
-            concierge::ports::outbox::signature(b"s3cret", body.as_bytes())
+            concierge::ports::outbox::verify_signature(
+                b"s3cret",
+                signature,
+                body.as_bytes(),
+                now,
+                300
+            ),
+            Ok(())
         );
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["ticket"]["number"], number);
