@@ -183,7 +183,6 @@ pub struct Settings {
     pub login: LoginSettings,
     pub live: LiveSettings,
     pub security: SecuritySettings,
-    pub tls: TlsSettings,
     pub audit: AuditSettings,
 }
 
@@ -391,6 +390,9 @@ pub struct ServerSettings {
     /// Browser origins admitted on WebSocket handshakes; `self` means same host as served.
     pub allowed_origins: Vec<String>,
     pub shutdown_grace_secs: u64,
+    /// TLS terminated by `serve` itself (`tls_cert`, `tls_key`, `tls_client_ca`).
+    #[serde(flatten)]
+    pub tls: TlsSettings,
     /// `POST /v1/nlu/parse` (no login needed) admits this many calls a second per node on
     /// average (0: no limit), answering 429 `rate_limited` beyond it.
     #[serde(default = "default_nlu_parse_per_sec")]
@@ -889,16 +891,20 @@ impl SecuritySettings {
     }
 }
 
-/// TLS terminated by `serve` itself (`[tls]`). Empty paths: plain HTTP, e.g. behind a
-/// reverse proxy that terminates TLS (`deploy/nginx/concierge.conf`).
+/// TLS terminated by `serve` itself (`[server] tls_cert`, `tls_key`, `tls_client_ca`).
+/// Empty paths: plain HTTP, e.g. behind a reverse proxy that terminates TLS
+/// (`deploy/nginx/concierge.conf`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TlsSettings {
     /// PEM file of the server's certificate chain (leaf first); with `key`, HTTPS and wss://.
+    #[serde(rename = "tls_cert", default)]
     pub cert: PathBuf,
     /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(rename = "tls_key", default)]
     pub key: PathBuf,
     /// PEM file of the CA(s) whose client certificates are required (mutual TLS: every
     /// client, kiosk adapters, screens and staff browsers alike, must present one).
+    #[serde(rename = "tls_client_ca", default)]
     pub client_ca: PathBuf,
 }
 

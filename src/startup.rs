@@ -1,7 +1,7 @@
 //! Build, then run: [`Application::build`] loads the data, opens and migrates the database
 //! and binds the socket (port 0 in tests); [`Application::run_until_stopped`] serves until
 //! the stop future resolves, then shuts down gracefully: kiosks get
-//! `session.end {reason: "shutdown"}` after their in-flight turns finish. With `[tls]` the
+//! `session.end {reason: "shutdown"}` after their in-flight turns finish. With `[server] tls_cert`/`tls_key` the
 //! server speaks HTTPS and wss:// itself ([`tls`]).
 
 pub mod tls;
@@ -92,7 +92,7 @@ impl Application {
         let actions = Arc::new(Registry::standard());
         let checked = crate::validate::check_all(&settings, actions.as_ref())
             .map_err(crate::validate::as_one_error)?;
-        let tls = tls::server_config(&settings.tls)?;
+        let tls = tls::server_config(&settings.server.tls)?;
         let db = open_database(&settings).await?;
         if settings.live.screen_devices.iter().any(|d| d == "*") {
             tracing::warn!(target: "security", event = "screens_drive_every_device",

@@ -1,4 +1,4 @@
-//! TLS terminated by `serve` itself (`[tls]`): the rustls server settings (ring, the one
+//! TLS terminated by `serve` itself (`[server] tls_cert`, `tls_key`, `tls_client_ca`): the rustls server settings (ring, the one
 //! crypto provider of the process; HTTP/1.1 by ALPN, which WebSocket upgrades need; client
 //! certificates required when `client_ca` is set) and the accept loop that serves the router
 //! over TLS with graceful shutdown: on stop it accepts no more connections and waits for the
@@ -39,11 +39,11 @@ pub enum TlsError {
     #[error("tls: {0}")]
     Rustls(#[from] rustls::Error),
     /// The client CA file cannot verify client certificates.
-    #[error("tls.client_ca: {0}")]
+    #[error("server.tls_client_ca: {0}")]
     ClientCa(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// The server settings `[tls]` describes, or `None` for plain HTTP.
+/// The server settings `[server] tls_*` describe, or `None` for plain HTTP.
 pub fn server_config(
     settings: &TlsSettings,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
@@ -51,13 +51,15 @@ pub fn server_config(
     if !settings.enabled() {
         if !empty(&settings.client_ca) {
             return Err(TlsError::Incomplete(
-                "client_ca needs cert and key (serve terminates TLS)",
+                "server.tls_client_ca needs server.tls_cert and server.tls_key (serve terminates TLS)",
             ));
         }
         return Ok(None);
     }
     if empty(&settings.cert) || empty(&settings.key) {
-        return Err(TlsError::Incomplete("cert and key go together"));
+        return Err(TlsError::Incomplete(
+            "server.tls_cert and server.tls_key go together",
+        ));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())

@@ -89,9 +89,9 @@ async fn spawn_tls(pki: &Pki, client_ca: Option<&Path>) -> TestApp {
     let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
     let client_ca = client_ca.map(Path::to_path_buf).unwrap_or_default();
     spawn_app_with(Engine::Sqlite, move |s| {
-        s.tls.cert = cert;
-        s.tls.key = key;
-        s.tls.client_ca = client_ca;
+        s.server.tls.cert = cert;
+        s.server.tls.key = key;
+        s.server.tls.client_ca = client_ca;
     })
     .await
 }
@@ -260,22 +260,22 @@ async fn serve_refuses_half_a_tls_configuration() {
         (
             "a certificate without its key",
             |t, p| t.cert = p.path("server.pem"),
-            "cert and key",
+            "server.tls_cert and server.tls_key go together",
         ),
         (
             "a key without its certificate",
             |t, p| t.key = p.path("server.key"),
-            "cert and key",
+            "server.tls_cert and server.tls_key go together",
         ),
         (
             "client CAs without a certificate",
             |t, p| t.client_ca = p.path("ca.pem"),
-            "client_ca needs cert and key",
+            "server.tls_client_ca needs server.tls_cert",
         ),
     ];
     for (what, tweak, message) in halves {
         let mut settings = concierge::config::Settings::for_tests(&url, &project_root());
-        tweak(&mut settings.tls, &pki);
+        tweak(&mut settings.server.tls, &pki);
         let err = concierge::startup::Application::build(settings)
             .await
             .err()
@@ -285,8 +285,8 @@ async fn serve_refuses_half_a_tls_configuration() {
     // A key that is not the certificate's: refused at start-up, not at the first client.
     let other = Pki::new("Another CA");
     let mut settings = concierge::config::Settings::for_tests(&url, &project_root());
-    settings.tls.cert = pki.path("server.pem");
-    settings.tls.key = other.path("server.key");
+    settings.server.tls.cert = pki.path("server.pem");
+    settings.server.tls.key = other.path("server.key");
     assert!(concierge::startup::Application::build(settings)
         .await
         .is_err());
