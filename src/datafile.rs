@@ -107,7 +107,7 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     errors: &mut Vec<DataError>,
 ) -> Option<T> {
-    match serde_yaml::from_str(text) {
+    match serde_norway::from_str(text) {
         Ok(v) => Some(v),
         Err(e) => {
             errors.push(DataError {

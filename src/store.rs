@@ -73,6 +73,19 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The schema of a database against the migrations compiled into this build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations applied successfully.
+    pub applied: usize,
+    /// This build's migrations not applied yet (`version_description`), oldest first.
+    pub pending: Vec<String>,
+    /// Migrations recorded as failed (a half-applied schema).
+    pub failed: Vec<String>,
+    /// Versions applied that this build does not know (a newer build migrated it).
+    pub unknown: Vec<i64>,
+}
+
 /// Milliseconds since the Unix epoch, the time unit of every table.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -134,6 +147,16 @@ impl Db {
         })
     }
 
+    /// One connection attempt without retries, closed at once: the pool of [`Db::connect`]
+    /// retries a refused connection until its acquire timeout, while `concierge doctor`
+    /// wants the reason now. Creates nothing (SQLite files must exist).
+    pub async fn probe(url: &SecretString) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let conn = sqlx::AnyConnection::connect(url.expose_secret()).await?;
+        conn.close().await
+    }
+
     /// Applies every pending migration of this engine.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
@@ -141,6 +164,60 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Where the schema stands against this build's migrations, without changing anything
+    /// (for `concierge doctor`).
+    pub async fn migration_status(&self) -> Result<MigrationStatus, sqlx::Error> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let exists_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await?;
+        let (applied, failed): (Vec<i64>, Vec<i64>) = if exists == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(&self.pool)
+                    .await?,
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE NOT success")
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        };
+        let known: Vec<&sqlx::migrate::Migration> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .collect();
+        let name = |m: &sqlx::migrate::Migration| format!("{}_{}", m.version, m.description);
+        Ok(MigrationStatus {
+            pending: known
+                .iter()
+                .filter(|m| !applied.contains(&m.version) && !failed.contains(&m.version))
+                .map(|m| name(m))
+                .collect(),
+            failed: known
+                .iter()
+                .filter(|m| failed.contains(&m.version))
+                .map(|m| name(m))
+                .collect(),
+            unknown: applied
+                .iter()
+                .filter(|v| !known.iter().any(|m| m.version == **v))
+                .copied()
+                .collect(),
+            applied: applied.len(),
+        })
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
@@ -169,18 +246,26 @@ impl Db {
     }
 }
 
-/// Creates the folder of a `sqlite://dir/file.db` URL so the file can be created.
-fn prepare_sqlite_path(url: &str) -> anyhow::Result<()> {
+/// The file of a `sqlite://PATH` URL (`None` for other engines and `:memory:`).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path).to_path_buf())
+}
+
+/// Creates the folder of a `sqlite://dir/file.db` URL so the file can be created.
+fn prepare_sqlite_path(url: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
-    }
-    if let Some(dir) = Path::new(path).parent() {
+    };
+    if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("create database folder {}", dir.display()))?;

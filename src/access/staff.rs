@@ -257,6 +257,18 @@ pub async fn revoke_tokens(db: &Db, name: &str) -> Result<Option<u64>, StaffErro
     Ok(Some(n))
 }
 
+/// How many accounts can log in, and how many of them are admins (for `concierge doctor`).
+pub async fn count_enabled(db: &Db) -> Result<(usize, usize), sqlx::Error> {
+    let roles: Vec<String> = sqlx::query_scalar("SELECT roles FROM staff_users WHERE enabled = 1")
+        .fetch_all(&db.pool)
+        .await?;
+    let admins = roles
+        .iter()
+        .filter(|r| Role::parse_list(r).is_ok_and(|list| list.contains(&Role::Admin)))
+        .count();
+    Ok((roles.len(), admins))
+}
+
 /// An argon2 hash of a random string (made once, with the same parameters as real ones),
 /// verified against when a name is unknown.
 fn dummy_phc() -> &'static str {

@@ -6,6 +6,7 @@
 //!
 //! - [`serve`]: `serve`, the server until Ctrl-C or SIGTERM.
 //! - [`validate`]: `validate`, the configuration and every data file checked.
+//! - [`doctor`]: `doctor`, what is wrong with this installation and the command that fixes it.
 //! - [`migrate`]: `migrate`, the database schema.
 //! - [`kiosk`]: `kiosk register|revoke|list`, kiosks and their device tokens.
 //! - [`user`]: `user add`, staff accounts.
@@ -25,6 +26,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod doctor;
 pub mod embed;
 pub mod eval;
 pub mod keys;
@@ -86,6 +88,10 @@ enum Command {
     /// Check the configuration and every data file without serving; prints
     /// `file:line: message` for each problem and exits 1 if there is any.
     Validate,
+    /// Check the installation and say what is wrong, each with the command that fixes it:
+    /// database reachable and migrated, data files, models, espeak-ng, TLS, clock, disk,
+    /// listen port, kiosks and staff, webhooks. Exits 1 when a check fails (warnings: 0).
+    Doctor(doctor::DoctorArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Register kiosks and manage their device tokens.
@@ -148,6 +154,7 @@ impl Command {
                 | Command::Nlu(_)
                 | Command::Train(_)
                 | Command::Transcribe(_)
+                | Command::Doctor(_)
         )
     }
 }
@@ -218,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&global, args).await,
         Command::Validate => validate::run(&global),
+        Command::Doctor(args) => doctor::run(&global, args).await,
         Command::Migrate => migrate::run(&global).await,
         Command::Kiosk(cmd) => kiosk::run(&global, cmd).await,
         Command::User(cmd) => user::run(&global, cmd).await,

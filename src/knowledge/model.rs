@@ -271,7 +271,7 @@ impl ArticleDraft {
             effective_to: self.effective_to.clone(),
             summary: self.summary.clone(),
         };
-        let yaml = serde_yaml::to_string(&front).unwrap_or_default();
+        let yaml = serde_norway::to_string(&front).unwrap_or_default();
         format!("---\n{yaml}---\n{}\n", self.body)
     }
 }

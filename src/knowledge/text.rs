@@ -304,7 +304,7 @@ impl Synonyms {
     /// Parses and validates the YAML text of `synonyms.yaml`; errors carry `file:line`.
     pub fn parse(path: &Path, text: &str) -> Result<Synonyms, Vec<DataError>> {
         let mut errors = Vec::new();
-        let raw: Option<Vec<serde_yaml::Value>> =
+        let raw: Option<Vec<serde_norway::Value>> =
             crate::datafile::parse_yaml(path, text, &mut errors);
         let Some(raw) = raw else {
             return Err(errors);

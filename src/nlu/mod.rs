@@ -376,7 +376,7 @@ pub fn read_labelled(path: &std::path::Path) -> anyhow::Result<Vec<(String, Stri
         examples: BTreeMap<String, Vec<String>>,
     }
     let text = std::fs::read_to_string(path)?;
-    let file: File = serde_yaml::from_str(&text)?;
+    let file: File = serde_norway::from_str(&text)?;
     Ok(file
         .examples
         .into_iter()

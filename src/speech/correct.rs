@@ -1124,7 +1124,7 @@ mod tests {
 
         fn fixture() -> Fixture {
             let path = root().join("tests/fixtures/asr_near_misses.yaml");
-            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+            serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
         }
 
         fn setup() -> (Content, Vec<String>, Corrector, Fixture) {

@@ -120,7 +120,7 @@ fn scripts() -> Vec<(PathBuf, Script)> {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let file: File =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         out.extend(file.scripts.into_iter().map(|s| (path.clone(), s)));
     }
     out

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod contracts;
 mod conversations;
+mod doctor;
 mod embedding;
 mod eval;
 mod floor;

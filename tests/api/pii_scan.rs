@@ -88,7 +88,7 @@ fn needle(identifier: &str) -> Option<String> {
 fn secrets() -> BTreeSet<String> {
     let text = std::fs::read_to_string(project_root().join("deploy/sandbox/customers.yaml"))
         .expect("customers.yaml");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("customers.yaml parses");
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).expect("customers.yaml parses");
     let mut raw: Vec<String> = Vec::new();
     for customer in yaml["customers"].as_sequence().expect("customers") {
         for key in ["id_number", "phone"] {

@@ -74,7 +74,7 @@ impl SandboxBank {
     pub async fn seed(&self, path: &Path) -> anyhow::Result<(usize, usize)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let file: SeedFile = serde_yaml::from_str(&text)
+        let file: SeedFile = serde_norway::from_str(&text)
             .with_context(|| format!("{}: not a sandbox seed file", path.display()))?;
         for c in &file.customers {
             anyhow::ensure!(

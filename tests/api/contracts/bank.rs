@@ -411,7 +411,7 @@ impl FakeHost {
     pub async fn start() -> FakeHost {
         let yaml =
             std::fs::read_to_string(project_root().join("deploy/sandbox/customers.yaml")).unwrap();
-        let seed: Value = serde_yaml::from_str(&yaml).unwrap();
+        let seed: Value = serde_norway::from_str(&yaml).unwrap();
         let state = Arc::new(HostState {
             customers: seed["customers"].as_array().unwrap().clone(),
             mode: Mutex::new(Mode::Normal),
