@@ -766,11 +766,31 @@ fn gib(bytes: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // network
 
-/// Which configured URLs would carry data off this machine in clear. (This build has no
-/// `[tls]` section: `serve` speaks plain HTTP and TLS is terminated in front of it.)
+/// Whether `serve`'s own TLS settings (`[server] tls_cert`, `tls_key`, `tls_client_ca`)
+/// load, and which configured URLs would carry data off this machine in clear.
 fn tls(settings: &Settings) -> Finding {
     const CHECK: &str = "tls";
+    let own = &settings.server.tls;
+    if let Err(e) = crate::startup::tls::server_config(own) {
+        return Finding::fail(
+            CHECK,
+            format!("serve's TLS settings do not load: {e}"),
+            "set [server] tls_cert and tls_key to readable PEM files (both, or neither), \
+             tls_client_ca only with them",
+        );
+    }
     let mut clear: Vec<String> = Vec::new();
+    if let Ok(u) = url::Url::parse(secrecy::ExposeSecret::expose_secret(&settings.database.url)) {
+        let host = u.host_str().unwrap_or_default().to_string();
+        let verified = u
+            .query_pairs()
+            .any(|(k, v)| k == "sslmode" && (v == "verify-full" || v == "verify-ca"));
+        if u.scheme().starts_with("postgres") && !is_loopback_host(&host) && !verified {
+            clear.push(format!(
+                "the database at {host} without sslmode=verify-full"
+            ));
+        }
+    }
     let mut check_url = |what: String, raw: &str| {
         if let Ok(u) = url::Url::parse(raw) {
             if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or_default()) {
@@ -806,27 +826,33 @@ fn tls(settings: &Settings) -> Finding {
         );
     }
     let listen = settings.listen_addr();
-    let exposed = !listen.ip().is_loopback();
+    let exposed = !listen.ip().is_loopback() && !own.enabled();
     if !clear.is_empty() {
         return Finding::warn(
             CHECK,
             format!("sent in clear to another machine: {}", clear.join(", ")),
-            "use https:// URLs for every service on another machine",
+            "use https:// URLs for every service on another machine, and \
+             ?sslmode=verify-full&sslrootcert=… for a PostgreSQL server",
         );
     }
     if exposed {
         return Finding::warn(
             CHECK,
-            format!("`serve` listens on {listen} in plain HTTP (this build has no [tls] section)"),
-            "terminate TLS in front of it (nginx) and set `[server] listen = \"127.0.0.1:8080\"`",
+            format!("`serve` listens on {listen} in plain HTTP"),
+            "set [server] tls_cert and tls_key, or terminate TLS in front of it (nginx, \
+             deploy/nginx/concierge.conf) and set `[server] listen = \"127.0.0.1:8080\"`",
         );
     }
     Finding::ok(
         CHECK,
-        format!(
-            "no URL leaves this machine in clear; `serve` on {listen} (loopback: TLS is \
-             terminated in front of it)"
-        ),
+        if own.enabled() {
+            format!("no URL leaves this machine in clear; `serve` on {listen} with TLS")
+        } else {
+            format!(
+                "no URL leaves this machine in clear; `serve` on {listen} (loopback: TLS is \
+                 terminated in front of it)"
+            )
+        },
     )
 }
 
@@ -1019,5 +1045,14 @@ mod tests {
             f.detail
         );
         assert!(!f.detail.contains("token"), "{}", f.detail);
+    }
+
+    #[test]
+    fn half_a_tls_configuration_fails() {
+        let mut s = Settings::load_with_env(&Default::default(), false).unwrap();
+        s.server.tls.cert = "/nonexistent/server.pem".into();
+        let f = tls(&s);
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.detail.contains("tls_cert"), "{}", f.detail);
     }
 }
