@@ -381,6 +381,24 @@ pub struct BranchSettings {
     /// Seconds of customer silence in the middle of a flow before "您还在吗？"; a second
     /// such wait ends the session.
     pub inactivity_secs: u64,
+    /// The branch's IANA time zone: dates customers say, opening hours, SLA clocks and
+    /// every time the pages show are in it.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    crate::domain::clock::DEFAULT_TIME_ZONE.to_string()
+}
+
+impl BranchSettings {
+    /// Makes `time_zone` the process's branch zone ([`crate::domain::clock`]). Validated
+    /// settings always hold a known zone; an unknown one keeps the current zone.
+    pub fn apply_time_zone(&self) {
+        if let Ok(zone) = crate::domain::clock::parse_zone(&self.time_zone) {
+            crate::domain::clock::set_branch_zone(zone);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -595,6 +613,9 @@ impl Settings {
         }
         if b.inactivity_secs < 10 {
             return invalid("branch.inactivity_secs", "must be at least 10".into());
+        }
+        if let Err(e) = crate::domain::clock::parse_zone(&b.time_zone) {
+            return invalid("branch.time_zone", e);
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1".into());

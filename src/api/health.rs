@@ -1,5 +1,6 @@
-//! `/healthz` (the process runs), `/readyz` (database reachable, data loaded) and
-//! `/metrics` (Prometheus text). Open to all: no secrets, no personal data.
+//! `/healthz` (the process runs), `/readyz` (database reachable, data loaded),
+//! `/metrics` (Prometheus text) and `/v1/locale` (the branch time zone the pages show times
+//! in). Open to all: no secrets, no personal data.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,6 +12,15 @@ use crate::state::AppState;
 
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// The pages' locale: Chinese formats, 24-hour clock, in the branch's time zone.
+pub async fn locale(State(app): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "locale": "zh-CN",
+        "time_zone": app.settings.branch.time_zone,
+        "hour_cycle": "h23",
+    }))
 }
 
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
@@ -57,6 +67,16 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    // The shared-state gauges are read now, bounded so a slow database cannot hold the
+    // scrape (the previous values are served then).
+    let refreshed = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.metrics.refresh(&app.db),
+    )
+    .await;
+    if refreshed.is_err() {
+        tracing::warn!("metrics: reading the database took over 2 s");
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
