@@ -895,6 +895,19 @@ mod tests {
     }
 
     #[test]
+    fn the_branch_time_zone_defaults_to_shanghai_and_an_unknown_one_is_refused() {
+        let s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(s.branch.time_zone, "Asia/Shanghai");
+        let s = load_file("[branch]\ntime_zone = \"Asia/Hong_Kong\"\n").unwrap();
+        assert_eq!(s.branch.time_zone, "Asia/Hong_Kong");
+        let err = load_file("[branch]\ntime_zone = \"Beijing\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("branch.time_zone"), "{err}");
+        assert!(err.contains("`Beijing` is not an IANA time zone"), "{err}");
+    }
+
+    #[test]
     fn a_bad_backend_fails_the_load_naming_the_key_and_the_values_allowed() {
         let cases = [
             (
