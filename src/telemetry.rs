@@ -3,7 +3,7 @@
 //!
 //! Counters and histograms are updated where things happen; the gauges of shared state
 //! (handoffs waiting, tickets at SLA risk, outbox rows) are read from the database at
-//! scrape time ([`Metrics::refresh`]), so every node reports the same figures (dashboards
+//! scrape time (`crate::api::health::refresh_gauges`), so every node reports the same figures (dashboards
 //! take `max` over nodes). `deploy/grafana/concierge.json` and `deploy/prometheus/rules.yaml`
 //! use only the names in [`METRIC_NAMES`]; `tests/api/dashboards.rs` checks that.
 
@@ -217,63 +217,6 @@ impl Metrics {
             tickets_sla,
             outbox_rows,
         }
-    }
-
-    /// Reads the gauges of shared state from the database (at scrape time). A failed query
-    /// is logged and leaves the previous values.
-    pub async fn refresh(&self, db: &crate::store::Db) {
-        if let Err(e) = self.try_refresh(db).await {
-            tracing::warn!(error = %format!("{e:#}"), "metrics: reading the database failed");
-        }
-    }
-
-    async fn try_refresh(&self, db: &crate::store::Db) -> anyhow::Result<()> {
-        use anyhow::Context;
-        use sqlx::Row;
-        let open = "state NOT IN ('resolved', 'closed', 'cancelled')";
-        let waiting = sqlx::query(
-            "SELECT kind, COUNT(*) AS n FROM tickets \
-             WHERE state = 'new' AND kind IN ('handoff', 'handoff_remote') GROUP BY kind",
-        )
-        .fetch_all(&db.pool)
-        .await
-        .context("count waiting handoffs")?;
-        for kind in ["handoff", "handoff_remote"] {
-            self.handoffs_waiting.with_label_values(&[kind]).set(0);
-        }
-        for row in waiting {
-            let kind: String = row.try_get("kind")?;
-            self.handoffs_waiting
-                .with_label_values(&[&kind])
-                .set(row.try_get("n")?);
-        }
-        // A stage is still pending while its deadline has not been met: the first response
-        // until someone answers, the resolution while the ticket is open.
-        for (stage, pending) in [
-            ("response", "first_response_at IS NULL"),
-            ("resolution", "1 = 1"),
-        ] {
-            let row = sqlx::query(&format!(
-                "SELECT \
-                   COALESCE(SUM(CASE WHEN warned_{stage}_at IS NOT NULL \
-                     AND escalated_{stage}_at IS NULL THEN 1 ELSE 0 END), 0) AS at_risk, \
-                   COALESCE(SUM(CASE WHEN escalated_{stage}_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
-                     AS breached \
-                 FROM tickets WHERE {open} AND {pending}"
-            ))
-            .fetch_one(&db.pool)
-            .await
-            .context("count tickets at SLA risk")?;
-            for status in ["at_risk", "breached"] {
-                self.tickets_sla
-                    .with_label_values(&[stage, status])
-                    .set(row.try_get(status)?);
-            }
-        }
-        for (state, n) in crate::ports::outbox::counts(db).await? {
-            self.outbox_rows.with_label_values(&[&state]).set(n);
-        }
-        Ok(())
     }
 
     /// Counts a failed device call against its kiosk (labels bounded by the caller).

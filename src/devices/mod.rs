@@ -373,11 +373,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_device_nobody_drives_fails_at_once() {
-        let broker = DeviceBroker::new(Metrics::new());
+        let metrics = Metrics::new();
+        let broker = DeviceBroker::new(metrics.clone());
         let out = broker
             .invoke("K1", "camera", "capture", json!({}), Duration::from_secs(1))
             .await;
         assert_eq!(out, Err(DeviceFailure::NoPeer("camera".into())));
+        // Counted against the kiosk, for the dashboard's device errors per kiosk.
+        let errors = metrics
+            .device_errors_total
+            .with_label_values(&["K1", "camera", "no_peer"])
+            .get();
+        assert_eq!(errors, 1);
+        assert!(metrics.render().contains(
+            r#"concierge_device_errors_total{device="camera",kiosk="K1",outcome="no_peer"} 1"#
+        ));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use concierge::telemetry::METRIC_NAMES;
 use serde_json::{json, Value};
 
-use crate::helpers::{project_root, spawn_app};
+use crate::helpers::{project_root, spawn_app_with, Engine};
 
 const DASHBOARD: &str = "deploy/grafana/concierge.json";
 const RULES: &str = "deploy/prometheus/rules.yaml";
@@ -268,7 +268,16 @@ fn the_alert_rules_have_the_prometheus_shape_and_read_only_exported_metrics() {
 
 #[tokio::test]
 async fn a_live_app_exports_the_metrics_the_dashboard_reads_with_database_gauges() {
-    let app = spawn_app().await;
+    live_metrics(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_live_app_on_postgresql_reads_the_database_gauges_too() {
+    live_metrics(Engine::Postgres).await;
+}
+
+async fn live_metrics(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
     let (mut kiosk, _, _) = app.new_session("K001").await;
     kiosk.recv_type("bot.say").await;
     // A customer who asks for a person: a handoff ticket nobody has taken yet.
@@ -277,6 +286,17 @@ async fn a_live_app_exports_the_metrics_the_dashboard_reads_with_database_gauges
         .await;
     let waiting = kiosk.recv_type("handoff").await;
     assert_eq!(waiting["status"], "waiting", "{waiting}");
+    // Another customer asks what no article answers: one "I don't know".
+    let (mut other, _, _) = app.new_session("K002").await;
+    other.recv_type("bot.say").await;
+    let said = other.say("网点有没有充电宝可以借").await;
+    assert!(
+        said["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("答不上来"),
+        "{said}"
+    );
     let metrics = reqwest::get(app.http("/metrics"))
         .await
         .unwrap()
@@ -311,7 +331,8 @@ async fn a_live_app_exports_the_metrics_the_dashboard_reads_with_database_gauges
         r#"concierge_handoffs_waiting{kind="handoff_remote"} 0"#,
         r#"concierge_tickets_sla{stage="response",status="at_risk"} 0"#,
         r#"concierge_outbox_rows{state="dead"} 0"#,
-        r#"concierge_knowledge_answers_total{outcome="no_answer"} 0"#,
+        r#"concierge_knowledge_answers_total{outcome="no_answer"} 1"#,
+        r#"concierge_knowledge_answers_total{outcome="answer"} 0"#,
     ] {
         assert!(
             metrics.contains(series),
