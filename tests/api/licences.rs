@@ -270,22 +270,39 @@ fn check(metadata: &Value, policy: &Policy) -> Report {
     report
 }
 
+/// `cargo metadata --locked` of the workspace: offline first (every package of every
+/// platform is in the local cache once `cargo fetch` has run), else letting cargo download
+/// the manifests a build for this platform did not need (a fresh CI machine).
+fn cargo_metadata(root: &Path) -> Vec<u8> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let run = |offline: bool| {
+        let mut cmd = std::process::Command::new(&cargo);
+        cmd.args(["metadata", "--format-version", "1", "--locked"]);
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.current_dir(root).output().expect("run cargo metadata")
+    };
+    let offline = run(true);
+    if offline.status.success() {
+        return offline.stdout;
+    }
+    let online = run(false);
+    assert!(
+        online.status.success(),
+        "cargo metadata --locked failed offline:\n{}\nand online:\n{}",
+        String::from_utf8_lossy(&offline.stderr),
+        String::from_utf8_lossy(&online.stderr)
+    );
+    online.stdout
+}
+
 #[test]
 fn every_dependency_has_an_allowed_licence_and_no_banned_crate_is_locked() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let policy = load_policy(&root.join(POLICY));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(root)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata --locked --offline failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let metadata_json = cargo_metadata(root);
+    let metadata: Value = serde_json::from_slice(&metadata_json).expect("cargo metadata JSON");
     let n = metadata["packages"].as_array().map(Vec::len).unwrap_or(0);
     assert!(n > 100, "only {n} packages in cargo metadata");
     let report = check(&metadata, &policy);
