@@ -382,6 +382,24 @@ pub struct BranchSettings {
     /// Seconds of customer silence in the middle of a flow before "您还在吗？"; a second
     /// such wait ends the session.
     pub inactivity_secs: u64,
+    /// The branch's IANA time zone: dates customers say, opening hours, SLA clocks and
+    /// every time the pages show are in it.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    crate::domain::clock::DEFAULT_TIME_ZONE.to_string()
+}
+
+impl BranchSettings {
+    /// Makes `time_zone` the process's branch zone ([`crate::domain::clock`]). Validated
+    /// settings always hold a known zone; an unknown one keeps the current zone.
+    pub fn apply_time_zone(&self) {
+        if let Ok(zone) = crate::domain::clock::parse_zone(&self.time_zone) {
+            crate::domain::clock::set_branch_zone(zone);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -599,6 +617,9 @@ impl Settings {
         }
         if b.inactivity_secs < 10 {
             return invalid("branch.inactivity_secs", "must be at least 10".into());
+        }
+        if let Err(e) = crate::domain::clock::parse_zone(&b.time_zone) {
+            return invalid("branch.time_zone", e);
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1".into());
@@ -998,6 +1019,19 @@ mod tests {
         // The spelling of the voice engine has always been accepted as a backend too.
         let s = load_file("[speech.tts]\nbackend = \"espeak-ng\"\n").unwrap();
         assert_eq!(s.speech.tts.backend, TtsBackend::Espeak);
+    }
+
+    #[test]
+    fn the_branch_time_zone_defaults_to_shanghai_and_an_unknown_one_is_refused() {
+        let s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(s.branch.time_zone, "Asia/Shanghai");
+        let s = load_file("[branch]\ntime_zone = \"Asia/Hong_Kong\"\n").unwrap();
+        assert_eq!(s.branch.time_zone, "Asia/Hong_Kong");
+        let err = load_file("[branch]\ntime_zone = \"Beijing\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("branch.time_zone"), "{err}");
+        assert!(err.contains("`Beijing` is not an IANA time zone"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Application {
         let checked = crate::validate::check_all(&settings, actions.as_ref())
             .map_err(crate::validate::as_one_error)?;
         let tls = tls::server_config(&settings.server.tls)?;
+        settings.branch.apply_time_zone();
         let db = open_database(&settings).await?;
         if settings.live.screen_devices.iter().any(|d| d == "*") {
             tracing::warn!(target: "security", event = "screens_drive_every_device",
@@ -134,7 +135,8 @@ impl Application {
             settings.outbox.reminder_webhooks(),
         ));
         let content = Arc::new(checked.content);
-        let speech = load_speech(&settings, &content).await?;
+        let mut speech = load_speech(&settings, &content).await?;
+        speech.asr_rtf = Some(metrics.asr_real_time_factor.clone());
         let engine = Arc::new(Engine::new(&content.dialogs)?.with_clock(clock.clone()));
         let services = Arc::new(crate::actions::Services {
             bank: bank.clone(),

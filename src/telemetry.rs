@@ -1,9 +1,15 @@
 //! Logs and metrics: tracing set up once (human text or JSON lines, filter from `RUST_LOG`),
 //! and the Prometheus registry behind `/metrics` with the figures operators watch.
+//!
+//! Counters and histograms are updated where things happen; the gauges of shared state
+//! (handoffs waiting, tickets at SLA risk, outbox rows) are read from the database at
+//! scrape time (`crate::api::health::refresh_gauges`), so every node reports the same figures (dashboards
+//! take `max` over nodes). `deploy/grafana/concierge.json` and `deploy/prometheus/rules.yaml`
+//! use only the names in [`METRIC_NAMES`]; `tests/api/dashboards.rs` checks that.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +43,24 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
 /// The stages of a turn whose latency is measured.
 pub const STAGES: [&str; 4] = ["nlu", "dialog", "store", "turn"];
 
+/// The name of every metric family Concierge exports (with the `concierge_` prefix;
+/// histograms add `_bucket`, `_sum` and `_count`). A unit test keeps it equal to the registry.
+pub const METRIC_NAMES: [&str; 13] = [
+    "concierge_sessions_open",
+    "concierge_peers_open",
+    "concierge_turns_total",
+    "concierge_stage_seconds",
+    "concierge_ws_errors_total",
+    "concierge_device_calls_total",
+    "concierge_device_errors_total",
+    "concierge_http_responses_total",
+    "concierge_knowledge_answers_total",
+    "concierge_asr_real_time_factor",
+    "concierge_handoffs_waiting",
+    "concierge_tickets_sla",
+    "concierge_outbox_rows",
+];
+
 /// Every metric Concierge exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -53,8 +77,24 @@ pub struct Metrics {
     pub ws_errors_total: IntCounterVec,
     /// Device calls by device and outcome (ok, failed, timeout, no_peer).
     pub device_calls_total: IntCounterVec,
+    /// Failed device calls by kiosk, device and outcome (failed, timeout, no_peer): which
+    /// kiosk's hardware needs a visit. Kiosk ids are operator-assigned names, not PII.
+    pub device_errors_total: IntCounterVec,
     /// HTTP responses by matched route and status.
     pub http_responses_total: IntCounterVec,
+    /// Knowledge answers by outcome (answer, clarify, no_answer): `no_answer` is the
+    /// "I don't know" the don't-know rate counts.
+    pub knowledge_answers_total: IntCounterVec,
+    /// Recognition time divided by audio duration, per utterance (below 1: faster than
+    /// the customer speaks).
+    pub asr_real_time_factor: Histogram,
+    /// Handoff tickets nobody has taken yet (state `new`), by ticket kind (handoff, handoff_remote).
+    pub handoffs_waiting: IntGaugeVec,
+    /// Open tickets whose SLA is at risk (75 % used, warned) or breached (escalated), by
+    /// stage (response, resolution) and status (at_risk, breached).
+    pub tickets_sla: IntGaugeVec,
+    /// Outbox rows by state (pending, delivered, dead).
+    pub outbox_rows: IntGaugeVec,
 }
 
 impl Metrics {
@@ -88,6 +128,47 @@ impl Metrics {
             &["device", "outcome"],
         )
         .unwrap();
+        let device_errors_total = IntCounterVec::new(
+            Opts::new(
+                "device_errors_total",
+                "Failed device calls by kiosk, device and outcome",
+            ),
+            &["kiosk", "device", "outcome"],
+        )
+        .unwrap();
+        let knowledge_answers_total = IntCounterVec::new(
+            Opts::new(
+                "knowledge_answers_total",
+                "Knowledge answers by outcome (answer, clarify, no_answer)",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        let asr_real_time_factor = Histogram::with_opts(
+            HistogramOpts::new(
+                "asr_real_time_factor",
+                "Recognition time divided by audio duration, per utterance",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+            ]),
+        )
+        .unwrap();
+        let handoffs_waiting = IntGaugeVec::new(
+            Opts::new("handoffs_waiting", "Handoff tickets not yet taken, by kind"),
+            &["kind"],
+        )
+        .unwrap();
+        let tickets_sla = IntGaugeVec::new(
+            Opts::new(
+                "tickets_sla",
+                "Open tickets with SLA at risk or breached, by stage and status",
+            ),
+            &["stage", "status"],
+        )
+        .unwrap();
+        let outbox_rows =
+            IntGaugeVec::new(Opts::new("outbox_rows", "Outbox rows by state"), &["state"]).unwrap();
         let http_responses_total = IntCounterVec::new(
             Opts::new("http_responses_total", "HTTP responses by route and status"),
             &["route", "status"],
@@ -101,11 +182,24 @@ impl Metrics {
             Box::new(ws_errors_total.clone()),
             Box::new(device_calls_total.clone()),
             Box::new(http_responses_total.clone()),
+            Box::new(device_errors_total.clone()),
+            Box::new(knowledge_answers_total.clone()),
+            Box::new(asr_real_time_factor.clone()),
+            Box::new(handoffs_waiting.clone()),
+            Box::new(tickets_sla.clone()),
+            Box::new(outbox_rows.clone()),
         ] {
             registry.register(c).expect("register metric");
         }
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
+        }
+        // Series that exist from the start, so dashboards and rules see zeros, not gaps.
+        for outcome in ["answer", "clarify", "no_answer"] {
+            knowledge_answers_total.with_label_values(&[outcome]);
+        }
+        for outcome in ["ok", "error"] {
+            turns_total.with_label_values(&[outcome]);
         }
         Metrics {
             registry,
@@ -116,7 +210,20 @@ impl Metrics {
             ws_errors_total,
             device_calls_total,
             http_responses_total,
+            device_errors_total,
+            knowledge_answers_total,
+            asr_real_time_factor,
+            handoffs_waiting,
+            tickets_sla,
+            outbox_rows,
         }
+    }
+
+    /// Counts a failed device call against its kiosk (labels bounded by the caller).
+    pub fn device_error(&self, kiosk: &str, device: &str, outcome: &str) {
+        self.device_errors_total
+            .with_label_values(&[label(kiosk), label(device), outcome])
+            .inc();
     }
 
     /// Records how long a stage took.
@@ -136,8 +243,66 @@ impl Metrics {
     }
 }
 
+/// A label value from outside (a kiosk id, a device name): short ASCII names pass, anything
+/// else is `other`, so a peer cannot grow the label set without bound or put text in it.
+pub fn label(value: &str) -> &str {
+    if !value.is_empty()
+        && value.len() <= 32
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        value
+    } else {
+        "other"
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_lists_exactly_the_registered_families() {
+        let m = Metrics::new();
+        m.sessions_open.set(0);
+        m.peers_open.with_label_values(&["screen"]).set(0);
+        m.ws_errors_total.with_label_values(&["x"]).inc();
+        m.device_calls_total.with_label_values(&["x", "ok"]).inc();
+        m.device_error("k1", "x", "failed");
+        m.http_responses_total
+            .with_label_values(&["/", "200"])
+            .inc();
+        m.asr_real_time_factor.observe(0.5);
+        m.handoffs_waiting.with_label_values(&["handoff"]).set(0);
+        m.tickets_sla
+            .with_label_values(&["response", "at_risk"])
+            .set(0);
+        m.outbox_rows.with_label_values(&["dead"]).set(0);
+        let mut got: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn outside_label_values_are_bounded() {
+        assert_eq!(label("kiosk-01"), "kiosk-01");
+        assert_eq!(label("card_reader"), "card_reader");
+        assert_eq!(label("13800138000 张三"), "other");
+        assert_eq!(label(&"a".repeat(33)), "other");
+        assert_eq!(label(""), "other");
     }
 }

@@ -57,6 +57,7 @@ static ASSETS: &[Asset] = &[
     asset!("assets/kiosk.css", CSS),
     asset!("assets/staff.css", CSS),
     asset!("assets/dom.js", JS),
+    asset!("assets/locale.js", JS),
     asset!("assets/markdown.js", JS),
     asset!("assets/api.js", JS),
     asset!("assets/kiosk.js", JS),

@@ -1,5 +1,5 @@
 //! When the branch works (`calendar:` of the branch file): open hours, open weekdays and
-//! holidays, in branch time (UTC+08:00). Appointments are booked inside it, and ticket SLA
+//! holidays, in branch time (`[branch] time_zone`). Appointments are booked inside it, and ticket SLA
 //! deadlines count only its business minutes. Deadlines are stored as absolute instants, so
 //! a restart or a clock jump never moves them.
 

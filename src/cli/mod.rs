@@ -182,7 +182,9 @@ impl Global {
 
     /// The settings, listening on `listen` when given.
     fn settings_listening(&self, listen: Option<String>) -> anyhow::Result<Settings> {
-        Ok(Settings::load(&self.overrides(listen))?)
+        let settings = Settings::load(&self.overrides(listen))?;
+        settings.branch.apply_time_zone();
+        Ok(settings)
     }
 
     /// The settings' database, opened (and migrated).

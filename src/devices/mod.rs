@@ -203,7 +203,7 @@ impl DeviceBroker {
             match chosen {
                 Some(p) => (p.tx.clone(), p.conn_id),
                 None => {
-                    self.count(device, "no_peer");
+                    self.count(kiosk_id, device, "no_peer");
                     return Err(DeviceFailure::NoPeer(device.to_string()));
                 }
             }
@@ -226,7 +226,7 @@ impl DeviceBroker {
         };
         if peer_tx.send(msg).await.is_err() {
             self.pending.lock().unwrap().remove(&call_id);
-            self.count(device, "failed");
+            self.count(kiosk_id, device, "failed");
             return Err(DeviceFailure::Disconnected);
         }
         let outcome = match tokio::time::timeout(timeout, rx).await {
@@ -242,7 +242,7 @@ impl DeviceBroker {
             Err(DeviceFailure::Timeout(_)) => "timeout",
             Err(_) => "failed",
         };
-        self.count(device, label);
+        self.count(kiosk_id, device, label);
         outcome
     }
 
@@ -274,21 +274,16 @@ impl DeviceBroker {
         }
     }
 
-    fn count(&self, device: &str, outcome: &str) {
+    fn count(&self, kiosk_id: &str, device: &str, outcome: &str) {
         // Device names come from peers; bound the label set.
-        let device = if device.len() <= 32
-            && device
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            device
-        } else {
-            "other"
-        };
+        let device = crate::telemetry::label(device);
         self.metrics
             .device_calls_total
             .with_label_values(&[device, outcome])
             .inc();
+        if outcome != "ok" {
+            self.metrics.device_error(kiosk_id, device, outcome);
+        }
     }
 }
 
@@ -378,11 +373,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_device_nobody_drives_fails_at_once() {
-        let broker = DeviceBroker::new(Metrics::new());
+        let metrics = Metrics::new();
+        let broker = DeviceBroker::new(metrics.clone());
         let out = broker
             .invoke("K1", "camera", "capture", json!({}), Duration::from_secs(1))
             .await;
         assert_eq!(out, Err(DeviceFailure::NoPeer("camera".into())));
+        // Counted against the kiosk, for the dashboard's device errors per kiosk.
+        let errors = metrics
+            .device_errors_total
+            .with_label_values(&["K1", "camera", "no_peer"])
+            .get();
+        assert_eq!(errors, 1);
+        assert!(metrics.render().contains(
+            r#"concierge_device_errors_total{device="camera",kiosk="K1",outcome="no_peer"} 1"#
+        ));
     }
 
     #[tokio::test]

@@ -20,6 +20,22 @@ pub struct Context<'a> {
     pub branch_id: &'a str,
 }
 
+/// Counts a knowledge answer by outcome (the don't-know rate's numerator is `no_answer`).
+fn count_answer(app: &AppState, result: &EffectResult) {
+    let outcome = match result {
+        EffectResult::Done(out) => match out.get("kind").map(String::as_str) {
+            Some("clarify") => "clarify",
+            _ => "answer",
+        },
+        EffectResult::Failed { code, .. } if code == "no_answer" => "no_answer",
+        EffectResult::Failed { .. } => return,
+    };
+    app.metrics
+        .knowledge_answers_total
+        .with_label_values(&[outcome])
+        .inc();
+}
+
 /// Carries out one effect. Returns the result and a line for the transcript (masked).
 pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
     match effect {
@@ -68,6 +84,9 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
                     failed("internal", "the action failed inside")
                 }
             };
+            if name.starts_with("knowledge.") {
+                count_answer(ctx.app, &result);
+            }
             let note = match &result {
                 // A knowledge answer names its citation, so the transcript (and a case
                 // handed to staff) shows which article and version the customer heard.

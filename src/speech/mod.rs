@@ -35,6 +35,9 @@ pub struct Speech {
     pub tts: Option<Arc<tts::Tts>>,
     /// Why a part is off, one line each, for the log and `/readyz`-style reports.
     pub notes: Vec<String>,
+    /// Where each utterance's real-time factor is recorded (the app's metrics; none in
+    /// offline tools).
+    pub asr_rtf: Option<prometheus::Histogram>,
 }
 
 /// One utterance, recognised and corrected.
@@ -74,6 +77,7 @@ impl Speech {
             corrector: None,
             tts: None,
             notes: Vec::new(),
+            asr_rtf: None,
         }
     }
 
@@ -147,7 +151,11 @@ impl Speech {
             return Err(AsrError::Engine("speech recognition is off".into()));
         };
         let started = Instant::now();
+        let audio_secs = samples.len() as f64 / vad::SAMPLE_RATE as f64;
         let t = asr.transcribe(samples).await?;
+        if let Some(h) = self.asr_rtf.as_ref().filter(|_| audio_secs > 0.0) {
+            h.observe(t.processing.as_secs_f64() / audio_secs);
+        }
         let raw = hallucination_filter(&t.text, t.no_speech_prob);
         let (text, changes) = match &self.corrector {
             Some(c) if !raw.is_empty() => {

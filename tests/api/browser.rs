@@ -1164,3 +1164,114 @@ async fn a_customer_speaks_into_the_kiosk_microphone_and_is_understood() {
     b.close().await;
     app.stop().await;
 }
+
+/// In a browser whose own language is American English (where `<input type="date">` reads
+/// mm/dd/yyyy and times carry AM/PM), the studio still shows and takes dates and times in
+/// Chinese form with a 24-hour clock, in the branch's zone (Asia/Shanghai): the schedule
+/// typed as 2030-01-02 and 14:30 is repeated as 2030年1月2日 14:30 and stored as 06:30 UTC;
+/// a 12-hour time is refused; the version list shows `YYYY-MM-DD HH:mm`.
+#[tokio::test]
+async fn the_studio_shows_and_takes_chinese_24_hour_dates_in_an_en_us_browser() {
+    let Some(b) = browser_with(
+        1600,
+        1000,
+        &[
+            "--lang=en-US".to_string(),
+            "--accept-lang=en-US".to_string(),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.staff("wang", "content_editor").await;
+    app.staff("li", "content_reviewer").await;
+    let editor = app_token(&app, "wang").await;
+    let (s, saved) = crate::knowledge::call(
+        &app,
+        "POST",
+        "/v1/knowledge/articles",
+        &editor,
+        Some(crate::knowledge::water_article()),
+    )
+    .await;
+    assert_eq!(s, 201, "{saved}");
+    let (s, r) = crate::knowledge::call(
+        &app,
+        "POST",
+        "/v1/knowledge/articles/lobby-water/versions/1/submit",
+        &editor,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let locale: Value = reqwest::get(app.http("/v1/locale"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(locale["time_zone"], "Asia/Shanghai", "{locale}");
+
+    b.goto(&app.http("/studio")).await;
+    // The premise: this browser formats the American way by itself.
+    let own = b
+        .js(
+            "return [navigator.language, new Date(Date.UTC(2030, 0, 2, 6, 30)).toLocaleString()];",
+            vec![],
+        )
+        .await;
+    assert_eq!(own[0], "en-US", "{own}");
+    b.login("li").await;
+    b.fill("#filter-state", "in_review").await;
+    b.wait_text("#articles", "大堂饮水机的位置").await;
+    b.js(
+        "Array.from(document.querySelectorAll('#articles .article-row')).find(r => r.innerText.includes('大堂饮水机')).click();",
+        vec![],
+    )
+    .await;
+    b.click("#tab-review").await;
+    b.wait_text("#review", "东侧").await;
+    // No native date or datetime pickers anywhere in the studio.
+    let native = b
+        .js(
+            "return document.querySelectorAll('input[type=date], input[type=datetime-local], input[type=time]').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(native, 0);
+    // A 12-hour time is refused, with the form to use.
+    b.fill("#review-at-date", "2030-01-02").await;
+    b.fill("#review-at-time", "2:30 PM").await;
+    b.wait_text("#review-at-show", "HH:mm").await;
+    b.click("#btn-approve").await;
+    b.wait_text("#ed-status", "24 小时制").await;
+    // A 24-hour time is repeated in full and scheduled.
+    b.fill("#review-at-time", "14:30").await;
+    b.wait_text("#review-at-show", "2030年1月2日 14:30").await;
+    b.screenshot("studio-schedule").await;
+    b.click("#btn-approve").await;
+    b.wait_text("#ed-status", "将于 2030年1月2日 14:30 发布")
+        .await;
+    let reviewer = app_token(&app, "li").await;
+    let v = app
+        .get_json("/v1/knowledge/articles/lobby-water/versions/1", &reviewer)
+        .await;
+    let due = chrono::DateTime::parse_from_rfc3339("2030-01-02T06:30:00Z").unwrap();
+    assert_eq!(v["publish_at"], due.timestamp_millis(), "{v}");
+    assert_eq!(v["state"], "scheduled", "{v}");
+
+    // The version list shows its creation time as the branch reads it.
+    b.click("#tab-history").await;
+    let created = v["created_at"].as_i64().unwrap();
+    let shown = chrono::DateTime::from_timestamp_millis(created)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let text = b.wait_text("#history", &shown).await;
+    assert!(!text.contains("AM") && !text.contains("PM"), "{text}");
+    b.close().await;
+    app.stop().await;
+}

@@ -73,10 +73,5 @@ export function highlight(s) {
   return out;
 }
 
-/** yyyy-mm-dd hh:mm of a millisecond timestamp, local time. */
-export function when(ms) {
-  if (!ms) return '';
-  const d = new Date(ms);
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
-}
+// Times are shown in the branch's zone with Chinese formats: see locale.js.
+export { when } from './locale.js';

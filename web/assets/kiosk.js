@@ -3,6 +3,7 @@
 // captions, speech, choices, forms, device prompts, articles and sensitive screens.
 
 import { h, $, replace, show } from './dom.js';
+import { clock } from './locale.js';
 import { renderMarkdown } from './markdown.js';
 import { Avatar } from './avatar.js';
 import { Voice } from './voice.js';
@@ -776,9 +777,7 @@ window.addEventListener('resize', stickToBottom);
 if (window.ResizeObserver) new ResizeObserver(stickToBottom).observe(el.captions);
 
 function tick() {
-  const d = new Date();
-  const p = (n) => String(n).padStart(2, '0');
-  el.clock.textContent = `${d.getMonth() + 1}月${d.getDate()}日 ${p(d.getHours())}:${p(d.getMinutes())}`;
+  el.clock.textContent = clock(Date.now());
 }
 tick();
 setInterval(tick, 10000);

@@ -5,6 +5,7 @@
 
 import { h, $, $$, replace, show, highlight, when } from './dom.js';
 import { renderMarkdown } from './markdown.js';
+import { isDate, fromWall, longWhen, TIME_ZONE } from './locale.js';
 import { get, post, put, auth, setupLogin, needLogin, logout, toast } from './api.js';
 
 const STATE = {
@@ -70,8 +71,8 @@ function formDraft() {
     tags: list(f.tags.value),
     audience: f.audience.value,
     branches: list(f.branches.value),
-    effective_from: f.from.value || null,
-    effective_to: f.to.value || null,
+    effective_from: f.from.value.trim() || null,
+    effective_to: f.to.value.trim() || null,
   };
 }
 
@@ -176,6 +177,12 @@ async function save() {
     status('请填写标题。', 'bad');
     return null;
   }
+  for (const [label, value] of [['生效日期', draft.effective_from], ['失效日期', draft.effective_to]]) {
+    if (value && !isDate(value)) {
+      status(`${label}请按“年-月-日”填写，例如 2026-12-31。`, 'bad');
+      return null;
+    }
+  }
   try {
     const saved = current
       ? await put(`/v1/knowledge/articles/${encodeURIComponent(id)}`, { base_version: baseVersion, ...draft })
@@ -262,17 +269,49 @@ function append_hint(root, text) {
   root.appendChild(h('p.hint', text));
 }
 
+/**
+ * The scheduled publication time typed in (branch time, YYYY-MM-DD and HH:mm): UTC
+ * milliseconds, null when none, false (with a message) when it is not a valid date-time.
+ */
+function scheduled() {
+  const date = $('#review-at-date').value.trim();
+  const time = $('#review-at-time').value.trim();
+  if (!date && !time) return null;
+  const ms = fromWall(date, time);
+  if (ms === null) {
+    status('定时发布：请按“年-月-日”和 24 小时制“时:分”填写，例如 2026-12-31 和 09:30。', 'bad');
+    return false;
+  }
+  return ms;
+}
+
+/** Repeats the typed schedule in full (2026年12月31日 09:30), or says what is wrong. */
+function showScheduled() {
+  const date = $('#review-at-date').value.trim();
+  const time = $('#review-at-time').value.trim();
+  const ms = date || time ? fromWall(date, time) : null;
+  $('#review-at-show').textContent = ms === null
+    ? (date || time ? '格式：YYYY-MM-DD 与 HH:mm' : '')
+    : `${longWhen(ms)}（${TIME_ZONE}）`;
+}
+$('#review-at-date').addEventListener('input', showScheduled);
+$('#review-at-time').addEventListener('input', showScheduled);
+
 async function decide(approve) {
   if (!current) return;
   const v = current.head.version;
   const body = { comment: $('#review-comment').value.trim() };
-  const at = $('#review-at').value;
-  if (approve && at) body.publish_at = new Date(at).toISOString();
+  const at = approve ? scheduled() : null;
+  if (at === false) return;
+  if (at) body.publish_at = new Date(at).toISOString();
   try {
     const r = await post(`/v1/knowledge/articles/${current.id}/versions/${v}/${approve ? 'approve' : 'reject'}`, body);
     $('#review-comment').value = '';
+    $('#review-at-date').value = '';
+    $('#review-at-time').value = '';
+    showScheduled();
     await openArticle(current.id);
-    status(approve ? (r.state === 'scheduled' ? `已通过，将于 ${at.replace('T', ' ')} 发布` : `已发布（v${v}）`) : `已退回修改（v${v}）`, 'ok');
+    status(approve ? (r.state === 'scheduled' ? `已通过，将于 ${longWhen(at)} 发布` : `已发布（v${v}）`) : `已退回修改（v${v}）`, 'ok');
     renderReview();
     loadList();
   } catch (e) {
