@@ -184,6 +184,7 @@ pub struct Settings {
     pub live: LiveSettings,
     pub security: SecuritySettings,
     pub audit: AuditSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 /// Sentence embeddings (`[embedding]`).
@@ -641,6 +642,7 @@ impl Settings {
             );
         }
         self.validate_embedding()?;
+        self.telemetry.validate()?;
         for origin in &self.server.allowed_origins {
             if origin != "self" && origin != "*" && url::Url::parse(origin).is_err() {
                 return invalid(
@@ -945,6 +947,53 @@ pub struct AuditSettings {
     pub anchor_secret: SecretString,
 }
 
+/// Traces over OpenTelemetry (`[telemetry]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// The OTLP/HTTP collector's base URL (`/v1/traces` is appended), e.g.
+    /// `http://otel-collector:4318`. Empty: no traces leave the node.
+    pub otlp_endpoint: String,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of turns traced, 0.0–1.0.
+    pub sample_ratio: f64,
+    /// Limit of one export request.
+    pub timeout_ms: u64,
+}
+
+impl TelemetrySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let endpoint = self.otlp_endpoint.trim();
+        if !endpoint.is_empty() {
+            let ok = url::Url::parse(endpoint).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+            });
+            if !ok {
+                return invalid(
+                    "telemetry.otlp_endpoint",
+                    "must be empty or an http(s):// URL like http://otel-collector:4318",
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return invalid("telemetry.sample_ratio", "must be between 0.0 and 1.0");
+        }
+        if self.service_name.trim().is_empty() || self.service_name.len() > 64 {
+            return invalid("telemetry.service_name", "must be 1 to 64 characters");
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return invalid("telemetry.timeout_ms", "must be between 100 and 60000");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -978,6 +1027,27 @@ mod tests {
         };
         let s = Settings::load_with_env(&o, false).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_a_bad_collector_url_is_refused() {
+        let s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(s.telemetry.otlp_endpoint, "");
+        let mut t = s.telemetry.clone();
+        t.otlp_endpoint = "http://otel-collector:4318".into();
+        assert!(t.validate().is_ok());
+        for bad in ["otel-collector:4318", "ftp://otel/", "http://otel/?k=v"] {
+            t.otlp_endpoint = bad.into();
+            let e = t.validate().unwrap_err().to_string();
+            assert!(e.contains("telemetry.otlp_endpoint"), "{bad}: {e}");
+        }
+        t.otlp_endpoint = String::new();
+        t.sample_ratio = 1.5;
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sample_ratio"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Logs and metrics: tracing set up once (human text or JSON lines, filter from `RUST_LOG`),
-//! and the Prometheus registry behind `/metrics` with the figures operators watch.
+//! Logs, traces and metrics: tracing set up once (logs as human text or JSON lines, filter
+//! from `RUST_LOG`; spans to an OpenTelemetry collector when `[telemetry] otlp_endpoint` is
+//! set, [`trace`]), and the Prometheus registry behind `/metrics` with the figures operators
+//! watch.
 //!
 //! Counters and histograms are updated where things happen; the gauges of shared state
 //! (handoffs waiting, tickets at SLA risk, outbox rows) are read from the database at
@@ -11,7 +13,13 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::TelemetrySettings;
+
+pub mod trace;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -23,21 +31,37 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (once; later calls are ignored, which tests rely on).
-pub fn init_tracing(format: LogFormat, default_filter: &str) {
+/// Installs the global subscriber (once; later calls are ignored, which tests rely on): logs
+/// to stderr, filtered by `RUST_LOG` (else `default_filter`), and, with `traces` naming a
+/// collector, Concierge's spans exported over OTLP whatever the log filter says. The
+/// exporter, when one started, is returned: shut it down before the process exits.
+pub fn init_tracing(
+    format: LogFormat,
+    default_filter: &str,
+    traces: Option<&TelemetrySettings>,
+) -> anyhow::Result<Option<trace::Exporter>> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let (spans, exporter) = match traces {
+        Some(t) => trace::layer(t)?.unzip(),
+        None => (None, None),
+    };
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(spans)
+        .with(logs.with_filter(filter))
+        .try_init();
+    Ok(exporter)
 }
 
 /// The stages of a turn whose latency is measured.

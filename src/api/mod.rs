@@ -157,7 +157,15 @@ pub fn router(state: AppState) -> Router {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-")
                 .to_string();
-            tracing::info_span!("request", method = %req.method(), path, request_id = id)
+            let span =
+                tracing::info_span!("request", method = %req.method(), path, request_id = id);
+            // A caller that traces (the bank's gateway) gets this request in its trace.
+            let parent = req
+                .headers()
+                .get(crate::telemetry::trace::TRACEPARENT)
+                .and_then(|v| v.to_str().ok());
+            crate::telemetry::trace::continue_trace(&span, parent);
+            span
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

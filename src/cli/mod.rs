@@ -163,6 +163,10 @@ impl Command {
 struct Global {
     config: Option<PathBuf>,
     database_url: Option<String>,
+    /// How logs are written (`serve` installs them after loading its settings).
+    log_format: telemetry::LogFormat,
+    /// The log filter when `RUST_LOG` is not set.
+    log_level: &'static str,
 }
 
 impl Global {
@@ -219,10 +223,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         "info,sqlx=warn"
     };
-    telemetry::init_tracing(cli.log_format, level);
+    // `serve` starts logging once its settings are loaded: they may name a trace collector.
+    if !matches!(cli.command, Command::Serve(_)) {
+        telemetry::init_tracing(cli.log_format, level, None)?;
+    }
     let global = Global {
         config: cli.config,
         database_url: cli.database_url,
+        log_format: cli.log_format,
+        log_level: level,
     };
     match cli.command {
         Command::Serve(args) => serve::run(&global, args).await,

@@ -179,7 +179,7 @@ impl DeviceBroker {
     }
 
     /// Runs `action` on `device` of kiosk `kiosk_id` and waits for the result.
-    #[tracing::instrument(skip(self, args), fields(call_id))]
+    #[tracing::instrument(name = "device", skip(self, args, timeout), fields(call_id))]
     pub async fn invoke(
         &self,
         kiosk_id: &str,

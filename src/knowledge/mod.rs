@@ -306,7 +306,27 @@ impl Knowledge {
 
     /// What the kiosk of `branch` says to `question` today: the fused hits decided by
     /// [`hybrid::decide`] (the question is embedded through the embedder, which caches).
+    /// Traced as `knowledge` with its outcome and the article chosen (never the question).
+    #[tracing::instrument(name = "knowledge", skip_all, fields(outcome, article))]
     pub async fn answer(&self, question: &str, branch: &str) -> Answer {
+        let answer = self.answer_untraced(question, branch).await;
+        let span = tracing::Span::current();
+        match &answer {
+            Answer::Found { hit, .. } => {
+                span.record("outcome", "answer");
+                span.record("article", hit.id.as_str());
+            }
+            Answer::Clarify(..) => {
+                span.record("outcome", "clarify");
+            }
+            Answer::Unknown => {
+                span.record("outcome", "no_answer");
+            }
+        }
+        answer
+    }
+
+    async fn answer_untraced(&self, question: &str, branch: &str) -> Answer {
         let question: String = question
             .chars()
             .take(self.settings.max_query_chars)

@@ -13,6 +13,8 @@
 //! HMAC-SHA256 of "<t>.<body>" keyed with the webhook's secret>` (Stripe-style): the
 //! timestamp is signed with the body, so a receiver that rejects old timestamps
 //! ([`verify_signature`], 5 minutes is usual) cannot be fed a recorded request again later.
+//! With traces on ([`crate::telemetry::trace`]), a row keeps the trace context of the turn
+//! that caused its event, and the delivery sends `traceparent` in that trace.
 //!
 //! A payload may carry sealed values (an appointment reminder's phone number for the SMS
 //! gateway, [`crate::domain::vault`]): the row keeps them sealed, and they are opened only
@@ -28,6 +30,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{OutboxSettings, WebhookSettings};
 use crate::store::{now_ms, Db};
@@ -44,7 +47,7 @@ const MAX_ERROR_CHARS: usize = 200;
 
 /// Queues `payload` (JSON text carrying `event_id`) for every webhook in `targets`, inside
 /// the caller's transaction — so an event and its deliveries are written together or not
-/// at all.
+/// at all. The current trace context goes with each row: the delivery continues it.
 pub async fn enqueue(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     event_id: &str,
@@ -52,17 +55,19 @@ pub async fn enqueue(
     payload: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let traceparent = crate::telemetry::trace::traceparent();
     for target in targets {
         sqlx::query(
             "INSERT INTO outbox (id, event_id, target, payload, state, attempts, next_attempt_at, \
-             claimed_until, last_error, created_at, delivered_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL)",
+             claimed_until, last_error, created_at, delivered_at, traceparent) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, 0, NULL, $5, NULL, $6)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(event_id)
         .bind(target)
         .bind(payload)
         .bind(now)
+        .bind(traceparent.as_deref())
         .execute(&mut **tx)
         .await?;
     }
@@ -260,6 +265,8 @@ struct Claimed {
     attempts: i64,
     /// Our claim's `claimed_until`: the result is written only while the claim is still ours.
     claim: i64,
+    /// The trace context of the turn that caused the event, if it was traced.
+    traceparent: Option<String>,
 }
 
 /// What one attempt came to.
@@ -277,8 +284,8 @@ enum Outcome {
 /// UPDATE that pushes `claimed_until` past the request timeout) changed it. A 2xx answer
 /// marks the row `delivered`; anything else counts an attempt and schedules the next one
 /// with backoff, or marks the row `dead` after `max_attempts`. `attempts` counts every
-/// request made, the successful one included.
-#[tracing::instrument(skip_all, err)]
+/// request made, the successful one included. (Not a span itself: it runs every
+/// `poll_ms`; each delivery is one, [`attempt`].)
 pub async fn deliver_due(
     db: &Db,
     settings: &OutboxSettings,
@@ -323,7 +330,7 @@ async fn claim(db: &Db, timeout_ms: u64) -> anyhow::Result<Vec<Claimed>> {
         let row = sqlx::query(
             "UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND state = 'pending' \
              AND next_attempt_at <= $3 AND claimed_until < $3 \
-             RETURNING event_id, target, payload, attempts",
+             RETURNING event_id, target, payload, attempts, traceparent",
         )
         .bind(until)
         .bind(&id)
@@ -340,21 +347,40 @@ async fn claim(db: &Db, timeout_ms: u64) -> anyhow::Result<Vec<Claimed>> {
                 payload: open_sealed(db, row.try_get("payload")?),
                 attempts: row.try_get("attempts")?,
                 claim: until,
+                traceparent: row.try_get("traceparent")?,
             });
         }
     }
     Ok(claimed)
 }
 
+/// One delivery, traced as `webhook` in the trace of the turn that caused the event.
 async fn attempt(row: &Claimed, settings: &OutboxSettings, client: &reqwest::Client) -> Outcome {
-    let Some(hook) = settings.webhooks.iter().find(|w| w.name == row.target) else {
-        return Outcome::UnknownTarget;
-    };
-    match post(row, hook, settings.timeout_ms, client).await {
-        Ok(status) if status.is_success() => Outcome::Delivered,
-        Ok(status) => Outcome::Failed(format!("HTTP {}", status.as_u16())),
-        Err(e) => Outcome::Failed(describe(&e, settings.timeout_ms)),
+    let span = tracing::info_span!(
+        parent: None,
+        "webhook",
+        target = %row.target,
+        event_id = %row.event_id,
+        attempt = row.attempts + 1,
+        status = tracing::field::Empty
+    );
+    crate::telemetry::trace::continue_trace(&span, row.traceparent.as_deref());
+    async {
+        let Some(hook) = settings.webhooks.iter().find(|w| w.name == row.target) else {
+            return Outcome::UnknownTarget;
+        };
+        let result = post(row, hook, settings.timeout_ms, client).await;
+        if let Ok(status) = &result {
+            tracing::Span::current().record("status", status.as_u16());
+        }
+        match result {
+            Ok(status) if status.is_success() => Outcome::Delivered,
+            Ok(status) => Outcome::Failed(format!("HTTP {}", status.as_u16())),
+            Err(e) => Outcome::Failed(describe(&e, settings.timeout_ms)),
+        }
     }
+    .instrument(span)
+    .await
 }
 
 async fn post(
@@ -366,8 +392,11 @@ async fn post(
     let body = row.payload.clone().into_bytes();
     let sent_at = chrono::Utc::now().timestamp();
     let signed = signature(hook.secret.expose_secret().as_bytes(), sent_at, &body);
-    let response = client
-        .post(&hook.url)
+    let mut request = client.post(&hook.url);
+    if let Some(parent) = crate::telemetry::trace::traceparent() {
+        request = request.header(crate::telemetry::trace::TRACEPARENT, parent);
+    }
+    let response = request
         .timeout(Duration::from_millis(timeout_ms))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("X-Concierge-Event-Id", &row.event_id)

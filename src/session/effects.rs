@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::actions::{failed, Call};
 use crate::devices::audit::{self, Caller};
 use crate::dialog::{Effect, EffectResult};
@@ -77,13 +79,28 @@ pub async fn run(ctx: &Context<'_>, effect: &Effect) -> (EffectResult, String) {
                 branch_id: ctx.branch_id,
                 slots,
             };
-            let result = match ctx.app.actions.run(name, &call).await {
+            let span =
+                tracing::info_span!("action", action = %name, outcome = tracing::field::Empty);
+            let result = match ctx
+                .app
+                .actions
+                .run(name, &call)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(action = %name, error = %format!("{e:#}"), "action failed");
                     failed("internal", "the action failed inside")
                 }
             };
+            span.record(
+                "outcome",
+                match &result {
+                    EffectResult::Done(_) => "done",
+                    EffectResult::Failed { code, .. } => code.as_str(),
+                },
+            );
             if name.starts_with("knowledge.") {
                 count_answer(ctx.app, &result);
             }

@@ -92,10 +92,45 @@ impl Worker {
                 return WorkerEnd::Detached;
             }
             let turn_id = uuid::Uuid::new_v4().to_string();
-            let span = tracing::info_span!("turn", %turn_id);
+            let span = self.turn_span(&input, &turn_id);
             if let Some(end) = self.handle(input, &turn_id).instrument(span).await {
                 return WorkerEnd::Ended(end);
             }
+        }
+    }
+
+    /// The span of one input: a trace of its own (`telemetry::trace`), or, for an utterance,
+    /// the continuation of the trace its recognition started. Ids only: what the customer
+    /// said never goes into a span.
+    fn turn_span(&self, input: &Input, turn_id: &str) -> tracing::Span {
+        let kind = match input {
+            Input::Text(_) => "text",
+            Input::Choice(_) => "choice",
+            Input::Speech(_) => "speech",
+            Input::Audio { .. } => "audio",
+            Input::Backchannel(_) => "backchannel",
+            Input::DeviceEvent { .. } => "device_event",
+            Input::Ticket(_) => "ticket",
+            _ => "other",
+        };
+        let (kiosk_id, session_id) = (self.kiosk_id.as_str(), self.session_id.as_str());
+        match input {
+            Input::Speech(heard) => tracing::info_span!(
+                parent: &heard.span.0,
+                "turn",
+                %turn_id,
+                kiosk_id,
+                session_id,
+                input = kind
+            ),
+            _ => tracing::info_span!(
+                parent: None,
+                "turn",
+                %turn_id,
+                kiosk_id,
+                session_id,
+                input = kind
+            ),
         }
     }
 
@@ -192,20 +227,33 @@ impl Worker {
         let engine = self.app.engine.clone();
 
         let nlu_started = Instant::now();
+        let nlu = tracing::info_span!(
+            "nlu",
+            intent = tracing::field::Empty,
+            source = tracing::field::Empty
+        );
         let verdict = self
             .app
             .understanding
             .decide(&self.state, &input, self.branch_id.as_str())
+            .instrument(nlu.clone())
             .await;
         metrics.observe("nlu", nlu_started);
         let understood = verdict.parse;
+        if let Some(p) = &understood {
+            nlu.record("intent", p.intent.name.as_str());
+            nlu.record("source", p.source);
+        }
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
-        let outcome = match &verdict.offer {
-            Some(intent) => engine.offer(&mut next, intent),
-            None => engine.respond(&mut next, &input, understood.as_ref()),
-        };
+        let outcome =
+            tracing::info_span!("flow", offer = verdict.offer.is_some()).in_scope(
+                || match &verdict.offer {
+                    Some(intent) => engine.offer(&mut next, intent),
+                    None => engine.respond(&mut next, &input, understood.as_ref()),
+                },
+            );
         metrics.observe("dialog", dialog_started);
         tracing::info!(
             intent = understood
@@ -315,7 +363,8 @@ impl Worker {
                     self.handoff_waiting(number, *to).await;
                 }
             }
-            outcome = engine.resume(&mut next, result);
+            outcome = tracing::info_span!("flow", resumed = true)
+                .in_scope(|| engine.resume(&mut next, result));
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");
         Some(None)

@@ -52,6 +52,26 @@ pub struct Heard {
     pub processing: Duration,
     /// Whisper's no-speech probability (0 when unknown).
     pub no_speech_prob: f32,
+    /// The utterance's trace span: its recognitions are children, and the turn it becomes
+    /// continues it.
+    pub span: UtteranceSpan,
+}
+
+/// The trace span of an utterance ([`crate::telemetry::trace`]). Hearings compare by what
+/// was heard: the span is left out of equality.
+#[derive(Debug, Clone)]
+pub struct UtteranceSpan(pub tracing::Span);
+
+impl Default for UtteranceSpan {
+    fn default() -> Self {
+        UtteranceSpan(tracing::Span::none())
+    }
+}
+
+impl PartialEq for UtteranceSpan {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Heard {
@@ -63,6 +83,7 @@ impl Heard {
             changes: Vec::new(),
             processing: Duration::ZERO,
             no_speech_prob: 1.0,
+            span: UtteranceSpan::default(),
         }
     }
 }
@@ -146,6 +167,8 @@ impl Speech {
     }
 
     /// Recognises one utterance and corrects it onto the domain lexicon.
+    /// Traced as `asr` (the audio's length and the recognition time).
+    #[tracing::instrument(name = "asr", skip_all, fields(audio_ms = samples.len() as u64 * 1000 / vad::SAMPLE_RATE as u64))]
     pub async fn hear(&self, samples: Vec<f32>) -> Result<Heard, AsrError> {
         let Some(asr) = &self.asr else {
             return Err(AsrError::Engine("speech recognition is off".into()));
@@ -174,6 +197,7 @@ impl Speech {
             changes,
             processing: t.processing,
             no_speech_prob: t.no_speech_prob,
+            span: UtteranceSpan::default(),
         })
     }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::asr::AsrError;
 use super::vad::{Segmenter, SegmenterConfig, Utterance, VadEvent, SAMPLE_RATE};
@@ -135,6 +136,7 @@ impl Listener {
             stopped: false,
             partial_at_ms: 0,
             finals: 0,
+            utterance: tracing::Span::none(),
         };
         tokio::spawn(task.run(rx));
         Listener { frames: tx }
@@ -227,6 +229,9 @@ struct Task {
     stopped: bool,
     partial_at_ms: u64,
     finals: usize,
+    /// The trace span of the utterance in progress (a root: a spoken turn's trace starts
+    /// when the customer starts speaking); its recognitions are its children.
+    utterance: tracing::Span,
 }
 
 impl Task {
@@ -284,17 +289,21 @@ impl Task {
     /// Silero's confirmation (when loaded), then recognition; noise gives an empty text.
     fn recognise(&self, samples: Vec<f32>) -> Job {
         let speech = self.speech.clone();
-        Box::pin(async move {
-            match speech.confirm(samples).await {
-                Some(samples) => speech.hear(samples).await,
-                None => Ok(Heard::nothing()),
+        Box::pin(
+            async move {
+                match speech.confirm(samples).await {
+                    Some(samples) => speech.hear(samples).await,
+                    None => Ok(Heard::nothing()),
+                }
             }
-        })
+            .instrument(self.utterance.clone()),
+        )
     }
 
     async fn on_vad(&mut self, e: VadEvent) {
         match e {
             VadEvent::SpeechStart => {
+                self.utterance = tracing::info_span!(parent: None, "utterance");
                 self.stopped = false;
                 self.partial_at_ms = 0;
                 self.pause_result = None;
@@ -446,11 +455,17 @@ impl Task {
         self.pause_result = None;
         let over_bot = self.voice.speaking();
         let short = u.voiced_ms < self.config.barge_in_min_ms;
+        let utterance = std::mem::replace(&mut self.utterance, tracing::Span::none());
         let heard = match heard {
             Some(h) => Some(h),
             None => match self.speech.confirm(u.samples).await {
                 None => None, // Silero: no speech in it (a cough, a door, noise)
-                Some(samples) => match self.speech.hear(samples).await {
+                Some(samples) => match self
+                    .speech
+                    .hear(samples)
+                    .instrument(utterance.clone())
+                    .await
+                {
                     Ok(h) => Some(h),
                     Err(e) => {
                         self.send(ListenEvent::Failed(e.to_string())).await;
@@ -459,9 +474,10 @@ impl Task {
                 },
             },
         };
-        let Some(heard) = heard.filter(|h| !h.text.is_empty()) else {
+        let Some(mut heard) = heard.filter(|h| !h.text.is_empty()) else {
             return;
         };
+        heard.span = super::UtteranceSpan(utterance);
         self.finals += 1;
         if over_bot && short && is_backchannel(&heard.text) {
             self.send(ListenEvent::Backchannel(heard)).await;

@@ -521,7 +521,7 @@ impl Tts {
     }
 
     /// Synthesises `text` with the default voice, or its `-elder` twin when `elder`.
-    #[tracing::instrument(skip(self, text), fields(chars = text.chars().count()), err)]
+    #[tracing::instrument(name = "tts", skip(self, text), fields(chars = text.chars().count()), err)]
     pub async fn speak(&self, text: &str, elder: bool) -> Result<Pcm, TtsError> {
         let voice = self.voice(elder);
         let read = self.reading(text, elder);

@@ -36,7 +36,9 @@ fn init_logs() {
         concierge::telemetry::init_tracing(
             concierge::telemetry::LogFormat::Text,
             "debug,sqlx=warn",
-        );
+            None,
+        )
+        .expect("logs");
     }
 }
 

@@ -35,6 +35,7 @@ mod sessions;
 mod speech;
 mod staff_security;
 mod storage;
+mod telemetry;
 mod tickets;
 mod tls;
 mod tts;

@@ -75,7 +75,7 @@ fn pcm16(samples: &[f32]) -> Vec<u8> {
 
 /// Streams samples as one kiosk utterance: `audio.start`, 100 ms frames, a second of
 /// silence, `audio.end`.
-async fn speak(k: &mut Kiosk, samples: &[f32]) {
+pub async fn speak(k: &mut Kiosk, samples: &[f32]) {
     k.send(json!({"type": "audio.start", "sample_rate": 16000}))
         .await;
     let mut bytes = pcm16(samples);
@@ -88,12 +88,12 @@ async fn speak(k: &mut Kiosk, samples: &[f32]) {
 
 /// One server message or binary frame.
 #[derive(Debug)]
-enum In {
+pub enum In {
     Json(Value),
     Binary(usize),
 }
 
-async fn next(k: &mut Kiosk, wait: Duration) -> In {
+pub async fn next(k: &mut Kiosk, wait: Duration) -> In {
     loop {
         let frame = tokio::time::timeout(wait, k.ws.next())
             .await
@@ -109,7 +109,7 @@ async fn next(k: &mut Kiosk, wait: Duration) -> In {
 }
 
 /// Messages (binary frames as `In::Binary`) until one of type `kind`, which is included.
-async fn until(k: &mut Kiosk, kind: &str) -> Vec<In> {
+pub async fn until(k: &mut Kiosk, kind: &str) -> Vec<In> {
     let mut seen = Vec::new();
     loop {
         let m = next(k, Duration::from_secs(60)).await;
@@ -121,7 +121,7 @@ async fn until(k: &mut Kiosk, kind: &str) -> Vec<In> {
     }
 }
 
-fn json_of(seen: &[In], kind: &str) -> Option<Value> {
+pub fn json_of(seen: &[In], kind: &str) -> Option<Value> {
     seen.iter().find_map(|m| match m {
         In::Json(v) if v["type"] == kind => Some(v.clone()),
         _ => None,

@@ -80,18 +80,26 @@ impl HttpBank {
             .map_err(|e| BankError::Internal(format!("bad banking path: {e}")))
     }
 
-    /// Sends a request; `Ok(None)` for 404, the parsed body for 2xx, else an error.
+    /// Sends a request; `Ok(None)` for 404, the parsed body for 2xx, else an error. Traced
+    /// as `bank` (the call's name and status; the URL carries identifiers and is left out),
+    /// and the host gets the trace context as `traceparent`.
+    #[tracing::instrument(name = "bank", skip(self, req), fields(backend = "http", status))]
     async fn call<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
         what: &str,
     ) -> BankResult<Option<T>> {
+        let req = match crate::telemetry::trace::traceparent() {
+            Some(parent) => req.header(crate::telemetry::trace::TRACEPARENT, parent),
+            None => req,
+        };
         let res = req
             .bearer_auth(self.token.expose_secret())
             .send()
             .await
             .map_err(|e| transport(what, e))?;
         let status = res.status();
+        tracing::Span::current().record("status", status.as_u16());
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }

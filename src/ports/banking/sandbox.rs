@@ -5,6 +5,7 @@
 //! in clear; PIN blocks as argon2 hashes.
 
 use std::path::Path;
+use tracing::Instrument;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -237,34 +238,45 @@ impl SandboxBank {
     }
 }
 
+/// The `bank` span of a sandbox call (as the HTTP adapter's, without a status).
+fn bank_span(what: &'static str) -> tracing::Span {
+    tracing::info_span!("bank", what, backend = "sandbox")
+}
+
 impl CoreBanking for SandboxBank {
     fn customer_by_id_number<'a>(
         &'a self,
         id_number: &'a str,
     ) -> BoxFuture<'a, BankResult<Option<Customer>>> {
-        Box::pin(SandboxBank::customer_by_id_number(self, id_number))
+        Box::pin(
+            SandboxBank::customer_by_id_number(self, id_number)
+                .instrument(bank_span("customer lookup")),
+        )
     }
     fn phone_matches<'a>(
         &'a self,
         customer_id: &'a str,
         phone: &'a str,
     ) -> BoxFuture<'a, BankResult<bool>> {
-        Box::pin(SandboxBank::phone_matches(self, customer_id, phone))
+        Box::pin(
+            SandboxBank::phone_matches(self, customer_id, phone)
+                .instrument(bank_span("phone check")),
+        )
     }
     fn cards<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, BankResult<Vec<Card>>> {
-        Box::pin(SandboxBank::cards(self, customer_id))
+        Box::pin(SandboxBank::cards(self, customer_id).instrument(bank_span("cards")))
     }
     fn pin_matches<'a>(
         &'a self,
         card: &'a str,
         pin_block: &'a str,
     ) -> BoxFuture<'a, BankResult<bool>> {
-        Box::pin(SandboxBank::pin_matches(self, card, pin_block))
+        Box::pin(SandboxBank::pin_matches(self, card, pin_block).instrument(bank_span("pin check")))
     }
     fn balance_cents<'a>(&'a self, card: &'a str) -> BoxFuture<'a, BankResult<Option<i64>>> {
-        Box::pin(SandboxBank::balance_cents(self, card))
+        Box::pin(SandboxBank::balance_cents(self, card).instrument(bank_span("balance")))
     }
     fn freeze<'a>(&'a self, card: &'a str, reason: &'a str) -> BoxFuture<'a, BankResult<bool>> {
-        Box::pin(SandboxBank::freeze(self, card, reason))
+        Box::pin(SandboxBank::freeze(self, card, reason).instrument(bank_span("freeze")))
     }
 }

@@ -27,7 +27,7 @@ use crate::helpers::{fresh_database, project_root, Engine};
 pub const TOKEN: &str = "host-secret";
 
 /// 张三 of the sandbox customers, as the contract knows him.
-const ZHANG_ID_NUMBER: &str = "11010519491231002X";
+pub const ZHANG_ID_NUMBER: &str = "11010519491231002X";
 const ZHANG_PHONE: &str = "13812345678";
 const ZHANG_DEBIT_PIN_BLOCK: &str = "9A3F1C0B7E2D4A68";
 
@@ -268,6 +268,8 @@ struct HostState {
     mode: Mutex<Mode>,
     /// Handles of the cards frozen.
     frozen: Mutex<HashSet<String>>,
+    /// The `traceparent` header of each authorised request ("" when absent).
+    traceparents: Mutex<Vec<String>>,
 }
 
 /// A fake core-banking host on 127.0.0.1.
@@ -391,6 +393,13 @@ async fn gate(State(host): Host, request: Request, next: Next) -> Response {
     if bearer != Some(format!("Bearer {TOKEN}").as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    host.traceparents.lock().unwrap().push(traceparent);
     let mode = *host.mode.lock().unwrap();
     match mode {
         Mode::Normal => next.run(request).await,
@@ -416,6 +425,7 @@ impl FakeHost {
             customers: seed["customers"].as_array().unwrap().clone(),
             mode: Mutex::new(Mode::Normal),
             frozen: Mutex::default(),
+            traceparents: Mutex::default(),
         });
         let app = Router::new()
             .route("/core/customers/lookup", post(lookup))
@@ -435,6 +445,11 @@ impl FakeHost {
     /// The base URL to configure (`banking.base_url`).
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/core", self.port)
+    }
+
+    /// The `traceparent` header of each request so far, in order ("" when absent).
+    pub fn traceparents(&self) -> Vec<String> {
+        self.state.traceparents.lock().unwrap().clone()
     }
 
     /// How it answers from now on.
