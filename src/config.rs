@@ -408,7 +408,17 @@ pub struct ServerSettings {
     pub listen: String,
     /// Browser origins admitted on WebSocket handshakes; `self` means same host as served.
     pub allowed_origins: Vec<String>,
+    /// Seconds in-flight turns get to finish after the listener closes.
     pub shutdown_grace_secs: u64,
+    /// Seconds `/readyz` answers not ready after a shutdown signal while the node still
+    /// serves, so load balancers stop sending new kiosks before it closes its listener.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+    /// The whole shutdown (drain, in-flight turns, suspending sessions, closing the
+    /// database) ends within this many seconds of the signal whatever the database, model
+    /// workers or peers are doing: past it `serve` exits with status 1.
+    #[serde(default = "default_stop_timeout_secs")]
+    pub stop_timeout_secs: u64,
     /// TLS terminated by `serve` itself (`tls_cert`, `tls_key`, `tls_client_ca`).
     #[serde(flatten)]
     pub tls: TlsSettings,
@@ -427,6 +437,14 @@ fn default_ninety() -> u32 {
 
 fn default_abandoned_hours() -> u32 {
     2
+}
+
+fn default_drain_secs() -> u64 {
+    3
+}
+
+fn default_stop_timeout_secs() -> u64 {
+    20
 }
 
 fn default_nlu_parse_per_sec() -> f64 {
@@ -566,6 +584,20 @@ impl Settings {
                 format!(
                     "`{}` is not an address like 127.0.0.1:8080",
                     self.server.listen
+                ),
+            );
+        }
+        let server = &self.server;
+        if server.stop_timeout_secs == 0
+            || server.stop_timeout_secs > 3600
+            || server.drain_secs + server.shutdown_grace_secs >= server.stop_timeout_secs
+        {
+            return invalid(
+                "server.stop_timeout_secs",
+                format!(
+                    "{} must be 1..=3600 and more than drain_secs + shutdown_grace_secs ({} + {}): \
+                     the stop deadline has to leave the drain and the in-flight turns their time",
+                    server.stop_timeout_secs, server.drain_secs, server.shutdown_grace_secs
                 ),
             );
         }
@@ -1048,6 +1080,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sample_ratio"));
+    }
+
+    #[test]
+    fn the_stop_deadline_leaves_the_drain_and_the_grace_their_time() {
+        let mut s = Settings::load_with_env(&Overrides::default(), false).unwrap();
+        assert_eq!(
+            (
+                s.server.drain_secs,
+                s.server.shutdown_grace_secs,
+                s.server.stop_timeout_secs
+            ),
+            (3, 10, 20)
+        );
+        assert!(s.validate().is_ok());
+        for (drain, grace, stop) in [(3, 10, 13), (0, 0, 0), (25, 0, 20), (0, 1, 3601)] {
+            s.server.drain_secs = drain;
+            s.server.shutdown_grace_secs = grace;
+            s.server.stop_timeout_secs = stop;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("server.stop_timeout_secs"), "{e}");
+        }
+        s.server.stop_timeout_secs = 2;
+        s.server.drain_secs = 0;
+        s.server.shutdown_grace_secs = 1;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

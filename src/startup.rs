@@ -181,6 +181,7 @@ impl Application {
             )),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
         Ok(Application {
@@ -203,8 +204,12 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `stop` resolves, then drains kiosk sessions (bounded by
-    /// `server.shutdown_grace_secs`).
+    /// Serves until `stop` resolves, then shuts down in order: `/readyz` answers not ready
+    /// for `server.drain_secs` while the node still serves, the listener closes, kiosks are
+    /// told and their in-flight turns get `server.shutdown_grace_secs`, and the database
+    /// pool closes (bounded: a hung database does not hold it). A stop from inside
+    /// (`state.shutdown` cancelled) skips the drain. The process-wide deadline
+    /// (`server.stop_timeout_secs`) is `serve`'s, which can end the process.
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -227,10 +232,23 @@ impl Application {
         );
         let signal = {
             let shutdown = shutdown.clone();
+            let draining = state.draining.clone();
+            let drain = Duration::from_secs(state.settings.server.drain_secs);
             async move {
-                tokio::select! {
-                    _ = stop => {}
-                    _ = shutdown.cancelled() => {}
+                let signalled = tokio::select! {
+                    _ = stop => true,
+                    _ = shutdown.cancelled() => false,
+                };
+                draining.cancel();
+                if signalled && !drain.is_zero() {
+                    tracing::info!(
+                        secs = drain.as_secs(),
+                        "draining: /readyz answers not ready"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(drain) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                 }
                 shutdown.cancel();
             }
@@ -258,11 +276,20 @@ impl Application {
                 "kiosk connections still open after the grace period"
             );
         }
-        state.db.pool.close().await;
+        // Closing waits for connections in use to come back: a hung database would hold it.
+        if tokio::time::timeout(POOL_CLOSE, state.db.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database did not answer while closing; connections abandoned");
+        }
         tracing::info!("stopped");
         Ok(())
     }
 }
+
+/// How long closing the database pool may take at shutdown.
+const POOL_CLOSE: Duration = Duration::from_secs(2);
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

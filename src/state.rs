@@ -42,6 +42,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Cancelled once when the node shuts down; every connection watches it.
     pub shutdown: CancellationToken,
+    /// Cancelled when a shutdown signal arrives, before `shutdown`: `/readyz` answers not
+    /// ready while the node still serves (`server.drain_secs`).
+    pub draining: CancellationToken,
     /// Every kiosk connection task, so shutdown can wait for in-flight turns.
     pub connections: TaskTracker,
     /// Staff login throttling and password-hashing slots of this node.

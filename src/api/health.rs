@@ -27,8 +27,8 @@ pub async fn locale(State(app): State<AppState>) -> impl IntoResponse {
 
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let database = app.db.ping().await;
-    let shutting_down = app.shutdown.is_cancelled();
-    let ready = database && !shutting_down;
+    let draining = app.draining.is_cancelled() || app.shutdown.is_cancelled();
+    let ready = database && !draining;
     let body = Json(json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": if database { "ok" } else { "unreachable" },
@@ -58,7 +58,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
             "articles": app.knowledge.embedding_status(),
             "intents_by_meaning": app.understanding.by_meaning(),
         },
-        "shutting_down": shutting_down,
+        "shutting_down": draining,
     }));
     let status = if ready {
         StatusCode::OK

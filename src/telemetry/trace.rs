@@ -64,9 +64,7 @@ pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 /// The layer that turns Concierge's spans into OpenTelemetry spans exported to
 /// `settings.otlp_endpoint` in batches, and the exporter to shut down at the end. `None`
 /// when no endpoint is set.
-pub fn layer<S>(
-    settings: &TelemetrySettings,
-) -> anyhow::Result<Option<(BoxedLayer<S>, Exporter)>>
+pub fn layer<S>(settings: &TelemetrySettings) -> anyhow::Result<Option<(BoxedLayer<S>, Exporter)>>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {

@@ -32,6 +32,7 @@ mod pii_scan;
 mod privacy;
 mod sbom;
 mod sessions;
+mod shutdown;
 mod speech;
 mod staff_security;
 mod storage;

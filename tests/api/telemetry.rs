@@ -187,6 +187,8 @@ async fn a_turn_is_one_trace_at_the_collector_with_its_ids_and_no_identifiers() 
         &config,
         format!(
             r#"
+[server]
+drain_secs = 0
 [database]
 url = "{db}"
 [banking]
