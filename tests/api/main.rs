@@ -20,6 +20,7 @@ mod floor;
 mod fuzz;
 mod http;
 mod integrity;
+mod k8s;
 mod kiosk_ws;
 mod knowledge;
 mod knowledge_hybrid;
