@@ -279,6 +279,10 @@ pub struct TicketSettings {
     pub call_link_template: String,
     /// How often each node checks SLA deadlines.
     pub sla_check_secs: u64,
+    /// The longest a node goes without looking for new ticket events: a safety net, as
+    /// commits wake the follower at once (other nodes' through PostgreSQL LISTEN/NOTIFY).
+    #[serde(default = "default_follow_ms")]
+    pub follow_ms: u64,
 }
 
 /// Delivery of ticket events to external workflow engines.
@@ -337,7 +341,8 @@ pub struct KnowledgeSettings {
     pub max_item_chars: usize,
     /// Longest search text, in characters.
     pub max_query_chars: usize,
-    /// How often each node checks the database for changes (and due scheduled publishes).
+    /// The longest a node goes without looking for knowledge changes and due scheduled
+    /// publishes (a change wakes it at once: [`crate::store::wake`]).
     pub follow_ms: u64,
     /// A kiosk answers only when the best article matched at least this share of the
     /// question's words…
@@ -437,6 +442,10 @@ fn default_ninety() -> u32 {
 
 fn default_abandoned_hours() -> u32 {
     2
+}
+
+fn default_follow_ms() -> u64 {
+    1000
 }
 
 fn default_drain_secs() -> u64 {

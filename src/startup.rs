@@ -217,6 +217,7 @@ impl Application {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let router = crate::api::router(state.clone());
+        state.db.listen(shutdown.clone());
         state.knowledge.follow(shutdown.clone());
         state.tickets.follow(shutdown.clone(), state.hub.clone());
         state.branch.follow(shutdown.clone());

@@ -14,6 +14,8 @@ use sqlx::{AnyPool, Executor};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub mod wake;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -32,6 +34,11 @@ pub struct Db {
     /// SQLite has one writer at a time; writers of this process queue here, in order,
     /// instead of in SQLite's busy handler (which sleeps and polls, up to 100 ms a try).
     writer: Arc<Semaphore>,
+    /// Writers wake followers here after their commits ([`wake`]); with PostgreSQL the
+    /// listener of [`Db::listen`] wakes them for other nodes' writes too.
+    pub wake: Arc<wake::Wakeups>,
+    /// For the listener's own connection.
+    url: SecretString,
 }
 
 /// A write transaction (see [`Db::begin_write`]); dereferences to the sqlx transaction.
@@ -144,7 +151,17 @@ impl Db {
             pool,
             backend,
             writer: Arc::new(Semaphore::new(1)),
+            wake: Arc::default(),
+            url: SecretString::from(raw.to_string()),
         })
+    }
+
+    /// With PostgreSQL, listens for other nodes' changes until `stop` ([`wake::listen`]);
+    /// SQLite serves one node, whose writers wake its followers themselves.
+    pub fn listen(&self, stop: tokio_util::sync::CancellationToken) {
+        if self.backend == Backend::Postgres {
+            wake::listen(self.url.clone(), self.wake.clone(), stop);
+        }
     }
 
     /// One connection attempt without retries, closed at once: the pool of [`Db::connect`]

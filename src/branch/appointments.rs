@@ -307,6 +307,7 @@ pub async fn remind(
         let payload = payload.to_string();
         crate::ports::outbox::enqueue(&mut tx, &event_id, webhooks, &payload, now).await?;
         tx.commit().await?;
+        db.wake.poke(crate::store::wake::Topic::Outbox);
         tracing::info!(code = %code, day = %day, slot = %slot, "appointment reminder sent");
         sent += 1;
     }

@@ -9,8 +9,9 @@
 //! ([`calibrate`]).
 //!
 //! Each node keeps its own in-memory index and follows the database: every change bumps a
-//! revision counter; [`Knowledge::refresh`] (run after each local change and every
-//! `knowledge.follow_ms` by [`Knowledge::follow`]) applies exactly the difference between
+//! revision counter; [`Knowledge::refresh`] (run after each local change, and by
+//! [`Knowledge::follow`] when any node moves the revision — PostgreSQL LISTEN/NOTIFY — or
+//! `knowledge.follow_ms` passed) applies exactly the difference between
 //! the live versions and what the index holds, and publishes due scheduled versions.
 
 pub mod bench;
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::Role;
 use crate::config::KnowledgeSettings;
 use crate::embedding::Embedder;
+use crate::store::wake::{next_look, Topic};
 use crate::store::{now_ms, Db};
 use dense::{ArticleVectors, DenseIndex};
 use embed::{EmbeddingStatus, Jobs};
@@ -192,17 +194,18 @@ impl Knowledge {
         read(&self.golden)
     }
 
-    /// Follows the database every `follow_ms` until `stop` is cancelled.
+    /// Follows the database until `stop` is cancelled: when the revision moves (on this
+    /// node, or on another through PostgreSQL: [`crate::store::wake`]), and at least every
+    /// `follow_ms` (due scheduled publishes; a safety net).
     pub fn follow(self: &Arc<Self>, stop: CancellationToken) {
         let kb = Arc::clone(self);
         tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval(Duration::from_millis(kb.settings.follow_ms.max(20)));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let every = Duration::from_millis(kb.settings.follow_ms.max(20));
+            let mut waker = kb.store.wakeups().subscribe(Topic::Knowledge);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = every.tick() => {}
+                    _ = next_look(&mut waker, every) => {}
                 }
                 if let Err(e) = kb.refresh().await {
                     let text = format!("{e:#}");

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::index::LiveDoc;
 use super::model::{ArticleDraft, ArticleSummary, KbError, Saved, State, Transition, Version};
+use crate::store::wake::Topic;
 use crate::store::{now_ms, Db};
 
 impl From<&Version> for LiveDoc {
@@ -160,6 +161,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The wake-ups of this node's database ([`crate::store::wake`]).
+    pub fn wakeups(&self) -> std::sync::Arc<crate::store::wake::Wakeups> {
+        self.db.wake.clone()
+    }
+
     /// The store over `db`.
     pub fn new(db: Db) -> Store {
         Store { db }
@@ -276,6 +282,7 @@ impl Store {
         .await?;
         record(&mut tx, id, version, "", State::Draft, actor, "saved", None).await?;
         tx.commit().await?;
+        self.db.wake.poke(Topic::Knowledge);
         Ok(Saved {
             id: id.to_string(),
             version,
@@ -360,6 +367,7 @@ impl Store {
             _ => {}
         }
         tx.commit().await?;
+        self.db.wake.poke(Topic::Knowledge);
         Ok(())
     }
 
@@ -587,6 +595,7 @@ impl Store {
         };
         bump_revision(&mut tx).await?;
         tx.commit().await?;
+        self.db.wake.poke(Topic::Knowledge);
         Ok(revision)
     }
 

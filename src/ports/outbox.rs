@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{OutboxSettings, WebhookSettings};
+use crate::store::wake::{next_look, Topic};
 use crate::store::{now_ms, Db};
 
 /// Rows claimed by one [`deliver_due`] call at most.
@@ -530,7 +531,8 @@ fn delay(ms: u64) -> i64 {
     i64::try_from(jittered(ms)).unwrap_or(i64::MAX)
 }
 
-/// Delivers due events every `poll_ms` until `stop` is cancelled. Errors (the database
+/// Delivers due events as soon as one is queued (a wake-up, [`crate::store::wake`]) and at
+/// least every `poll_ms` (retries come due with time), until `stop` is cancelled. Errors (the database
 /// unreachable) are logged once each time they change, and the loop goes on.
 pub fn spawn(
     db: Db,
@@ -545,13 +547,13 @@ pub fn spawn(
                 return;
             }
         };
-        let mut every = tokio::time::interval(Duration::from_millis(settings.poll_ms.max(10)));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = Duration::from_millis(settings.poll_ms.max(10));
+        let mut waker = db.wake.subscribe(Topic::Outbox);
         let mut last_error: Option<String> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = every.tick() => {}
+                _ = next_look(&mut waker, every) => {}
             }
             let result = tokio::select! {
                 _ = stop.cancelled() => break,

@@ -14,37 +14,49 @@ use super::wire::StaffMessage;
 use super::{SessionEvent, SessionInbox, Tickets};
 use crate::access::Role;
 use crate::store::now_ms;
+use crate::store::wake::{next_look, Topic};
 
 /// Ticket events a node reads from the database per look.
 const FOLLOW_BATCH: i64 = 500;
-/// How often a node looks for new ticket events (staff and kiosks hear within this).
-const FOLLOW_EVERY: Duration = Duration::from_millis(150);
 
 impl Tickets {
     /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
-    /// and checks SLA deadlines, until `stop`.
+    /// and checks SLA deadlines, until `stop`. It looks when an event is committed (on this
+    /// node, or on another through PostgreSQL: [`crate::store::wake`]), and at least every
+    /// `tickets.follow_ms` and `sla_check_secs`.
     pub fn follow<S: SessionInbox>(self: &Arc<Self>, stop: CancellationToken, sessions: Arc<S>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
+            // Subscribed first: a commit after the head was read wakes the first look.
+            let mut waker = me.store.wakeups().subscribe(Topic::TicketEvents);
             let mut seen = me.store.chain_head().await.unwrap_or(0);
             let mut sla_at = tokio::time::Instant::now();
+            let fallback = Duration::from_millis(me.settings.follow_ms.max(20));
+            let sla_every = Duration::from_secs(me.settings.sla_check_secs.max(1));
             loop {
+                let until_sla = sla_every.saturating_sub(sla_at.elapsed());
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                    _ = next_look(&mut waker, fallback.min(until_sla)) => {}
                 }
-                match me.store.events_after(seen, FOLLOW_BATCH).await {
-                    Ok(events) => {
-                        for e in events {
-                            seen = e.chain_seq;
-                            if let Err(err) = me.tell(&e, sessions.as_ref()).await {
-                                tracing::warn!(error = %err, ticket = %e.ticket_id, "ticket event not passed on");
+                // A batch full: more may wait; look again at once.
+                let mut full = true;
+                while full {
+                    full = false;
+                    match me.store.events_after(seen, FOLLOW_BATCH).await {
+                        Ok(events) => {
+                            full = events.len() as i64 == FOLLOW_BATCH;
+                            for e in events {
+                                seen = e.chain_seq;
+                                if let Err(err) = me.tell(&e, sessions.as_ref()).await {
+                                    tracing::warn!(error = %err, ticket = %e.ticket_id, "ticket event not passed on");
+                                }
                             }
                         }
+                        Err(e) => tracing::warn!(error = %e, "cannot read ticket events"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot read ticket events"),
                 }
-                if sla_at.elapsed() >= Duration::from_secs(me.settings.sla_check_secs.max(1)) {
+                if sla_at.elapsed() >= sla_every {
                     sla_at = tokio::time::Instant::now();
                     if let Err(e) = me.check_sla(now_ms()).await {
                         tracing::warn!(error = %e, "SLA check failed");

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::anchor::AnchorKey;
 use super::model::{Conflict, Event, Filter, NewEvent, Ticket, TicketError, TicketState};
+use crate::store::wake::Topic;
 use crate::store::{now_ms, Db};
 
 /// What a new ticket carries.
@@ -123,6 +124,20 @@ impl Store {
     /// The same store, sealing the chain head with `anchor` at every event.
     pub fn with_anchor(self, anchor: Option<AnchorKey>) -> Store {
         Store { anchor, ..self }
+    }
+
+    /// The wake-ups of this node's database ([`crate::store::wake`]).
+    pub fn wakeups(&self) -> std::sync::Arc<crate::store::wake::Wakeups> {
+        self.db.wake.clone()
+    }
+
+    /// After a commit that appended events: this node's follower and outbox look now
+    /// (other nodes hear it from PostgreSQL, [`crate::store::wake`]).
+    fn committed(&self) {
+        self.db.wake.poke(Topic::TicketEvents);
+        if !self.webhooks.is_empty() {
+            self.db.wake.poke(Topic::Outbox);
+        }
     }
 
     async fn load(&self, tx: &mut Tx, id: &str) -> Result<Ticket, TicketError> {
@@ -279,6 +294,7 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
+        self.committed();
         Ok((ticket, event))
     }
 
@@ -362,6 +378,7 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
+        self.committed();
         Ok((after, event))
     }
 
@@ -435,6 +452,7 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
+        self.committed();
         Ok((after, event))
     }
 
@@ -444,6 +462,7 @@ impl Store {
         let t = self.load(&mut tx, id).await?;
         let event = self.append(&mut tx, &t, e).await?;
         tx.commit().await?;
+        self.committed();
         Ok((t, event))
     }
 
@@ -479,6 +498,7 @@ impl Store {
         let t = self.load(&mut tx, id).await?;
         self.append(&mut tx, &t, e).await?;
         tx.commit().await?;
+        self.committed();
         Ok(true)
     }
 

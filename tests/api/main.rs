@@ -28,6 +28,7 @@ mod licences;
 mod live_security;
 mod models;
 mod nlu;
+mod notify;
 mod outbox;
 mod pii_scan;
 mod privacy;

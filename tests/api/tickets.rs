@@ -19,14 +19,14 @@ on_both_engines!(
 );
 
 /// A staff console over the real staff WebSocket.
-struct Console {
+pub(crate) struct Console {
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
 }
 
 impl Console {
-    async fn connect(app: &TestApp, token: &str) -> Console {
+    pub(crate) async fn connect(app: &TestApp, token: &str) -> Console {
         let url = format!("ws://127.0.0.1:{}/v1/staff/ws?token={token}", app.port);
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -44,7 +44,7 @@ impl Console {
             .unwrap();
     }
 
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             match tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -58,7 +58,7 @@ impl Console {
     }
 
     /// Skips messages until a ticket event of `kind` arrives.
-    async fn event(&mut self, kind: &str) -> Value {
+    pub(crate) async fn event(&mut self, kind: &str) -> Value {
         loop {
             let m = self.recv().await;
             if m["type"] == "ticket.event" && m["event"]["kind"] == kind {
