@@ -364,7 +364,8 @@ async fn time_searches(
 }
 
 /// Publishes five new articles on `node` and prints how long each took to be searchable
-/// there and on `follower`, which follows the database every `follow_ms`.
+/// there and on `follower`, which follows the database (woken by each commit, and every
+/// `follow_ms`).
 async fn time_publishing(
     node: &Knowledge,
     follower: &Arc<Knowledge>,
@@ -392,7 +393,7 @@ async fn time_publishing(
         fmt(&publish_ms)
     );
     println!(
-        "approve → searchable on a second node (follow_ms {}): {} ms",
+        "approve → searchable on a second node (woken by the commit; else every {} ms): {} ms",
         follow_ms,
         fmt(&follower_ms)
     );

@@ -707,7 +707,8 @@ fn the_configmap_and_the_secret_load_through_concierge_validate() {
     assert!(vars.contains_key("CONCIERGE__SECURITY__DATA_KEYS__K1"));
 
     // PostgreSQL has room for every node at the HPA's maximum, one more during a rolling
-    // update, and the migrate Job, each with its pool, plus the superuser's reserve (3).
+    // update, and the migrate Job, each with its pool and its LISTEN connection, plus the
+    // superuser's reserve (3).
     let hpa = find(&docs, "HorizontalPodAutoscaler", "concierge");
     let max_pods = int_of(&hpa["spec"]["maxReplicas"], "maxReplicas")
         + int_of(
@@ -723,8 +724,8 @@ fn the_configmap_and_the_secret_load_through_concierge_validate() {
     .parse()
     .unwrap();
     assert!(
-        max_pods * u64::from(settings.database.max_connections) + 3 <= pg_max,
-        "{max_pods} pods x {} connections do not fit in max_connections = {pg_max}",
+        max_pods * (u64::from(settings.database.max_connections) + 1) + 3 <= pg_max,
+        "{max_pods} pods x {} + 1 connections do not fit in max_connections = {pg_max}",
         settings.database.max_connections
     );
 }

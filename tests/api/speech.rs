@@ -94,8 +94,10 @@ pub enum In {
 }
 
 pub async fn next(k: &mut Kiosk, wait: Duration) -> In {
+    // One deadline for the whole wait: pings (skipped here) must not extend it.
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let frame = tokio::time::timeout(wait, k.ws.next())
+        let frame = tokio::time::timeout_at(deadline, k.ws.next())
             .await
             .expect("a message in time");
         match frame {
@@ -111,8 +113,11 @@ pub async fn next(k: &mut Kiosk, wait: Duration) -> In {
 /// Messages (binary frames as `In::Binary`) until one of type `kind`, which is included.
 pub async fn until(k: &mut Kiosk, kind: &str) -> Vec<In> {
     let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let m = next(k, Duration::from_secs(60)).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "no {kind} within 60 s; got {seen:?}");
+        let m = next(k, left).await;
         let done = matches!(&m, In::Json(v) if v["type"] == kind);
         seen.push(m);
         if done {

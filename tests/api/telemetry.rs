@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::contracts::bank::{FakeHost, TOKEN, ZHANG_ID_NUMBER};
 use crate::helpers::{concierge, Kiosk};
-use crate::speech::{speak, until};
+use crate::speech::{speak, until, In};
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -264,7 +264,19 @@ otlp_endpoint = "{collector}"
     let bank_calls = host.traceparents().len();
     say_until(&mut k, "13812345678", "后四位").await;
     k.send(json!({"type": "user.text", "text": "取消"})).await;
-    k.recv_type("bot.say").await;
+    // The reply is spoken: let the bot finish (its voice lasts as long as its audio) so the
+    // question below is a turn of its own, not the customer talking over the bot.
+    let reply = until(&mut k, "bot.audio_end").await;
+    let bytes: usize = reply
+        .iter()
+        .map(|m| match m {
+            In::Binary(n) => *n,
+            In::Json(_) => 0,
+        })
+        .sum();
+    // 16-bit samples at 8 kHz or more: at most this long.
+    let voice = Duration::from_millis((bytes as u64 / 16).min(20_000));
+    tokio::time::sleep(voice + Duration::from_millis(500)).await;
 
     // A question, by voice.
     let clip = concierge::speech::wav::read_wav(
