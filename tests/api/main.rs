@@ -16,6 +16,7 @@ mod dashboards;
 mod doctor;
 mod embedding;
 mod eval;
+mod first_run;
 mod floor;
 mod fuzz;
 mod http;
