@@ -64,6 +64,19 @@ pub fn init_tracing(
     Ok(exporter)
 }
 
+/// The process metrics (Prometheus' standard ones under the registry's `concierge_`
+/// prefix, Linux only) exported besides [`METRIC_NAMES`].
+pub const PROCESS_METRIC_NAMES: [&str; 8] = [
+    "concierge_process_cpu_seconds_total",
+    "concierge_process_max_fds",
+    "concierge_process_open_fds",
+    "concierge_process_resident_memory_bytes",
+    "concierge_process_start_time_seconds",
+    "concierge_process_threads",
+    "concierge_process_virtual_memory_bytes",
+    "concierge_process_virtual_memory_max_bytes",
+];
+
 /// The stages of a turn whose latency is measured.
 pub const STAGES: [&str; 4] = ["nlu", "dialog", "store", "turn"];
 
@@ -215,6 +228,14 @@ impl Metrics {
         ] {
             registry.register(c).expect("register metric");
         }
+        // The process's own CPU seconds, resident memory, threads and descriptors (Linux):
+        // `bench kiosks` reads the server's CPU per turn and memory from them.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("register process metrics");
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
@@ -317,6 +338,13 @@ mod tests {
             .collect();
         got.sort();
         let mut want: Vec<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+        if cfg!(target_os = "linux") {
+            want.extend(PROCESS_METRIC_NAMES.iter().map(|s| s.to_string()));
+        }
+        // Exported only when the process has an address-space limit.
+        let optional = "concierge_process_virtual_memory_max_bytes";
+        got.retain(|n| n != optional);
+        want.retain(|n| n != optional);
         want.sort();
         assert_eq!(got, want);
     }

@@ -1,6 +1,10 @@
 //! `concierge bench kiosks`: opens N real kiosk WebSocket sessions, each sending one turn
-//! per second (starts spread over the first second), and reports turns/s, turn latency
-//! percentiles (time from sending `user.text` to receiving its `bot.say`) and errors.
+//! every `--interval` seconds (starts spread over the first interval) from a phrase mix
+//! (built in, or `--phrases FILE`), and reports turns/s, turn latency percentiles (time
+//! from sending `user.text` to receiving its `bot.say`) and errors — and, from the
+//! server's `/metrics` (`[concierge_]process_cpu_seconds_total`, `…resident_memory_bytes`), its
+//! CPU per turn and memory, idle and per idle session, which do not depend on how busy the
+//! machine running the load is.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,14 @@ pub struct BenchArgs {
     /// Seconds of sending turns (after all sessions are connected).
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
+    /// Seconds between two turns of one session (a lobby's pace is about 5).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// What the sessions say, one phrase a line (blank lines and `#` comments skipped),
+    /// taken in turn by each session from a different starting line. Default: six
+    /// built-in phrases.
+    #[arg(long, value_name = "FILE")]
+    pub phrases: Option<std::path::PathBuf>,
     /// The kiosk the sessions connect as.
     #[arg(long, env = "CONCIERGE_KIOSK")]
     pub kiosk: String,
@@ -47,6 +59,20 @@ pub struct Report {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// What the server's `/metrics` said, when it said it.
+    pub server: Option<ServerCost>,
+}
+
+/// The server's own cost, from its `/metrics` before the sessions connected, once they
+/// were all connected (idle) and after the load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerCost {
+    /// CPU milliseconds the server spent per turn during the load.
+    pub cpu_ms_per_turn: f64,
+    /// Resident memory before the sessions, with them idle, and after the load (MB).
+    pub rss_mb: [f64; 3],
+    /// (idle − before) / sessions, in KB: what an idle session holds.
+    pub idle_session_kb: f64,
 }
 
 impl std::fmt::Display for Report {
@@ -68,6 +94,24 @@ impl std::fmt::Display for Report {
             "turn latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
             self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms
         )?;
+        if let Some(c) = &self.server {
+            writeln!(
+                f,
+                "server CPU per turn: {:.3} ms (process_cpu_seconds_total over the load / turns)",
+                c.cpu_ms_per_turn
+            )?;
+            writeln!(
+                f,
+                "server resident memory MB: {:.1} before, {:.1} with the sessions idle, {:.1} after; \
+                 an idle session ≈ {:.1} KB",
+                c.rss_mb[0], c.rss_mb[1], c.rss_mb[2], c.idle_session_kb
+            )?;
+        } else {
+            writeln!(
+                f,
+                "server cost: not measured (its /metrics has no process_cpu_seconds_total)"
+            )?;
+        }
         write!(f, "errors: {}", self.errors)?;
         if self.connected < self.sessions {
             write!(
@@ -82,6 +126,7 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// The built-in phrase mix.
 const PHRASES: [&str; 6] = [
     "你好",
     "我想取个号",
@@ -110,9 +155,86 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// Longest phrases file, in lines and bytes, and longest phrase, in characters.
+const MAX_PHRASES: usize = 10_000;
+const MAX_PHRASES_BYTES: u64 = 2 * 1024 * 1024;
+const MAX_PHRASE_CHARS: usize = 200;
+
+/// The phrases of `path`: one a line, blank lines and `#` comments skipped; errors name
+/// `path:line`.
+pub fn load_phrases(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("{shown}:1: cannot read: {e}"))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_PHRASES_BYTES,
+        "{shown}:1: {size} bytes; a phrases file holds at most {MAX_PHRASES_BYTES}"
+    );
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{shown}:1: cannot read as UTF-8 text: {e}"))?;
+    let mut phrases = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let n = i + 1;
+        anyhow::ensure!(
+            line.chars().count() <= MAX_PHRASE_CHARS,
+            "{shown}:{n}: a phrase of more than {MAX_PHRASE_CHARS} characters"
+        );
+        anyhow::ensure!(
+            !line.chars().any(char::is_control),
+            "{shown}:{n}: a control character in the phrase"
+        );
+        phrases.push(line.to_string());
+        anyhow::ensure!(
+            phrases.len() <= MAX_PHRASES,
+            "{shown}:{n}: more than {MAX_PHRASES} phrases"
+        );
+    }
+    anyhow::ensure!(!phrases.is_empty(), "{shown}:1: no phrases in the file");
+    Ok(phrases)
+}
+
+/// `process_cpu_seconds_total` and `process_resident_memory_bytes` from the server's
+/// `/metrics`, or None when it does not say.
+async fn server_figures(client: &reqwest::Client, base: &str) -> Option<(f64, f64)> {
+    let url = format!("{}/metrics", base.trim_end_matches('/'));
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    // Concierge's registry prefixes them; other exporters do not.
+    let either = |name: &str| value(&format!("concierge_{name}")).or_else(|| value(name));
+    Some((
+        either("process_cpu_seconds_total")?,
+        either("process_resident_memory_bytes")?,
+    ))
+}
+
 /// Runs the load and returns what it measured.
 pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
+    anyhow::ensure!(
+        args.interval.is_finite() && (0.01..=3600.0).contains(&args.interval),
+        "--interval must be between 0.01 and 3600 seconds"
+    );
+    let phrases: Arc<Vec<String>> = Arc::new(match &args.phrases {
+        Some(path) => load_phrases(path)?,
+        None => PHRASES.iter().map(|p| p.to_string()).collect(),
+    });
+    let metrics_client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let before = server_figures(&metrics_client, &args.url).await;
     let url = kiosk_ws_url(&args.url);
     let connector = args.tls.connector()?;
     let shared = Arc::new(Shared {
@@ -123,44 +245,62 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     });
     // Connect everyone first (at most 64 handshakes at once), then run the clock.
     let gate = Arc::new(Semaphore::new(64));
+    // `ready`: every session connected (or failed); `start`: the clock runs.
+    let ready = Arc::new(tokio::sync::Barrier::new(args.sessions + 1));
     let start = Arc::new(tokio::sync::Barrier::new(args.sessions + 1));
     let mut tasks = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
-        let (url, connector, args, shared, gate, start) = (
+        let (url, connector, args, shared, gate, phrases) = (
             url.clone(),
             connector.clone(),
             args.clone(),
             shared.clone(),
             gate.clone(),
-            start.clone(),
+            phrases.clone(),
         );
+        let barriers = (ready.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             let peer = Peer {
                 url: &url,
                 connector: &connector,
                 args: &args,
+                phrases: &phrases,
             };
-            session(i, peer, &shared, &gate, &start).await
+            session(i, peer, &shared, &gate, &barriers).await
         }));
     }
+    ready.wait().await;
+    // Everyone connected and idle: the server's figures now, then the load.
+    let idle = server_figures(&metrics_client, &args.url).await;
     start.wait().await;
     let began = Instant::now();
     for t in tasks {
         let _ = t.await;
     }
     let seconds = began.elapsed().as_secs_f64();
+    let after = server_figures(&metrics_client, &args.url).await;
+    let turns = *shared.turns.lock().unwrap();
+    let server = match (before, idle, after) {
+        (Some(b), Some(i), Some(a)) => Some(ServerCost {
+            cpu_ms_per_turn: (a.0 - i.0) * 1000.0 / (turns.max(1) as f64),
+            rss_mb: [b.1 / 1e6, i.1 / 1e6, a.1 / 1e6],
+            idle_session_kb: (i.1 - b.1) / 1000.0 / args.sessions as f64,
+        }),
+        _ => None,
+    };
     let h = shared.latencies.lock().unwrap();
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let report = Report {
         sessions: args.sessions,
         connected: *shared.connected.lock().unwrap(),
-        turns: *shared.turns.lock().unwrap(),
+        turns,
         errors: *shared.errors.lock().unwrap(),
         seconds,
         p50_ms: ms(0.50),
         p95_ms: ms(0.95),
         p99_ms: ms(0.99),
         max_ms: h.max() as f64 / 1000.0,
+        server,
     };
     Ok(report)
 }
@@ -171,6 +311,7 @@ struct Peer<'a> {
     url: &'a str,
     connector: &'a kiosk_connect::Connector,
     args: &'a BenchArgs,
+    phrases: &'a [String],
 }
 
 async fn session(
@@ -178,7 +319,7 @@ async fn session(
     peer: Peer<'_>,
     shared: &Shared,
     gate: &Semaphore,
-    start: &tokio::sync::Barrier,
+    (ready, start): &(Arc<tokio::sync::Barrier>, Arc<tokio::sync::Barrier>),
 ) {
     let error = || *shared.errors.lock().unwrap() += 1;
     let ws = {
@@ -188,26 +329,29 @@ async fn session(
     let args = peer.args;
     let Some(ws) = ws else {
         error();
+        ready.wait().await;
         start.wait().await;
         return;
     };
     *shared.connected.lock().unwrap() += 1;
     let (mut tx, mut rx) = ws.split();
+    ready.wait().await;
     start.wait().await;
-    // Spread the sessions over the first second.
-    let offset = Duration::from_micros((i as u64 * 1_000_000 / args.sessions as u64) % 1_000_000);
+    // Spread the sessions over the first interval.
+    let every = Duration::from_secs_f64(args.interval);
+    let offset = every.mul_f64((i % args.sessions) as f64 / args.sessions as f64);
     tokio::time::sleep(offset).await;
     let until = Instant::now() + Duration::from_secs(args.duration);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     let mut n = i;
     // A turn may answer with several bot.say (a journey's steps); only the first of each
     // turn is the latency, the rest carry the same turn id and are skipped.
     let mut last_turn = String::new();
     while Instant::now() < until {
         tick.tick().await;
-        let text = PHRASES[n % PHRASES.len()];
+        let text = &peer.phrases[n % peer.phrases.len()];
         n += 1;
-        let msg = serde_json::to_string(&ClientMessage::UserText { text: text.into() }).unwrap();
+        let msg = serde_json::to_string(&ClientMessage::UserText { text: text.clone() }).unwrap();
         let sent = Instant::now();
         if tx.send(Message::Text(msg.into())).await.is_err() {
             error();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use concierge::telemetry::METRIC_NAMES;
+use concierge::telemetry::{METRIC_NAMES, PROCESS_METRIC_NAMES};
 use serde_json::{json, Value};
 
 use crate::helpers::{project_root, spawn_app_with, Engine};
@@ -322,9 +322,16 @@ async fn live_metrics(engine: Engine) {
     }
     for name in &families {
         assert!(
-            METRIC_NAMES.contains(name),
+            METRIC_NAMES.contains(name) || PROCESS_METRIC_NAMES.contains(name),
             "/metrics serves {name}, missing from METRIC_NAMES"
         );
+    }
+    // The process's own figures (bench kiosks reads CPU per turn and memory from them).
+    for name in [
+        "concierge_process_cpu_seconds_total",
+        "concierge_process_resident_memory_bytes",
+    ] {
+        assert!(families.contains(name), "/metrics lacks {name}");
     }
     for series in [
         r#"concierge_handoffs_waiting{kind="handoff"} 1"#,

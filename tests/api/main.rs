@@ -8,6 +8,7 @@ mod helpers;
 mod adapter;
 mod architecture;
 mod banking;
+mod bench_kiosks;
 mod browser;
 mod cli;
 mod contracts;

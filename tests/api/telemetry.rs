@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::contracts::bank::{FakeHost, TOKEN, ZHANG_ID_NUMBER};
 use crate::helpers::{concierge, Kiosk};
-use crate::speech::{speak, until, In};
+use crate::speech::{json_of, speak, until, In};
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -284,7 +284,21 @@ otlp_endpoint = "{collector}"
     )
     .unwrap();
     speak(&mut k, &clip).await;
-    until(&mut k, "bot.say").await;
+    // Its answer (the opening hours), not just any reply: the next request must not
+    // overtake the spoken turn.
+    let mut answer = Vec::new();
+    loop {
+        let seen = until(&mut k, "bot.say").await;
+        let said = json_of(&seen, "bot.say").unwrap_or_default();
+        answer.extend(seen);
+        if said["text"].as_str().unwrap_or_default().contains("营业") {
+            break;
+        }
+        assert!(
+            answer.len() < 500,
+            "no answer to the spoken question: {answer:?}"
+        );
+    }
     until(&mut k, "bot.audio_end").await;
 
     // A person, please: a handoff ticket, its event to the webhook.
@@ -380,7 +394,12 @@ otlp_endpoint = "{collector}"
     let spoken = turns
         .iter()
         .find(|t| t.attributes["input"] == "speech")
-        .expect("a spoken turn");
+        .unwrap_or_else(|| {
+            panic!(
+                "no spoken turn; the kiosk got {answer:?}; server log:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
     let names = in_trace(&spoken.trace);
     for want in [
         "utterance",
