@@ -892,8 +892,15 @@ pub enum KeyringError {
          CONCIERGE__SECURITY__LOOKUP_SECRET) with a PostgreSQL database"
     )]
     NotConfigured,
+    /// The message includes the vault's; not its `source` too, or `{:#}` says it twice.
     #[error("security: {0}")]
-    Invalid(#[from] crate::domain::vault::VaultError),
+    Invalid(crate::domain::vault::VaultError),
+}
+
+impl From<crate::domain::vault::VaultError> for KeyringError {
+    fn from(e: crate::domain::vault::VaultError) -> Self {
+        KeyringError::Invalid(e)
+    }
 }
 
 impl SecuritySettings {

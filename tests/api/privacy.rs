@@ -537,6 +537,24 @@ fn without_keys_postgresql_refuses_and_sqlite_generates_a_private_keyring_once()
         err.contains("security.data_keys") && err.contains("CONCIERGE__SECURITY__DATA_KEYS__"),
         "{err}"
     );
+    // A lookup secret too short is named once, not once per layer of the error.
+    let out = concierge()
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://127.0.0.1:1/nowhere",
+        ])
+        .env(
+            "CONCIERGE__SECURITY__DATA_KEYS__K1",
+            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        )
+        .env("CONCIERGE__SECURITY__ACTIVE_KEY", "k1")
+        .env("CONCIERGE__SECURITY__LOOKUP_SECRET", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("lookup secret").count(), 1, "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
