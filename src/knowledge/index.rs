@@ -435,7 +435,30 @@ impl SearchIndex {
 
     /// Searches; user text is only ever split into words, so no input is a query error.
     pub fn search(&self, q: &Query1<'_>) -> tantivy::Result<Found> {
-        self.search_in(&self.reader.searcher(), q)
+        self.search_in(&self.reader.searcher(), q, true)
+    }
+
+    /// [`Self::search`] without highlights: the wide candidate pass of a hybrid search,
+    /// which keeps a few of its hits ([`Self::highlight_hits`] then marks those).
+    pub fn candidates(&self, q: &Query1<'_>) -> tantivy::Result<Found> {
+        self.search_in(&self.reader.searcher(), q, false)
+    }
+
+    /// Gives each hit that matched words but has no highlight yet its passage of the body
+    /// (hits found by meaning only carry their passage already).
+    pub fn highlight_hits(&self, hits: &mut [Hit]) {
+        let Ok(docs) = self.docs.lock() else {
+            return;
+        };
+        for hit in hits
+            .iter_mut()
+            .filter(|h| h.highlight.is_empty() && !h.matched.is_empty())
+        {
+            if let Some(doc) = docs.get(&hit.id) {
+                let words: Vec<&str> = hit.matched.iter().map(|m| m.as_word.as_str()).collect();
+                hit.highlight = highlight(&doc.draft.body, &words, HIGHLIGHT_CHARS);
+            }
+        }
     }
 
     /// Runs `check` on a searcher that sees the index as it would be after `upsert` and
@@ -457,7 +480,7 @@ impl SearchIndex {
             .or(remove.map(String::from));
         let Some(id) = touched else {
             let searcher = self.reader.searcher();
-            return Ok(check(&|q| self.search_in(&searcher, q)));
+            return Ok(check(&|q| self.search_in(&searcher, q, false)));
         };
         let before = self.live_docs_of(&id);
         let key = Term::from_field_text(self.fields.id, &id);
@@ -472,7 +495,7 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let searcher = trial_reader.searcher();
-        let result = check(&|q| self.search_in(&searcher, q));
+        let result = check(&|q| self.search_in(&searcher, q, false));
         // Back to what the database says is live.
         writer.delete_term(key);
         if let Some(doc) = &before {
@@ -482,7 +505,12 @@ impl SearchIndex {
         Ok(result)
     }
 
-    fn search_in(&self, searcher: &tantivy::Searcher, q: &Query1<'_>) -> tantivy::Result<Found> {
+    fn search_in(
+        &self,
+        searcher: &tantivy::Searcher,
+        q: &Query1<'_>,
+        highlights: bool,
+    ) -> tantivy::Result<Found> {
         let mut words = self.analyzer.query_terms(q.text);
         words.truncate(MAX_QUERY_WORDS);
         if words.is_empty() || q.limit == 0 {
@@ -508,7 +536,11 @@ impl SearchIndex {
             let title_field = self.fields.text[1].0;
             let matched = self.matched(searcher, addr, &words)?;
             let found: Vec<&str> = matched.iter().map(|m| m.as_word.as_str()).collect();
-            let highlight = highlight(&text(self.fields.text[4].0), &found, HIGHLIGHT_CHARS);
+            let highlight = if highlights {
+                highlight(&text(self.fields.text[4].0), &found, HIGHLIGHT_CHARS)
+            } else {
+                String::new()
+            };
             let explanation = if q.explain {
                 Some(self.explain(searcher, addr, &matched)?)
             } else {

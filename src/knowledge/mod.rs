@@ -69,6 +69,35 @@ pub enum Answer {
     Unknown,
 }
 
+tokio::task_local! {
+    /// The answers given so far in the customer turn being processed ([`within_turn`]):
+    /// the understanding asks the knowledge base, then the flow's `knowledge.answer` asks
+    /// the same question; the second ask costs a lookup. Nothing outlives the turn.
+    static TURN_ANSWERS: std::cell::RefCell<Vec<(String, String, Answer)>>;
+}
+
+/// Runs one customer turn: within it, the same question for the same branch is searched
+/// once ([`Knowledge::answer`]).
+pub async fn within_turn<F: std::future::Future>(turn: F) -> F::Output {
+    TURN_ANSWERS
+        .scope(std::cell::RefCell::new(Vec::new()), turn)
+        .await
+}
+
+/// The answer already given to `question` at `branch` in this turn, if any.
+fn given_this_turn(question: &str, branch: &str) -> Option<Answer> {
+    TURN_ANSWERS
+        .try_with(|given| {
+            given
+                .borrow()
+                .iter()
+                .find(|(q, b, _)| q == question && b == branch)
+                .map(|(_, _, a)| a.clone())
+        })
+        .ok()
+        .flatten()
+}
+
 /// A change to the live set, checked against the golden questions before it is made.
 enum Change {
     Upsert(Box<LiveDoc>),
@@ -296,15 +325,18 @@ impl Knowledge {
             self.query_vectors(&[q.text.to_string()]).await
         };
         let idx = self.index();
-        hybrid::search(
-            &|q| idx.search(q),
+        let mut found = hybrid::search(
+            &|q| idx.candidates(q),
             &self.dense,
             vectors.get(q.text).map(Vec::as_slice),
             q,
             None,
             &self.policy(),
         )
-        .map_err(|e| KbError::Other(anyhow::anyhow!("search failed: {e}")))
+        .map_err(|e| KbError::Other(anyhow::anyhow!("search failed: {e}")))?;
+        // Only the hits kept are highlighted (not the whole candidate pass).
+        idx.highlight_hits(&mut found.hits);
+        Ok(found)
     }
 
     /// What the kiosk of `branch` says to `question` today: the fused hits decided by
@@ -312,7 +344,20 @@ impl Knowledge {
     /// Traced as `knowledge` with its outcome and the article chosen (never the question).
     #[tracing::instrument(name = "knowledge", skip_all, fields(outcome, article))]
     pub async fn answer(&self, question: &str, branch: &str) -> Answer {
-        let answer = self.answer_untraced(question, branch).await;
+        let answer = match given_this_turn(question, branch) {
+            Some(given) => given,
+            None => {
+                let answer = self.answer_untraced(question, branch).await;
+                let _ = TURN_ANSWERS.try_with(|given| {
+                    given.borrow_mut().push((
+                        question.to_string(),
+                        branch.to_string(),
+                        answer.clone(),
+                    ))
+                });
+                answer
+            }
+        };
         let span = tracing::Span::current();
         match &answer {
             Answer::Found { hit, .. } => {
@@ -701,7 +746,7 @@ impl Knowledge {
         golden::run_with(
             &|q| {
                 let v = vectors.get(q.text).map(Vec::as_slice);
-                hybrid::search(&|q| idx.search(q), &self.dense, v, q, None, &policy)
+                hybrid::search(&|q| idx.candidates(q), &self.dense, v, q, None, &policy)
             },
             &golden,
             today(),
@@ -740,7 +785,7 @@ impl Knowledge {
                     day,
                 )
             };
-            let before = hybrid(&|q| current.search(q), None);
+            let before = hybrid(&|q| current.candidates(q), None);
             let (upsert, remove) = match change {
                 Change::Upsert(doc) => (Some(*doc), None),
                 Change::Remove(id) => (None, Some(id)),

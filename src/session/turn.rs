@@ -222,6 +222,10 @@ impl Worker {
     }
 
     async fn turn(&mut self, input: TurnInput, turn_id: &str) -> Option<String> {
+        crate::knowledge::within_turn(self.understood_turn(input, turn_id)).await
+    }
+
+    async fn understood_turn(&mut self, input: TurnInput, turn_id: &str) -> Option<String> {
         let metrics = self.app.metrics.clone();
         let started = Instant::now();
         let engine = self.app.engine.clone();
