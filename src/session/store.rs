@@ -173,25 +173,18 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let next: i64 =
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM transcript_lines WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_one(&mut **tx)
-            .await?
-            .get(0);
-    for (i, line) in lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO transcript_lines (session_id, seq, at, speaker, kind, text, turn_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(session_id)
-        .bind(next + 1 + i as i64)
-        .bind(now)
-        .bind(line.speaker.as_str())
-        .bind(line.kind)
-        .bind(mask_pii(line.text))
-        .bind(line.turn_id.map(str::to_string))
-        .execute(&mut **tx)
-        .await?;
+    if !lines.is_empty() {
+        // One statement for all the lines, numbered after the session's last one.
+        let sql = insert_lines_sql(lines.len());
+        let mut insert = sqlx::query(&sql).bind(session_id).bind(now);
+        for line in lines {
+            insert = insert
+                .bind(line.speaker.as_str())
+                .bind(line.kind)
+                .bind(mask_pii(line.text))
+                .bind(line.turn_id.map(str::to_string));
+        }
+        insert.execute(&mut **tx).await?;
     }
     let turns = lines
         .iter()
@@ -240,6 +233,25 @@ pub async fn record(
         }
     }
     tx.commit().await
+}
+
+/// `INSERT … SELECT` of `n` transcript lines numbered from the session's last `seq` on
+/// (both engines name a `VALUES` table's columns `column1`, `column2`, …): `$1` the
+/// session, `$2` the time, then speaker, kind, text and turn of each line.
+fn insert_lines_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = 3 + 4 * i;
+            format!("({}, ${p}, ${}, ${}, ${})", i + 1, p + 1, p + 2, p + 3)
+        })
+        .collect();
+    format!(
+        "INSERT INTO transcript_lines (session_id, seq, at, speaker, kind, text, turn_id) \
+         SELECT $1, last.seq + v.column1, $2, v.column2, v.column3, v.column4, v.column5 \
+         FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM transcript_lines WHERE session_id = $1) AS last, \
+         (VALUES {}) AS v",
+        rows.join(", ")
+    )
 }
 
 /// The whole (masked) transcript of a session, in order.
