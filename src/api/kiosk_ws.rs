@@ -38,6 +38,8 @@ pub async fn upgrade(
     let tracker = app.connections.clone();
     ws.max_message_size(transport_max)
         .max_frame_size(transport_max)
+        .read_buffer_size(super::WS_BUFFER_BYTES)
+        .write_buffer_size(super::WS_BUFFER_BYTES)
         .on_upgrade(move |socket| tracker.track_future(connection::run(app, adapt(socket), token)))
 }
 

@@ -31,6 +31,12 @@ use crate::state::AppState;
 /// Largest JSON body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The read and write buffers of one WebSocket connection. The transport's default (128
+/// KiB each) made most of an idle kiosk session's memory once its reads had walked through
+/// the buffer; a kiosk's frames are small (a 100 ms audio frame is 3.2 KB) and a larger
+/// message still grows the buffer while it is read.
+pub const WS_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Knowledge routes accept article bodies up to `knowledge.max_body_bytes` (plus the rest of
 /// the JSON); a larger body is refused before it is read.
 fn knowledge_routes(state: &AppState) -> Router<AppState> {

@@ -58,6 +58,8 @@ pub async fn upgrade(
     }
     let tracker = app.connections.clone();
     ws.max_message_size(MAX_REQUEST_BYTES * 4)
+        .read_buffer_size(super::WS_BUFFER_BYTES)
+        .write_buffer_size(super::WS_BUFFER_BYTES)
         .on_upgrade(move |socket| tracker.track_future(run(app, socket, user, token)))
 }
 

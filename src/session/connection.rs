@@ -143,6 +143,15 @@ impl<K: Sink<Frame> + Unpin> Writer<K> {
             if !self.message(msg).await {
                 return self.gone.cancel();
             }
+            // What else is queued goes out with it: one write to the socket, not one each.
+            while let Ok(msg) = rx.try_recv() {
+                if !self.message(msg).await {
+                    return self.gone.cancel();
+                }
+            }
+            if !self.flush().await {
+                return self.gone.cancel();
+            }
         }
         let (code, reason) = close_with.lock().unwrap().clone();
         if self.put(Frame::Close(code, reason)).await {
@@ -150,11 +159,11 @@ impl<K: Sink<Frame> + Unpin> Writer<K> {
         }
     }
 
-    /// Writes one message (and the bot's voice after its `bot.audio`); false if the peer
-    /// is gone or stalled.
+    /// Queues one message (and the bot's voice after its `bot.audio`) for the socket, to
+    /// be flushed by [`Self::flush`]; false if the peer is gone or stalled.
     async fn message(&mut self, msg: ServerMessage) -> bool {
         let text = serde_json::to_string(&msg).expect("server messages serialize");
-        if !self.put(Frame::Text(text)).await {
+        if !self.feed(Frame::Text(text)).await {
             return false;
         }
         // The bot's voice: the clip follows its `bot.audio` as binary frames of 100 ms.
@@ -167,15 +176,40 @@ impl<K: Sink<Frame> + Unpin> Writer<K> {
         {
             let frame_bytes = (sample_rate as usize / 10).max(1) * 2;
             for chunk in pcm.chunks(frame_bytes) {
-                if !self.put(Frame::Binary(chunk.to_vec())).await {
+                if !self.feed(Frame::Binary(chunk.to_vec())).await {
                     return false;
                 }
             }
             let end = ServerMessage::BotAudioEnd { turn_id };
             let text = serde_json::to_string(&end).expect("server messages serialize");
-            return self.put(Frame::Text(text)).await;
+            return self.feed(Frame::Text(text)).await;
         }
         true
+    }
+
+    /// Queues one frame within `dead_peer_secs` (the transport writes once its buffer
+    /// fills, or at [`Self::flush`]).
+    async fn feed(&mut self, frame: Frame) -> bool {
+        self.within_stall(|sink| sink.feed(frame)).await
+    }
+
+    /// Writes what is queued within `dead_peer_secs`.
+    async fn flush(&mut self) -> bool {
+        self.within_stall(|sink| sink.flush()).await
+    }
+
+    async fn within_stall<'s, F>(&'s mut self, op: impl FnOnce(&'s mut K) -> F) -> bool
+    where
+        F: std::future::Future<Output = Result<(), K::Error>> + 's,
+    {
+        match tokio::time::timeout(self.stall, op(&mut self.sink)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::info!("kiosk stopped reading; connection closed");
+                false
+            }
+        }
     }
 
     /// Writes one frame within `dead_peer_secs`.
