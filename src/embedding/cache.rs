@@ -3,6 +3,12 @@
 //! then for knowledge search) costs a lookup. Only the texts not cached go to the model,
 //! each once per call.
 //!
+//! Computing one call at a time (a local model), callers that wait are batched: each
+//! registers the texts it misses, and whoever gets the model next embeds its own texts
+//! together with every other waiter's of the same kind (at most [`BATCH_TEXTS`]) in one
+//! forward pass; the others then find their vectors in the cache. Under load, N short
+//! utterances cost one pass instead of N passes in a row.
+//!
 //! Eviction is by generations: new vectors go to the young map; a hit in the old map moves
 //! the entry to the young one; when the young map holds half the capacity it becomes the
 //! old one (the previous old one is dropped). At most `capacity` entries are kept, and what
@@ -16,6 +22,9 @@ use futures_util::future::BoxFuture;
 use super::{check_inputs, EmbedError, Embedder, Kind};
 
 type Map = HashMap<(Kind, String), Arc<[f32]>>;
+
+/// The most texts one batched pass takes (own and other waiters' together).
+pub const BATCH_TEXTS: usize = 32;
 
 #[derive(Default)]
 struct Generations {
@@ -41,6 +50,8 @@ pub struct CachedEmbedder {
     /// waited takes what the one before it computed (a node's start-up and its first
     /// turns asking for the same passages compute them once).
     one_at_a_time: Option<tokio::sync::Mutex<()>>,
+    /// Texts that waiting callers miss, for the next computation to take along.
+    waiting: Mutex<Vec<(Kind, String)>>,
 }
 
 impl CachedEmbedder {
@@ -52,6 +63,7 @@ impl CachedEmbedder {
             maps: Mutex::new(Generations::default()),
             stats: Mutex::new(CacheStats::default()),
             one_at_a_time: None,
+            waiting: Mutex::new(Vec::new()),
         }
     }
 
@@ -65,6 +77,12 @@ impl CachedEmbedder {
     /// The vectors of `todo`, in order: from the model, or — when computing one at a
     /// time — from the cache for texts another caller embedded while this one waited.
     async fn compute(&self, todo: &[String], kind: Kind) -> Result<Vec<Arc<[f32]>>, EmbedError> {
+        // Batching hands vectors over through the cache: without one, each computes its own.
+        let batching = self.one_at_a_time.is_some() && self.half > 0;
+        if batching {
+            let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            w.extend(todo.iter().map(|t| (kind, t.clone())));
+        }
         let _turn = match &self.one_at_a_time {
             Some(m) => Some(m.lock().await),
             None => None,
@@ -74,12 +92,15 @@ impl CachedEmbedder {
         } else {
             vec![None; todo.len()]
         };
-        let missing: Vec<String> = todo
+        let mut missing: Vec<String> = todo
             .iter()
             .zip(&found)
             .filter(|(_, f)| f.is_none())
             .map(|(t, _)| t.clone())
             .collect();
+        if batching {
+            self.take_waiting(kind, &mut missing);
+        }
         if !missing.is_empty() {
             let vectors = self.inner.embed(&missing, kind).await?;
             if vectors.len() != missing.len() {
@@ -89,19 +110,52 @@ impl CachedEmbedder {
                     missing.len()
                 )));
             }
-            let mut fresh = vectors.into_iter().map(Arc::<[f32]>::from);
+            let fresh: HashMap<&str, Arc<[f32]>> = missing
+                .iter()
+                .map(String::as_str)
+                .zip(vectors.into_iter().map(Arc::<[f32]>::from))
+                .collect();
             let mut g = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+            for (t, v) in &fresh {
+                Self::insert(&mut g, self.half, (kind, t.to_string()), v.clone());
+            }
             for (t, f) in todo.iter().zip(found.iter_mut()) {
                 if f.is_none() {
                     let v = fresh
-                        .next()
+                        .get(t.as_str())
                         .ok_or_else(|| EmbedError::Model("too few vectors".into()))?;
-                    Self::insert(&mut g, self.half, (kind, t.clone()), v.clone());
-                    *f = Some(v);
+                    *f = Some(v.clone());
                 }
             }
         }
         Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Adds to `batch` (this caller's missing texts) other waiters' texts of `kind` that
+    /// are not cached yet, up to [`BATCH_TEXTS`], and forgets this caller's own entries.
+    fn take_waiting(&self, kind: Kind, batch: &mut Vec<String>) {
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rest = Vec::with_capacity(w.len());
+        for (k, t) in w.drain(..) {
+            if k != kind || batch.contains(&t) {
+                if k != kind {
+                    rest.push((k, t));
+                }
+                continue;
+            }
+            if batch.len() < BATCH_TEXTS && !self.cached(&(k, t.clone())) {
+                batch.push(t);
+            } else if batch.len() >= BATCH_TEXTS {
+                rest.push((k, t));
+            }
+        }
+        *w = rest;
+    }
+
+    /// Whether `key` is cached (without counting or refreshing it).
+    fn cached(&self, key: &(Kind, String)) -> bool {
+        let g = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        g.young.contains_key(key) || g.old.contains_key(key)
     }
 
     /// The embedder behind the cache.
@@ -260,6 +314,104 @@ mod tests {
         none.embed(&texts(&["a"]), Kind::Query).await.unwrap();
         none.embed(&texts(&["a"]), Kind::Query).await.unwrap();
         assert_eq!(none.stats().entries, 0);
+    }
+
+    /// Takes 50 ms a call and records the size of each call.
+    struct Slow(Mutex<Vec<usize>>);
+
+    impl Embedder for Slow {
+        fn model_id(&self) -> &str {
+            "slow"
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn embed<'a>(
+            &'a self,
+            texts: &'a [String],
+            _kind: Kind,
+        ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+            self.0.lock().unwrap().push(texts.len());
+            let v = texts.iter().map(|t| vec![t.len() as f32, 0.0]).collect();
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok(v)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_for_the_model_are_embedded_in_one_pass() {
+        let inner = Arc::new(Slow(Mutex::new(Vec::new())));
+        let c = Arc::new(CachedEmbedder::new(inner.clone(), 100).serialized());
+        let words = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"];
+        let calls: Vec<_> = words
+            .iter()
+            .map(|w| {
+                let c = c.clone();
+                let w = w.to_string();
+                tokio::spawn(async move { c.embed(&[w], Kind::Query).await })
+            })
+            .collect();
+        for (w, call) in words.iter().zip(calls) {
+            let v = call.await.unwrap().unwrap();
+            assert_eq!(v, [vec![w.len() as f32, 0.0]], "{w}");
+        }
+        // The first caller runs alone; the five that waited meanwhile share one pass.
+        let sizes = inner.0.lock().unwrap().clone();
+        assert_eq!(sizes, [1, 5], "{sizes:?}");
+        // Another kind is never taken along.
+        c.embed(&texts(&["a"]), Kind::Passage).await.unwrap();
+        assert_eq!(inner.0.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_whose_batch_failed_computes_its_own() {
+        struct FailsOnce(AtomicUsize);
+        impl Embedder for FailsOnce {
+            fn model_id(&self) -> &str {
+                "fails-once"
+            }
+            fn dim(&self) -> usize {
+                1
+            }
+            fn embed<'a>(
+                &'a self,
+                texts: &'a [String],
+                _kind: Kind,
+            ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                let v: Vec<Vec<f32>> = texts.iter().map(|t| vec![t.len() as f32]).collect();
+                Box::pin(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    if n == 1 {
+                        Err(EmbedError::Model("boom".into()))
+                    } else {
+                        Ok(v)
+                    }
+                })
+            }
+        }
+        let c = Arc::new(
+            CachedEmbedder::new(Arc::new(FailsOnce(AtomicUsize::new(0))), 100).serialized(),
+        );
+        let calls: Vec<_> = ["a", "bb", "ccc"]
+            .iter()
+            .map(|w| {
+                let c = c.clone();
+                let w = w.to_string();
+                tokio::spawn(async move { c.embed(&[w], Kind::Query).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for call in calls {
+            if call.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        // The first pass succeeds, the batched second fails for its own caller only; the
+        // last waiter finds its text missing and computes it.
+        assert_eq!(ok, 2);
     }
 
     #[tokio::test]
