@@ -175,11 +175,17 @@ impl Db {
     }
 
     /// Applies every pending migration of this engine.
+    ///
+    /// Migrations only add to the schema, so a node of the previous release may start on a
+    /// database a newer release has migrated (a rolling upgrade, a rollback): migrations
+    /// this build does not know are left alone instead of refusing to start.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
-        }
+        let mut migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 
