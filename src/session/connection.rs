@@ -419,7 +419,20 @@ impl Connection {
             Some(self.app.engine.opening())
         };
         if let Some(reply) = &opening {
-            let turn_id = uuid::Uuid::new_v4().to_string();
+            // A resumed session's last reply goes out again under its own turn id, so a
+            // kiosk can tell whether the input it sent before the break was answered (the
+            // id changed) or never reached the session (the same id: send it again).
+            let stored_turn = if resumed {
+                store::last_bot_turn(&self.app.db, &session.id)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "the last reply's turn could not be read");
+                        None
+                    })
+            } else {
+                None
+            };
+            let turn_id = stored_turn.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             if !resumed {
                 let mut opened = state.clone();
                 opened.last_reply = Some(reply.clone());

@@ -254,6 +254,18 @@ fn insert_lines_sql(n: usize) -> String {
     )
 }
 
+/// The turn of the session's last bot line, if it has one.
+pub async fn last_bot_turn(db: &Db, session_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT turn_id FROM transcript_lines WHERE session_id = $1 AND speaker = 'bot' \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(session_id)
+    .fetch_optional(&db.pool)
+    .await
+    .map(Option::flatten)
+}
+
 /// The whole (masked) transcript of a session, in order.
 pub async fn transcript(db: &Db, session_id: &str) -> Result<Vec<TranscriptLine>, sqlx::Error> {
     let rows = sqlx::query(

@@ -22,6 +22,10 @@ async fn a_kiosk_that_reconnects_resumes_its_session_where_it_was() {
         replay["text"], last["text"],
         "the last reply is shown again"
     );
+    assert_eq!(
+        replay["turn_id"], last["turn_id"],
+        "under its own turn: the kiosk sees its last input was answered"
+    );
 }
 
 async fn resume_after_restart(engine: Engine) {
