@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// built-in phrases.
     #[arg(long, value_name = "FILE")]
     pub phrases: Option<std::path::PathBuf>,
+    /// A session whose connection breaks (a node stopped or killed) connects again through
+    /// the same URL, with backoff for up to 60 s, and resumes its session; the turn in
+    /// flight is then either answered by the resumed session's last reply or sent again.
+    /// Failover figures are reported; a turn with no reply on an open connection (10 s)
+    /// is a silent loss and an error (`scripts/soak`).
+    #[arg(long)]
+    pub reconnect: bool,
     /// The kiosk the sessions connect as.
     #[arg(long, env = "CONCIERGE_KIOSK")]
     pub kiosk: String,
@@ -61,6 +68,27 @@ pub struct Report {
     pub max_ms: f64,
     /// What the server's `/metrics` said, when it said it.
     pub server: Option<ServerCost>,
+    /// With `--reconnect`: what the broken connections came to.
+    pub failover: Option<Failover>,
+}
+
+/// What happened to sessions whose connection broke (`--reconnect`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failover {
+    /// Connections that broke.
+    pub broken: u64,
+    /// Reconnections that resumed their session.
+    pub resumed: u64,
+    /// Reconnections that got a new session instead (the old one was lost) or none.
+    pub not_resumed: u64,
+    /// Turns in flight answered by the resumed session (processed before the break).
+    pub answered_on_resume: u64,
+    /// Turns in flight that the resumed session had not processed: sent again.
+    pub resent: u64,
+    /// Turns whose reply took more than 10 s (answered in the end).
+    pub slow: u64,
+    /// Turns with no reply while the connection stayed open for 60 s: silently lost.
+    pub silent: u64,
 }
 
 /// The server's own cost, from its `/metrics` before the sessions connected, once they
@@ -106,10 +134,31 @@ impl std::fmt::Display for Report {
                  an idle session ≈ {:.1} KB",
                 c.rss_mb[0], c.rss_mb[1], c.rss_mb[2], c.idle_session_kb
             )?;
+        } else if self.failover.is_some() {
+            writeln!(
+                f,
+                "server cost: not measured (with --reconnect the URL is a balancer in front of \
+                 several nodes)"
+            )?;
         } else {
             writeln!(
                 f,
                 "server cost: not measured (its /metrics has no process_cpu_seconds_total)"
+            )?;
+        }
+        if let Some(x) = &self.failover {
+            writeln!(
+                f,
+                "failover: {} connections broke; {} resumed, {} did not; in-flight turns: {} \
+                 answered on resume, {} sent again; {} silently lost; {} answered after more \
+                 than 10 s",
+                x.broken,
+                x.resumed,
+                x.not_resumed,
+                x.answered_on_resume,
+                x.resent,
+                x.silent,
+                x.slow
             )?;
         }
         write!(f, "errors: {}", self.errors)?;
@@ -141,13 +190,17 @@ struct Shared {
     turns: Mutex<u64>,
     errors: Mutex<u64>,
     connected: Mutex<usize>,
+    failover: Mutex<Failover>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let report = measure(&args).await?;
     println!("{report}");
+    let failed_over = report
+        .failover
+        .is_none_or(|f| f.not_resumed == 0 && f.silent == 0);
     Ok(
-        if report.errors == 0 && report.connected == report.sessions {
+        if report.errors == 0 && report.connected == report.sessions && failed_over {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -242,6 +295,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         turns: Mutex::new(0),
         errors: Mutex::new(0),
         connected: Mutex::new(0),
+        failover: Mutex::new(Failover::default()),
     });
     // Connect everyone first (at most 64 handshakes at once), then run the clock.
     let gate = Arc::new(Semaphore::new(64));
@@ -280,7 +334,9 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     let seconds = began.elapsed().as_secs_f64();
     let after = server_figures(&metrics_client, &args.url).await;
     let turns = *shared.turns.lock().unwrap();
+    // Behind a balancer (`--reconnect` runs against several nodes) /metrics is one node's.
     let server = match (before, idle, after) {
+        _ if args.reconnect => None,
         (Some(b), Some(i), Some(a)) => Some(ServerCost {
             cpu_ms_per_turn: (a.0 - i.0) * 1000.0 / (turns.max(1) as f64),
             rss_mb: [b.1 / 1e6, i.1 / 1e6, a.1 / 1e6],
@@ -301,6 +357,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         p99_ms: ms(0.99),
         max_ms: h.max() as f64 / 1000.0,
         server,
+        failover: args.reconnect.then(|| *shared.failover.lock().unwrap()),
     };
     Ok(report)
 }
@@ -322,12 +379,12 @@ async fn session(
     (ready, start): &(Arc<tokio::sync::Barrier>, Arc<tokio::sync::Barrier>),
 ) {
     let error = || *shared.errors.lock().unwrap() += 1;
-    let ws = {
+    let opened = {
         let _permit = gate.acquire().await;
-        connect(peer).await
+        connect(peer, None).await
     };
     let args = peer.args;
-    let Some(ws) = ws else {
+    let Some((ws, hello)) = opened else {
         error();
         ready.wait().await;
         start.wait().await;
@@ -335,6 +392,10 @@ async fn session(
     };
     *shared.connected.lock().unwrap() += 1;
     let (mut tx, mut rx) = ws.split();
+    let mut session_id = hello.session_id;
+    // A turn may answer with several bot.say (a journey's steps); only the first of each
+    // turn is the latency, the rest carry the same turn id and are skipped.
+    let mut last_turn = hello.last_turn;
     ready.wait().await;
     start.wait().await;
     // Spread the sessions over the first interval.
@@ -344,40 +405,128 @@ async fn session(
     let until = Instant::now() + Duration::from_secs(args.duration);
     let mut tick = tokio::time::interval(every);
     let mut n = i;
-    // A turn may answer with several bot.say (a journey's steps); only the first of each
-    // turn is the latency, the rest carry the same turn id and are skipped.
-    let mut last_turn = String::new();
     while Instant::now() < until {
         tick.tick().await;
+        // What arrived between turns: a session that ended (a goodbye) starts anew; a
+        // connection that broke while idle is resumed.
+        match pending(&mut rx, &mut last_turn) {
+            Some(Reply::Ended) => {
+                let Some((ws, fresh)) = connect(peer, None).await else {
+                    error();
+                    return;
+                };
+                (tx, rx) = ws.split();
+                (session_id, last_turn) = (fresh.session_id, fresh.last_turn);
+            }
+            Some(Reply::Broken) if args.reconnect => {
+                shared.failover.lock().unwrap().broken += 1;
+                match reconnect(peer, &session_id).await {
+                    Some((ws, again)) => {
+                        (tx, rx) = ws.split();
+                        let mut f = shared.failover.lock().unwrap();
+                        if again.resumed {
+                            f.resumed += 1;
+                        } else {
+                            f.not_resumed += 1;
+                            drop(f);
+                            error();
+                        }
+                        (session_id, last_turn) = (again.session_id, again.last_turn);
+                    }
+                    None => {
+                        shared.failover.lock().unwrap().not_resumed += 1;
+                        error();
+                        return;
+                    }
+                }
+            }
+            Some(Reply::Broken) => {
+                error();
+                return;
+            }
+            _ => {}
+        }
         let text = &peer.phrases[n % peer.phrases.len()];
         n += 1;
         let msg = serde_json::to_string(&ClientMessage::UserText { text: text.clone() }).unwrap();
         let sent = Instant::now();
-        if tx.send(Message::Text(msg.into())).await.is_err() {
-            error();
-            return;
-        }
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), rx.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
-                    Ok(ServerMessage::BotSay { turn_id, .. }) if turn_id == last_turn => continue,
-                    Ok(ServerMessage::BotSay { turn_id, .. }) => {
-                        last_turn = turn_id;
+            let outcome = if tx.send(Message::Text(msg.clone().into())).await.is_err() {
+                Reply::Broken
+            } else {
+                // Without --reconnect a reply later than 10 s is an error, as before; with
+                // it (a soak on a loaded machine) a slow reply is counted, and only one that
+                // never comes within 60 s is a loss.
+                let patience = if args.reconnect { 60 } else { 10 };
+                let outcome = reply(&mut rx, &mut last_turn, patience).await;
+                if args.reconnect && sent.elapsed() > Duration::from_secs(10) {
+                    if let Reply::Said = outcome {
+                        shared.failover.lock().unwrap().slow += 1;
+                    }
+                }
+                outcome
+            };
+            match outcome {
+                Reply::Said => {
+                    let us = sent.elapsed().as_micros() as u64;
+                    let _ = shared.latencies.lock().unwrap().record(us.max(1));
+                    *shared.turns.lock().unwrap() += 1;
+                    break;
+                }
+                Reply::Error => {
+                    error();
+                    break;
+                }
+                Reply::Ended => {
+                    // The reply ended the session (its bot.say came first); a new one
+                    // starts at the next turn.
+                    let Some((ws, fresh)) = connect(peer, None).await else {
+                        error();
+                        return;
+                    };
+                    (tx, rx) = ws.split();
+                    (session_id, last_turn) = (fresh.session_id, fresh.last_turn);
+                    break;
+                }
+                Reply::Silent => {
+                    error();
+                    if args.reconnect {
+                        shared.failover.lock().unwrap().silent += 1;
+                    }
+                    break;
+                }
+                Reply::Broken if !args.reconnect => {
+                    error();
+                    return;
+                }
+                Reply::Broken => {
+                    shared.failover.lock().unwrap().broken += 1;
+                    let Some((ws, again)) = reconnect(peer, &session_id).await else {
+                        shared.failover.lock().unwrap().not_resumed += 1;
+                        error();
+                        return;
+                    };
+                    (tx, rx) = ws.split();
+                    if !again.resumed {
+                        // The session is gone: what it held is lost, and that is a failure.
+                        shared.failover.lock().unwrap().not_resumed += 1;
+                        error();
+                        session_id = again.session_id;
+                        last_turn = again.last_turn;
+                        break;
+                    }
+                    shared.failover.lock().unwrap().resumed += 1;
+                    if again.last_turn != last_turn {
+                        // The resumed session's last reply is this turn's: it was processed.
+                        last_turn = again.last_turn;
+                        shared.failover.lock().unwrap().answered_on_resume += 1;
                         let us = sent.elapsed().as_micros() as u64;
                         let _ = shared.latencies.lock().unwrap().record(us.max(1));
                         *shared.turns.lock().unwrap() += 1;
                         break;
                     }
-                    Ok(ServerMessage::Error { .. }) | Err(_) => {
-                        error();
-                        break;
-                    }
-                    Ok(_) => continue,
-                },
-                Ok(Some(Ok(_))) => continue,
-                _ => {
-                    error();
-                    return;
+                    // Not processed (the node went before storing it): say it again.
+                    shared.failover.lock().unwrap().resent += 1;
                 }
             }
         }
@@ -385,26 +534,136 @@ async fn session(
     let _ = tx.send(Message::Close(None)).await;
 }
 
-/// Connects and completes the hello; the opening bot message is consumed.
-async fn connect(peer: Peer<'_>) -> Option<kiosk_connect::Ws> {
+/// How a turn ended for the load generator.
+enum Reply {
+    /// Its first `bot.say` arrived.
+    Said,
+    /// An `error` (or a frame that is not a server message).
+    Error,
+    /// Nothing within 10 s while the connection stayed open.
+    Silent,
+    /// The connection closed or failed (or the server is shutting down).
+    Broken,
+    /// The conversation ended (`session.end` for a reason other than shutdown).
+    Ended,
+}
+
+/// Whether a session ended this way comes back by resuming (the server stopped or dropped
+/// the connection) rather than by starting anew (the conversation is over).
+fn ended(reason: &str) -> Reply {
+    match reason {
+        "shutdown" | "lagging" => Reply::Broken,
+        _ => Reply::Ended,
+    }
+}
+
+/// What already arrived without waiting: `None` when nothing says the session ended or
+/// the connection broke. A `bot.say` the server sent on its own (a handoff that nobody
+/// took, a reminder) becomes `last_turn`, so that a resumed session's last reply is not
+/// taken for the answer to a turn it never processed.
+fn pending<S>(rx: &mut S, last_turn: &mut String) -> Option<Reply>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::FutureExt;
+    loop {
+        match rx.next().now_or_never()? {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str(&t) {
+                Ok(ServerMessage::SessionEnd { reason }) => return Some(ended(&reason)),
+                Ok(ServerMessage::BotSay { turn_id, .. }) => *last_turn = turn_id,
+                _ => {}
+            },
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Some(Reply::Broken),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Waits for the reply to the turn just sent (the first `bot.say` of a new turn) for at
+/// most `patience` seconds.
+async fn reply<S>(rx: &mut S, last_turn: &mut String, patience: u64) -> Reply
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(patience);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(&t) {
+                Ok(ServerMessage::BotSay { turn_id, .. }) if turn_id == *last_turn => continue,
+                Ok(ServerMessage::BotSay { turn_id, .. }) => {
+                    *last_turn = turn_id;
+                    return Reply::Said;
+                }
+                Ok(ServerMessage::SessionEnd { reason }) => return ended(&reason),
+                Ok(ServerMessage::Error { .. }) | Err(_) => return Reply::Error,
+                Ok(_) => continue,
+            },
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return Reply::Broken,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => return Reply::Silent,
+        }
+    }
+}
+
+/// Connects again and resumes `session_id`, with backoff for up to 60 s.
+async fn reconnect(peer: Peer<'_>, session_id: &str) -> Option<(kiosk_connect::Ws, Hello)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(100);
+    while Instant::now() < deadline {
+        if let Some(done) = connect(peer, Some(session_id)).await {
+            return Some(done);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+    None
+}
+
+/// What the hello came to.
+struct Hello {
+    session_id: String,
+    resumed: bool,
+    /// The turn of the bot message sent after `welcome` (the opening, or on a resumed
+    /// session its last reply).
+    last_turn: String,
+}
+
+/// Connects and completes the hello (resuming `session_id` if given); the bot message
+/// sent after `welcome` is consumed.
+async fn connect(peer: Peer<'_>, session_id: Option<&str>) -> Option<(kiosk_connect::Ws, Hello)> {
     let args = peer.args;
     let mut ws = peer.connector.connect(peer.url).await.ok()?;
     let hello = ClientMessage::Hello {
         kiosk_id: args.kiosk.clone(),
         token: Some(args.token.clone()),
-        session_id: None,
+        session_id: session_id.map(str::to_string),
         role: PeerRole::Screen,
         capabilities: vec!["text".into(), "choices".into()],
     };
     ws.send(Message::Text(serde_json::to_string(&hello).ok()?.into()))
         .await
         .ok()?;
-    let mut welcomed = false;
+    let mut welcomed: Option<(String, bool)> = None;
     while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         if let Message::Text(t) = frame {
             match serde_json::from_str::<ServerMessage>(&t).ok()? {
-                ServerMessage::Welcome { .. } => welcomed = true,
-                ServerMessage::BotSay { .. } if welcomed => return Some(ws),
+                ServerMessage::Welcome {
+                    session_id,
+                    resumed,
+                    ..
+                } => welcomed = Some((session_id.unwrap_or_default(), resumed)),
+                ServerMessage::BotSay { turn_id, .. } => {
+                    if let Some((session_id, resumed)) = welcomed {
+                        return Some((
+                            ws,
+                            Hello {
+                                session_id,
+                                resumed,
+                                last_turn: turn_id,
+                            },
+                        ));
+                    }
+                }
                 ServerMessage::Error { .. } => return None,
                 _ => {}
             }

@@ -1,6 +1,7 @@
 //! `concierge bench kiosks` against a live app: it runs a phrase mix at a given pace and
 //! reports the server's CPU per turn and memory from `/metrics`; a bad phrases file is
-//! refused with its `file:line`.
+//! refused with its `file:line`; with `--reconnect`, sessions cut off from one node resume
+//! on another through the same address (what `scripts/soak` relies on).
 
 use std::process::Output;
 
@@ -86,4 +87,97 @@ async fn a_bad_phrases_file_or_pace_is_refused_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no phrases"));
     let out = bench(&app, &token, &["--interval", "0"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"));
+}
+
+/// A TCP forwarder on a fixed port to a node that can be switched; `cut` drops every
+/// connection it carries (a node gone, for the client).
+struct Switch {
+    port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Switch {
+    async fn start(target: u16) -> Switch {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = std::sync::Arc::new(AtomicU16::new(target));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let to = target.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = to.load(Ordering::SeqCst);
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Switch { port, target, cut }
+    }
+
+    /// Drops every connection and sends new ones to `port`.
+    fn fail_over(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reconnect_sessions_cut_off_from_a_node_resume_on_another() {
+    use crate::helpers::{fresh_database, spawn_on, Engine};
+    let (url, _dir) = fresh_database(Engine::Sqlite).await;
+    let first = spawn_on(&url, &project_root(), |_| {}).await;
+    let second = spawn_on(&url, &project_root(), |_| {}).await;
+    let token = first.kiosk("K001", "B001", PeerRole::Screen).await;
+    let switch = Switch::start(first.port).await;
+    let mut cmd = concierge();
+    cmd.args(["bench", "kiosks", "--url"])
+        .arg(format!("http://127.0.0.1:{}", switch.port))
+        .args(["--kiosk", "K001", "--token", &token])
+        .args(["--sessions", "4", "--duration", "4", "--interval", "0.25"])
+        .arg("--reconnect");
+    let run = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    // Mid-run, every connection is cut and the address now leads to the other node.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    switch.fail_over(second.port);
+    let out = run.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("failover: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // broke, resumed, did not, answered on resume, sent again, silently lost, slow, and
+    // the 10 of "more than 10 s"
+    let [broke, resumed, not_resumed, _, _, silent, _, 10] = numbers[..] else {
+        panic!("{line}");
+    };
+    assert!(broke >= 4, "{text}");
+    assert_eq!((resumed, not_resumed, silent), (broke, 0, 0), "{text}");
+    assert!(text.contains("errors: 0"), "{text}");
+    assert!(text.contains("server cost: not measured"), "{text}");
+    first.stop().await;
+    second.stop().await;
 }
