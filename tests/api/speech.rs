@@ -113,10 +113,12 @@ pub async fn next(k: &mut Kiosk, wait: Duration) -> In {
 /// Messages (binary frames as `In::Binary`) until one of type `kind`, which is included.
 pub async fn until(k: &mut Kiosk, kind: &str) -> Vec<In> {
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // Recognition beside the whole suite on two cores can take long (the telemetry test
+    // once waited over 60 s for its spoken question's reply); a passing wait returns early.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "no {kind} within 60 s; got {seen:?}");
+        assert!(!left.is_zero(), "no {kind} within 180 s; got {seen:?}");
         let m = next(k, left).await;
         let done = matches!(&m, In::Json(v) if v["type"] == kind);
         seen.push(m);
