@@ -263,9 +263,18 @@ otlp_endpoint = "{collector}"
     say_until(&mut k, "我的卡丢了，帮我挂失", "手机号").await;
     let bank_calls = host.traceparents().len();
     say_until(&mut k, "13812345678", "后四位").await;
+    // That question is spoken too: its voice ends before the next request.
+    until(&mut k, "bot.audio_end").await;
     k.send(json!({"type": "user.text", "text": "取消"})).await;
     // The reply is spoken: let the bot finish (its voice lasts as long as its audio) so the
     // question below is a turn of its own, not the customer talking over the bot.
+    loop {
+        let seen = until(&mut k, "bot.say").await;
+        let said = json_of(&seen, "bot.say").unwrap_or_default();
+        if said["text"].as_str().unwrap_or_default().contains("取消") {
+            break;
+        }
+    }
     let reply = until(&mut k, "bot.audio_end").await;
     let bytes: usize = reply
         .iter()
