@@ -110,7 +110,9 @@ async fn recorder(path: &'static str, answer: Value) -> (String, Arc<Mutex<Vec<S
     let s = seen.clone();
     let app = Router::new().route(
         path,
-        post(move |headers: HeaderMap| {
+        // The body is read whole before answering: a server that answers while the client
+        // is still sending (an audio upload) makes the client see a broken request.
+        post(move |headers: HeaderMap, _body: axum::body::Bytes| {
             let s = s.clone();
             let answer = answer.clone();
             async move {
@@ -285,7 +287,7 @@ otlp_endpoint = "{collector}"
         .sum();
     // 16-bit samples at 8 kHz or more: at most this long.
     let voice = Duration::from_millis((bytes as u64 / 16).min(20_000));
-    tokio::time::sleep(voice + Duration::from_millis(500)).await;
+    tokio::time::sleep(voice * 2 + Duration::from_secs(2)).await;
 
     // A question, by voice.
     let clip = concierge::speech::wav::read_wav(
@@ -296,17 +298,25 @@ otlp_endpoint = "{collector}"
     // Its answer (the opening hours), not just any reply: the next request must not
     // overtake the spoken turn.
     let mut answer = Vec::new();
-    loop {
-        let seen = until(&mut k, "bot.say").await;
-        let said = json_of(&seen, "bot.say").unwrap_or_default();
-        answer.extend(seen);
-        if said["text"].as_str().unwrap_or_default().contains("营业") {
-            break;
+    let answered = tokio::time::timeout(Duration::from_secs(150), async {
+        loop {
+            let seen = until(&mut k, "bot.say").await;
+            let said = json_of(&seen, "bot.say").unwrap_or_default();
+            answer.extend(seen);
+            if said["text"].as_str().unwrap_or_default().contains("营业") {
+                break;
+            }
+            assert!(
+                answer.len() < 500,
+                "no answer to the spoken question: {answer:?}"
+            );
         }
-        assert!(
-            answer.len() < 500,
-            "no answer to the spoken question: {answer:?}"
-        );
+    })
+    .await;
+    if answered.is_err() {
+        let log = log.lock().unwrap();
+        let tail: Vec<&String> = log.iter().rev().take(40).collect();
+        panic!("no answer to the spoken question in 150 s; the server's log ends: {tail:#?}");
     }
     until(&mut k, "bot.audio_end").await;
 
