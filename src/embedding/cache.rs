@@ -137,16 +137,11 @@ impl CachedEmbedder {
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let mut rest = Vec::with_capacity(w.len());
         for (k, t) in w.drain(..) {
-            if k != kind || batch.contains(&t) {
-                if k != kind {
-                    rest.push((k, t));
-                }
-                continue;
-            }
-            if batch.len() < BATCH_TEXTS && !self.cached(&(k, t.clone())) {
-                batch.push(t);
-            } else if batch.len() >= BATCH_TEXTS {
+            if k != kind || batch.len() >= BATCH_TEXTS {
+                // Another kind, or no room: it waits for a later pass.
                 rest.push((k, t));
+            } else if !batch.contains(&t) && !self.cached(&(k, t.clone())) {
+                batch.push(t);
             }
         }
         *w = rest;
@@ -316,8 +311,21 @@ mod tests {
         assert_eq!(none.stats().entries, 0);
     }
 
-    /// Takes 50 ms a call and records the size of each call.
-    struct Slow(Mutex<Vec<usize>>);
+    /// Takes 50 ms a call, records the size of each call and fails the call numbered
+    /// `fails` (from 0), if any; vectors `[len, 0]`.
+    struct Slow {
+        calls: Mutex<Vec<usize>>,
+        fails: Option<usize>,
+    }
+
+    impl Slow {
+        fn new(fails: Option<usize>) -> Arc<Slow> {
+            Arc::new(Slow {
+                calls: Mutex::new(Vec::new()),
+                fails,
+            })
+        }
+    }
 
     impl Embedder for Slow {
         fn model_id(&self) -> &str {
@@ -331,78 +339,58 @@ mod tests {
             texts: &'a [String],
             _kind: Kind,
         ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-            self.0.lock().unwrap().push(texts.len());
+            let mut calls = self.calls.lock().unwrap();
+            let fail = self.fails == Some(calls.len());
+            calls.push(texts.len());
             let v = texts.iter().map(|t| vec![t.len() as f32, 0.0]).collect();
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                Ok(v)
+                if fail {
+                    Err(EmbedError::Model("boom".into()))
+                } else {
+                    Ok(v)
+                }
             })
         }
     }
 
-    #[tokio::test]
-    async fn callers_waiting_for_the_model_are_embedded_in_one_pass() {
-        let inner = Arc::new(Slow(Mutex::new(Vec::new())));
-        let c = Arc::new(CachedEmbedder::new(inner.clone(), 100).serialized());
-        let words = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"];
-        let calls: Vec<_> = words
+    /// Each word embedded by its own task at once, in order of spawning.
+    fn embed_each(
+        c: &Arc<CachedEmbedder>,
+        words: &[&str],
+    ) -> Vec<tokio::task::JoinHandle<Result<Vec<Vec<f32>>, EmbedError>>> {
+        words
             .iter()
             .map(|w| {
                 let c = c.clone();
                 let w = w.to_string();
                 tokio::spawn(async move { c.embed(&[w], Kind::Query).await })
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_for_the_model_are_embedded_in_one_pass() {
+        let inner = Slow::new(None);
+        let c = Arc::new(CachedEmbedder::new(inner.clone(), 100).serialized());
+        let words = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"];
+        let calls = embed_each(&c, &words);
         for (w, call) in words.iter().zip(calls) {
             let v = call.await.unwrap().unwrap();
             assert_eq!(v, [vec![w.len() as f32, 0.0]], "{w}");
         }
         // The first caller runs alone; the five that waited meanwhile share one pass.
-        let sizes = inner.0.lock().unwrap().clone();
+        let sizes = inner.calls.lock().unwrap().clone();
         assert_eq!(sizes, [1, 5], "{sizes:?}");
         // Another kind is never taken along.
         c.embed(&texts(&["a"]), Kind::Passage).await.unwrap();
-        assert_eq!(inner.0.lock().unwrap().len(), 3);
+        assert_eq!(inner.calls.lock().unwrap().len(), 3);
     }
 
     #[tokio::test]
     async fn a_waiter_whose_batch_failed_computes_its_own() {
-        struct FailsOnce(AtomicUsize);
-        impl Embedder for FailsOnce {
-            fn model_id(&self) -> &str {
-                "fails-once"
-            }
-            fn dim(&self) -> usize {
-                1
-            }
-            fn embed<'a>(
-                &'a self,
-                texts: &'a [String],
-                _kind: Kind,
-            ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-                let n = self.0.fetch_add(1, Ordering::SeqCst);
-                let v: Vec<Vec<f32>> = texts.iter().map(|t| vec![t.len() as f32]).collect();
-                Box::pin(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-                    if n == 1 {
-                        Err(EmbedError::Model("boom".into()))
-                    } else {
-                        Ok(v)
-                    }
-                })
-            }
-        }
-        let c = Arc::new(
-            CachedEmbedder::new(Arc::new(FailsOnce(AtomicUsize::new(0))), 100).serialized(),
-        );
-        let calls: Vec<_> = ["a", "bb", "ccc"]
-            .iter()
-            .map(|w| {
-                let c = c.clone();
-                let w = w.to_string();
-                tokio::spawn(async move { c.embed(&[w], Kind::Query).await })
-            })
-            .collect();
+        let c = Arc::new(CachedEmbedder::new(Slow::new(Some(1)), 100).serialized());
+        let calls = embed_each(&c, &["a", "bb", "ccc"]);
         let mut ok = 0;
         for call in calls {
             if call.await.unwrap().is_ok() {

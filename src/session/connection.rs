@@ -214,14 +214,7 @@ impl<K: Sink<Frame> + Unpin> Writer<K> {
 
     /// Writes one frame within `dead_peer_secs`.
     async fn put(&mut self, frame: Frame) -> bool {
-        match tokio::time::timeout(self.stall, self.sink.send(frame)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
-            Err(_) => {
-                tracing::info!("kiosk stopped reading; connection closed");
-                false
-            }
-        }
+        self.within_stall(|sink| sink.send(frame)).await
     }
 }
 
