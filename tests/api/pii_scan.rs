@@ -3,9 +3,10 @@
 //! number is anywhere Concierge writes: every column of every table (as stored, nothing
 //! decrypted), every JSON log line, every payload a webhook receiver was sent, and
 //! `/metrics`. Values match in any spelling: every digit (ASCII, full-width, Chinese) is
-//! read as ASCII and everything else is dropped before matching, so `138 1234 5678`,
-//! `１３８…` and `幺三八…` are all found. A second test plants raw values and proves the
-//! scanner finds them.
+//! read as ASCII, and digits joined by spaces, dashes, dots, slashes or commas count as one
+//! number, so `138 1234 5678`, `１３８…` and `幺三八…` are all found; a letter, quote or colon
+//! ends a number (so a JSON line's many small counts are not read as one long one). A
+//! second test plants raw values and proves the scanner finds them.
 //!
 //! The customers are the sandbox bank's (`deploy/sandbox/customers.yaml`) plus every
 //! identifier a conversation script types.
@@ -112,9 +113,35 @@ fn secrets() -> BTreeSet<String> {
     secrets
 }
 
+/// The numbers written in `text`: runs of digits (any spelling, as ASCII) joined only by
+/// separators a person types between digit groups.
+fn numbers(text: &str) -> Vec<String> {
+    let mut runs = vec![String::new()];
+    for c in text.chars() {
+        let digit = match c {
+            '０'..='９' => Some(c as u32 - '０' as u32),
+            _ => concierge::text::numbers::digit_value(c),
+        };
+        match digit.and_then(|d| char::from_digit(d, 10)) {
+            Some(d) => runs.last_mut().expect("one run").push(d),
+            None if c.is_whitespace() || "-－—./．／,，、·_".contains(c) => {}
+            None => {
+                if !runs.last().expect("one run").is_empty() {
+                    runs.push(String::new());
+                }
+            }
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    runs
+}
+
 fn look(place: Place, text: &str, secrets: &BTreeSet<String>, hits: &mut Vec<Hit>) {
-    let digits = digits_only(text);
-    for secret in secrets.iter().filter(|s| digits.contains(s.as_str())) {
+    let numbers = numbers(text);
+    for secret in secrets
+        .iter()
+        .filter(|s| numbers.iter().any(|n| n.contains(s.as_str())))
+    {
         hits.push(Hit {
             place: place.clone(),
             secret: secret.clone(),
