@@ -1,5 +1,5 @@
 //! `concierge bench …`: the load generators (kiosk sessions, knowledge search, speech
-//! recognition, sentence embeddings); each lives with what it measures.
+//! recognition, sentence embeddings, tickets); each lives with what it measures.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// Embed single utterances with the local e5 model and print p50/p95/p99 latency and
     /// tokens/s, one batch's time, the load time and the memory the model added.
     Embed(super::embed::EmbedBenchArgs),
+    /// Time ticket creation with a case packet (p50/p95/p99), then the SLA watcher's pass
+    /// over N open tickets beside a read of every open ticket.
+    Tickets(crate::tickets::bench::TicketBenchArgs),
 }
 
 /// Runs one load generator.
@@ -32,6 +35,7 @@ pub(super) async fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<Ex
         BenchCommand::Knowledge(args) => {
             crate::knowledge::bench::run(global.settings()?, args).await
         }
+        BenchCommand::Tickets(args) => crate::tickets::bench::run(global.settings()?, args).await,
         BenchCommand::Kiosks(args) => {
             crate::startup::raise_fd_limit();
             crate::client::bench::run(args).await

@@ -9,15 +9,21 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Event, Filter, NewEvent, TicketError, TicketState};
+use super::model::{Event, Filter, NewEvent, Ticket, TicketError, TicketState};
 use super::wire::StaffMessage;
-use super::{SessionEvent, SessionInbox, Tickets};
+use super::{sla, SessionEvent, SessionInbox, Tickets};
 use crate::access::Role;
 use crate::store::now_ms;
 use crate::store::wake::{next_look, Topic};
 
 /// Ticket events a node reads from the database per look.
 const FOLLOW_BATCH: i64 = 500;
+
+/// Tickets the SLA watcher reads per batch.
+const SLA_BATCH: i64 = 500;
+
+/// Batches the SLA watcher reads per pass at most.
+const SLA_BATCHES: usize = 20;
 
 impl Tickets {
     /// Tells this node's staff consoles and kiosk sessions about every new ticket event,
@@ -104,62 +110,90 @@ impl Tickets {
     }
 
     /// Warns the assignee at 75 % of a deadline and escalates to the queue's supervisor at
-    /// 100 % — once each, whichever node gets there first.
-    pub async fn check_sla(&self, now: i64) -> Result<(), TicketError> {
-        for (t, marks) in self.store.sla_candidates().await? {
-            let stages = [
-                (
-                    t.first_response_due,
-                    t.first_response_at.is_none(),
-                    "response",
-                    0usize,
-                ),
-                (t.resolution_due, true, "resolution", 2usize),
-            ];
-            for (due, pending, what, i) in stages {
-                let Some(due) = due else { continue };
-                if !pending {
-                    continue;
-                }
-                let span = (due - t.created_at).max(1);
-                let supervisor = self
-                    .rules
-                    .queues
-                    .get(&t.queue)
-                    .map(|q| q.supervisor.clone())
-                    .unwrap_or_default();
-                if marks[i + 1].is_none() && now >= due {
-                    let column = format!("escalated_{what}_at");
-                    self.store
-                        .mark_once(
-                            &t.id,
-                            &column,
-                            NewEvent::note(
-                                "sla_escalated",
-                                "sla",
-                                &format!("{what} deadline passed; escalated to {supervisor}"),
-                                json!({"stage": what, "due": due, "supervisor": supervisor}),
-                            ),
-                        )
-                        .await?;
-                } else if marks[i].is_none() && now >= t.created_at + span * 3 / 4 {
-                    let column = format!("warned_{what}_at");
-                    self.store
-                        .mark_once(
-                            &t.id,
-                            &column,
-                            NewEvent::note(
-                                "sla_warning",
-                                "sla",
-                                &format!("75 % of the {what} time used"),
-                                json!({"stage": what, "due": due, "assignee": t.assignee}),
-                            ),
-                        )
-                        .await?;
+    /// 100 % — once each, whichever node gets there first. Reads only the tickets whose
+    /// next SLA moment has come ([`super::sla`]), in batches of [`SLA_BATCH`], at most
+    /// [`SLA_BATCHES`] batches a pass (the rest wait for the next pass). Returns how many
+    /// tickets it looked at.
+    pub async fn check_sla(&self, now: i64) -> Result<usize, TicketError> {
+        let mut looked = 0;
+        for _ in 0..SLA_BATCHES {
+            let due = self.store.sla_due(now, SLA_BATCH).await?;
+            let full = due.len() as i64 == SLA_BATCH;
+            for (t, marks) in &due {
+                if !self.check_ticket_sla(t, marks, now).await? {
+                    // Nothing to mark (another node was first): move its moment on.
+                    self.store.reschedule_sla(&t.id).await?;
                 }
             }
+            looked += due.len();
+            if !full {
+                break;
+            }
         }
-        Ok(())
+        Ok(looked)
+    }
+
+    /// Marks the stage of `t` whose moment has come; whether this node marked one.
+    async fn check_ticket_sla(
+        &self,
+        t: &Ticket,
+        marks: &[Option<i64>; 4],
+        now: i64,
+    ) -> Result<bool, TicketError> {
+        let stages = [
+            (
+                t.first_response_due,
+                t.first_response_at.is_none(),
+                "response",
+                0usize,
+            ),
+            (t.resolution_due, true, "resolution", 2usize),
+        ];
+        let supervisor = self
+            .rules
+            .queues
+            .get(&t.queue)
+            .map(|q| q.supervisor.clone())
+            .unwrap_or_default();
+        let mut marked = false;
+        for (due, pending, what, i) in stages {
+            let Some(due) = due else { continue };
+            if !pending || !t.state.open() {
+                continue;
+            }
+            if marks[i + 1].is_none() && now >= due {
+                let column = format!("escalated_{what}_at");
+                marked |= self
+                    .store
+                    .mark_once(
+                        &t.id,
+                        &column,
+                        NewEvent::note(
+                            "sla_escalated",
+                            "sla",
+                            &format!("{what} deadline passed; escalated to {supervisor}"),
+                            json!({"stage": what, "due": due, "supervisor": supervisor}),
+                        ),
+                    )
+                    .await?;
+            } else if marks[i].is_none() && now >= sla::warn_at(t.created_at, due) {
+                let column = format!("warned_{what}_at");
+                marked |= self
+                    .store
+                    .mark_once(
+                        &t.id,
+                        &column,
+                        NewEvent::note(
+                            "sla_warning",
+                            "sla",
+                            &format!("75 % of the {what} time used"),
+                            json!({"stage": what, "due": due, "assignee": t.assignee}),
+                        ),
+                    )
+                    .await?;
+            }
+        }
+        Ok(marked)
     }
 
     /// Closes tickets resolved more than `auto_close_resolved_hours` ago (the customer had

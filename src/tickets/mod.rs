@@ -8,10 +8,12 @@
 //! ([`clean_text`]) before it is hashed into the audit chain or sent to webhooks.
 
 pub mod anchor;
+pub mod bench;
 mod follow;
 pub mod hub;
 pub mod model;
 pub mod rules;
+pub mod sla;
 mod store;
 pub mod wire;
 

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::anchor::AnchorKey;
 use super::model::{Conflict, Event, Filter, NewEvent, Ticket, TicketError, TicketState};
+use super::sla;
 use crate::store::wake::Topic;
 use crate::store::{now_ms, Db};
 
@@ -56,6 +57,22 @@ fn ticket_of(r: &AnyRow) -> Result<Ticket, sqlx::Error> {
         first_response_at: r.try_get("first_response_at")?,
         resolved_at: r.try_get("resolved_at")?,
         closed_at: r.try_get("closed_at")?,
+    })
+}
+
+/// The SLA clocks of a row that has the ticket's deadline and mark columns.
+fn clocks_of(r: &AnyRow) -> Result<sla::Clocks, sqlx::Error> {
+    Ok(sla::Clocks {
+        created_at: r.try_get("created_at")?,
+        first_response_due: r.try_get("first_response_due")?,
+        first_response_at: r.try_get("first_response_at")?,
+        resolution_due: r.try_get("resolution_due")?,
+        marks: [
+            r.try_get("warned_response_at")?,
+            r.try_get("escalated_response_at")?,
+            r.try_get("warned_resolution_at")?,
+            r.try_get("escalated_resolution_at")?,
+        ],
     })
 }
 
@@ -154,13 +171,31 @@ impl Store {
     /// Appends an event to the ticket's history, the audit chain and the outbox.
     async fn append(&self, tx: &mut Tx, t: &Ticket, e: NewEvent<'_>) -> Result<Event, TicketError> {
         let now = now_ms();
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE tickets SET events = events + 1, updated_at = $2 WHERE id = $1 RETURNING events",
+        let row = sqlx::query(
+            "UPDATE tickets SET events = events + 1, updated_at = $2 WHERE id = $1 \
+             RETURNING events, state, sla_next_at, created_at, first_response_due, \
+             first_response_at, resolution_due, warned_response_at, escalated_response_at, \
+             warned_resolution_at, escalated_resolution_at",
         )
         .bind(&t.id)
         .bind(now)
         .fetch_one(&mut **tx)
         .await?;
+        let seq: i64 = row.try_get("events")?;
+        // Whatever this event changed (state, response, an SLA mark), the watcher's next
+        // moment for the ticket moves with it, in the same transaction.
+        let state: String = row.try_get("state")?;
+        let next = sla::next_action(
+            TicketState::parse(&state).unwrap_or(TicketState::New),
+            &clocks_of(&row)?,
+        );
+        if next != row.try_get::<Option<i64>, _>("sla_next_at")? {
+            sqlx::query("UPDATE tickets SET sla_next_at = $2 WHERE id = $1")
+                .bind(&t.id)
+                .bind(next)
+                .execute(&mut **tx)
+                .await?;
+        }
         // Locks the chain head for this transaction (PostgreSQL row lock; SQLite's writer).
         let (prev, chain_seq): (String, i64) = sqlx::query_as(
             "UPDATE audit_head SET count = count + 1 WHERE id = 1 RETURNING hash, count",
@@ -586,29 +621,58 @@ impl Store {
         Ok(rows.iter().map(ticket_of).collect::<Result<_, _>>()?)
     }
 
-    /// Open tickets with an SLA stage not yet marked (for the watcher).
-    pub async fn sla_candidates(&self) -> Result<Vec<(Ticket, [Option<i64>; 4])>, TicketError> {
+    /// Up to `limit` tickets whose next SLA moment ([`sla`]) is at or before `now`, soonest
+    /// first, with their marks: what the watcher has to look at, read through the index
+    /// on `sla_next_at`, however many tickets are open.
+    pub async fn sla_due(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(Ticket, [Option<i64>; 4])>, TicketError> {
         let rows = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS}, warned_response_at, escalated_response_at, warned_resolution_at, \
-             escalated_resolution_at FROM tickets WHERE state IN ('new', 'assigned', 'in_progress', 'pending_customer') \
-             AND (escalated_response_at IS NULL OR escalated_resolution_at IS NULL)"
+             escalated_resolution_at FROM tickets WHERE sla_next_at <= $1 \
+             ORDER BY sla_next_at LIMIT $2"
         ))
+        .bind(now)
+        .bind(limit)
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    ticket_of(r)?,
-                    [
-                        r.try_get("warned_response_at")?,
-                        r.try_get("escalated_response_at")?,
-                        r.try_get("warned_resolution_at")?,
-                        r.try_get("escalated_resolution_at")?,
-                    ],
-                ))
-            })
+            .map(|r| Ok((ticket_of(r)?, clocks_of(r)?.marks)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(TicketError::from)
+    }
+
+    /// Sets the ticket's next SLA moment from what it is now (after the watcher looked at
+    /// it and had nothing to mark, e.g. another node marked it first, or the clock it was
+    /// predates the migration that added the column). Conditional on `updated_at`, so a
+    /// concurrent event — which recomputes it itself — is never overwritten.
+    pub async fn reschedule_sla(&self, id: &str) -> Result<(), TicketError> {
+        let Some(row) = sqlx::query(
+            "SELECT state, updated_at, created_at, first_response_due, first_response_at, \
+             resolution_due, warned_response_at, escalated_response_at, warned_resolution_at, \
+             escalated_resolution_at FROM tickets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        else {
+            return Ok(());
+        };
+        let state: String = row.try_get("state")?;
+        let updated_at: i64 = row.try_get("updated_at")?;
+        let next = sla::next_action(
+            TicketState::parse(&state).unwrap_or(TicketState::New),
+            &clocks_of(&row)?,
+        );
+        sqlx::query("UPDATE tickets SET sla_next_at = $3 WHERE id = $1 AND updated_at = $2")
+            .bind(id)
+            .bind(updated_at)
+            .bind(next)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
     }
 
     /// Open tickets per assignee (the load of each teller).

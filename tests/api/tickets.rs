@@ -16,6 +16,7 @@ on_both_engines!(
     a_handoff_is_accepted_relayed_and_resolved,
     two_tellers_claiming_one_ticket_one_wins,
     sla_warns_and_escalates_once_whatever_the_clock_does,
+    the_sla_watcher_reads_only_tickets_whose_moment_has_come,
 );
 
 /// A staff console over the real staff WebSocket.
@@ -482,6 +483,87 @@ async fn sla_warns_and_escalates_once_whatever_the_clock_does(engine: Engine) {
             .unwrap()
             .1,
         None
+    );
+    app.stop().await;
+}
+
+/// The ticket's `sla_next_at` as stored.
+async fn sla_next_at(app: &TestApp, id: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT sla_next_at FROM tickets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+}
+
+async fn the_sla_watcher_reads_only_tickets_whose_moment_has_come(engine: Engine) {
+    use concierge::tickets::model::TicketState;
+    let app = spawn_app_with(engine, |s| s.tickets.sla_check_secs = 3600).await;
+    let tickets = app.state.tickets.clone();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let t = tickets
+            .open(
+                "complaint",
+                "B001",
+                None,
+                None,
+                None,
+                json!({}),
+                &[],
+                "test",
+            )
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    let t = tickets.get(&ids[0]).await.unwrap();
+    let due = t.first_response_due.unwrap();
+    let warn = concierge::tickets::sla::warn_at(t.created_at, due);
+    // A new ticket's next moment is its response warning.
+    assert_eq!(sla_next_at(&app, &ids[0]).await, Some(warn));
+    // Before it, the watcher reads nothing at all.
+    assert_eq!(tickets.check_sla(warn - 1).await.unwrap(), 0);
+    // Resolved: nothing left to watch, so it is not read again.
+    tickets.claim(&ids[1], "chen").await.unwrap();
+    tickets
+        .transition(&ids[1], TicketState::InProgress, "chen", "", None)
+        .await
+        .unwrap();
+    let responded = tickets.get(&ids[1]).await.unwrap();
+    assert_eq!(
+        sla_next_at(&app, &ids[1]).await,
+        Some(concierge::tickets::sla::warn_at(
+            responded.created_at,
+            responded.resolution_due.unwrap()
+        )),
+        "a response moves the next moment to the resolution warning"
+    );
+    tickets
+        .transition(&ids[1], TicketState::Resolved, "chen", "", None)
+        .await
+        .unwrap();
+    assert_eq!(sla_next_at(&app, &ids[1]).await, None);
+    // A ticket from before the column existed (the migration makes it due at once) is
+    // read once and gets its real moment.
+    sqlx::query("UPDATE tickets SET sla_next_at = 0 WHERE id = $1")
+        .bind(&ids[2])
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(tickets.check_sla(warn - 1).await.unwrap(), 1);
+    assert!(sla_next_at(&app, &ids[2]).await.unwrap() >= warn);
+    assert_eq!(tickets.check_sla(warn - 1).await.unwrap(), 0);
+    // At the warning moment, the two open tickets are read and warned; then their next
+    // moment is the deadline.
+    assert_eq!(tickets.check_sla(warn + 1000).await.unwrap(), 2);
+    assert_eq!(sla_next_at(&app, &ids[0]).await, Some(due));
+    assert_eq!(tickets.check_sla(warn + 1000).await.unwrap(), 0);
+    let warned = tickets.history(&ids[0]).await.unwrap();
+    assert_eq!(
+        warned.iter().filter(|e| e.kind == "sla_warning").count(),
+        1,
+        "{warned:?}"
     );
     app.stop().await;
 }
