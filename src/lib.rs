@@ -48,6 +48,8 @@
 //! - [`live`]: the live sessions of this node and the inputs they take.
 //! - [`session`]: one kiosk connection: reader, audio input, turn worker, effects
 //!   dispatch, the live side of a handoff, the session store.
+//! - [`record`]: a session's compliance record (transcript, actions and citations, device
+//!   calls, handoffs, tickets with their audit links), every view of it written down.
 //!
 //! **Composition and edges**
 //! - [`validate`]: every data file checked, for `concierge validate` and start-up.
@@ -76,6 +78,7 @@ pub mod live;
 pub mod nlu;
 pub mod ops;
 pub mod ports;
+pub mod record;
 pub mod retention;
 pub mod session;
 pub mod speech;

@@ -242,6 +242,35 @@ pub async fn transcript(
     })))
 }
 
+/// Roles: teller, remote_expert, admin (of the session's branch when scoped to one). The
+/// session's compliance record ([`crate::record`]); the view is written down first.
+/// Another branch's session is "not found".
+pub async fn record(
+    State(app): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Json<crate::record::Record>, ApiError> {
+    let user = staff.require(&[Role::Teller, Role::RemoteExpert, Role::Admin])?;
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(ApiError::BadRequest(
+            "invalid_id",
+            "a session id is up to 64 letters, digits and dashes".into(),
+        ));
+    }
+    crate::record::view(
+        &app.db,
+        &app.tickets,
+        &id,
+        &user.name,
+        user.branch.as_deref(),
+    )
+    .await
+    .map_err(ApiError::Internal)?
+    .map(Json)
+    .ok_or(ApiError::NotFound("session"))
+}
+
 fn kiosk_error(e: KioskError) -> ApiError {
     match e {
         KioskError::InvalidId { .. } => ApiError::BadRequest("invalid_id", e.to_string()),

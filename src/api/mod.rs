@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::invoke_device),
         )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
+        .route("/v1/sessions/{id}/record", get(admin::record))
         .route("/v1/nlu/parse", post(nlu::parse))
         .route("/v1/staff/ws", get(staff_ws::upgrade))
         .route("/v1/appointments", get(branch::appointments))

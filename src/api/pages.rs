@@ -1,6 +1,7 @@
 //! The web pages, served from the binary: `/kiosk` (the customer's touch screen with the
 //! digital human 小安), `/console` (tellers and remote experts), `/studio` (content staff),
-//! and their scripts, styles and pictures under `/assets/…`.
+//! `/record` (a session's printable compliance record), and their scripts, styles and
+//! pictures under `/assets/…`.
 //!
 //! Everything under `web/` is embedded at compile time (`include_bytes!`), so a deployment
 //! is one binary and an asset can only be one of the files listed here: a request path is
@@ -44,11 +45,12 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
-/// The three pages.
+/// The pages.
 static PAGES: &[Asset] = &[
     asset!("kiosk.html", HTML),
     asset!("console.html", HTML),
     asset!("studio.html", HTML),
+    asset!("record.html", HTML),
 ];
 
 /// Everything under `/assets/`.
@@ -66,6 +68,8 @@ static ASSETS: &[Asset] = &[
     asset!("assets/mic-worklet.js", JS),
     asset!("assets/console.js", JS),
     asset!("assets/studio.js", JS),
+    asset!("assets/record.js", JS),
+    asset!("assets/labels.js", JS),
     asset!("assets/img/id_card.svg", SVG),
     asset!("assets/img/pin_pad.svg", SVG),
     asset!("assets/img/card_reader.svg", SVG),
@@ -92,6 +96,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/studio",
             get(|h: HeaderMap| async move { page("studio.html", &h) }),
+        )
+        .route(
+            "/record",
+            get(|h: HeaderMap| async move { page("record.html", &h) }),
         )
         .route("/assets/{*path}", get(asset))
 }

@@ -692,6 +692,24 @@ async fn a_teller_takes_over_a_kiosk_conversation_from_the_console() {
     console.tap("#case", "更新状态").await;
     console.wait_text("#case .case-sub", "已解决").await;
     console.screenshot("console").await;
+
+    // The session's compliance record, from the case (same tab: the login stays).
+    let href = console
+        .js(
+            "const a = document.querySelector('#record-link'); return a ? a.getAttribute('href') : null;",
+            vec![],
+        )
+        .await;
+    let href = href.as_str().expect("a link to the compliance record");
+    assert!(href.starts_with("/record?session="), "{href}");
+    console.goto(&app.http(href)).await;
+    console
+        .wait_text("#part-transcript", "我的卡被冻结了")
+        .await;
+    console.wait_text("#part-tickets", &number).await;
+    console.wait_text("#part-views", "无").await;
+    console.wait_text(".record-facts", "B001").await;
+    console.screenshot("record").await;
     kiosk.close().await;
     console.close().await;
     app.stop().await;

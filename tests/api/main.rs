@@ -34,6 +34,7 @@ mod notify;
 mod outbox;
 mod pii_scan;
 mod privacy;
+mod record;
 mod sbom;
 mod sessions;
 mod shutdown;

@@ -4,6 +4,7 @@
 
 import { h, $, replace, show, highlight, when } from './dom.js';
 import { api, get, post, auth, setupLogin, needLogin, logout, toast } from './api.js';
+import { CHOICE } from './labels.js';
 
 const KIND = { handoff: '转人工', handoff_remote: '远程专家' };
 const STATE = {
@@ -21,10 +22,6 @@ const NEXT = {
 };
 const REASON = {
   customer_asked: '客户要求人工服务', fraud_suspected: '疑似电信诈骗', flow: '办理中需要人工协助',
-};
-const CHOICE = {
-  'handoff.teller': '找工作人员', 'handoff.remote_expert': '找远程专家', 'queue.take_number': '取号排队',
-  'appointment.book': '预约办理', 'card.report_loss': '银行卡挂失', affirm: '确认', deny: '不对', help: '我能办什么',
 };
 const PRIORITY = { urgent: '紧急', high: '优先', normal: '普通', low: '低' };
 const OPEN = (t) => !['resolved', 'closed', 'cancelled'].includes(t.state);
@@ -179,6 +176,8 @@ function renderCase() {
     actions.push(h('button.btn.ok', { type: 'button', onclick: () => accept(t) }, isHandoff(t) ? '接入' : '认领'));
   }
   if (live) actions.push(h('button.btn.secondary', { type: 'button', onclick: () => sendLive({ type: 'release', ticket: t.id }) }, '交还小安'));
+  // The session's compliance record, in a tab of its own (it keeps this tab's login).
+  if (t.session_id) actions.push(h('a.btn.secondary#record-link', { href: `/record?session=${encodeURIComponent(t.session_id)}`, target: '_blank', rel: 'opener' }, '合规记录'));
 
   const moves = NEXT[t.state] || [];
   const moveSel = h('select#move-to', moves.map((s) => h('option', { value: s }, STATE[s] || s)));
