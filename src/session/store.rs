@@ -163,7 +163,8 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<SessionRecord>, sqlx::Erro
     }))
 }
 
-/// Appends lines (masked) and saves the state, in one transaction. `end` ends the session.
+/// Appends lines (masked) and saves the state with the journey marks it carries
+/// ([`SessionState::journal`]), in one transaction. `end` ends the session.
 pub async fn record(
     db: &Db,
     session_id: &str,
@@ -183,6 +184,17 @@ pub async fn record(
                 .bind(line.kind)
                 .bind(mask_pii(line.text))
                 .bind(line.turn_id.map(str::to_string));
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    if let Some(marks) = state.map(|s| &s.journal).filter(|j| !j.is_empty()) {
+        let sql = insert_journey_sql(marks.len());
+        let mut insert = sqlx::query(&sql).bind(session_id).bind(now);
+        for m in marks {
+            insert = insert
+                .bind(m.flow.as_str())
+                .bind(m.event.as_str())
+                .bind(m.step.as_str());
         }
         insert.execute(&mut **tx).await?;
     }
@@ -250,6 +262,23 @@ fn insert_lines_sql(n: usize) -> String {
          SELECT $1, last.seq + v.column1, $2, v.column2, v.column3, v.column4, v.column5 \
          FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM transcript_lines WHERE session_id = $1) AS last, \
          (VALUES {}) AS v",
+        rows.join(", ")
+    )
+}
+
+/// `INSERT … SELECT` of `n` journey marks with the session's kiosk and branch: `$1` the
+/// session, `$2` the time, then flow, event and step of each mark, in order.
+fn insert_journey_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = 3 + 3 * i;
+            format!("({}, ${p}, ${}, ${})", i + 1, p + 1, p + 2)
+        })
+        .collect();
+    format!(
+        "INSERT INTO journey_events (session_id, at, branch_id, kiosk_id, flow, event, step) \
+         SELECT $1, $2, s.branch_id, s.kiosk_id, v.column2, v.column3, v.column4 \
+         FROM sessions s, (VALUES {}) AS v WHERE s.id = $1 ORDER BY v.column1",
         rows.join(", ")
     )
 }

@@ -251,6 +251,7 @@ impl Worker {
 
         let dialog_started = Instant::now();
         let mut next = self.state.clone();
+        let before = Engine::position(&next);
         let outcome =
             tracing::info_span!("flow", offer = verdict.offer.is_some()).in_scope(
                 || match &verdict.offer {
@@ -258,6 +259,7 @@ impl Worker {
                     None => engine.respond(&mut next, &input, understood.as_ref()),
                 },
             );
+        engine.note_progress(&before, &mut next);
         metrics.observe("dialog", dialog_started);
         tracing::info!(
             intent = understood
@@ -342,6 +344,8 @@ impl Worker {
                     return None;
                 }
                 lines.clear();
+                // The journey marks went with the lines.
+                next.journal.clear();
                 self.state = next.clone();
                 for mut r in replies.drain(..) {
                     self.fill_article(&mut r);
@@ -367,8 +371,10 @@ impl Worker {
                     self.handoff_waiting(number, *to).await;
                 }
             }
+            let before = Engine::position(&next);
             outcome = tracing::info_span!("flow", resumed = true)
                 .in_scope(|| engine.resume(&mut next, result));
+            engine.note_progress(&before, &mut next);
         }
         tracing::error!("a turn ran 32 effects: a loop in the flow data?");
         Some(None)
@@ -417,6 +423,7 @@ impl Worker {
             return;
         }
         let mut next = self.state.clone();
+        let before = Engine::position(&next);
         let outcome = self.app.engine.resume(
             &mut next,
             EffectResult::Failed {
@@ -424,6 +431,7 @@ impl Worker {
                 note: "the node stopped while this step ran".into(),
             },
         );
+        self.app.engine.note_progress(&before, &mut next);
         let turn_id = uuid::Uuid::new_v4().to_string();
         let _ = self.deliver(&turn_id, None, next, outcome).await;
     }
@@ -431,7 +439,9 @@ impl Worker {
     /// The customer has been silent mid-flow: ask whether they are still there, or end.
     async fn idle(&mut self) -> Option<String> {
         let mut next = self.state.clone();
+        let before = Engine::position(&next);
         let outcome = self.app.engine.on_idle(&mut next);
+        self.app.engine.note_progress(&before, &mut next);
         let turn_id = uuid::Uuid::new_v4().to_string();
         self.deliver(&turn_id, None, next, outcome).await.flatten()
     }

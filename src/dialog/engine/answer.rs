@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::journal::JourneyEvent;
 use super::render::render;
 use super::{Engine, Frame, Outcome, SessionState, TurnInput, Waiting};
 use crate::dialog::flow::{Flow, Kind, Step};
@@ -225,7 +226,7 @@ impl Engine {
                 top.waiting = Waiting::Nothing;
                 top.retries = 0;
                 let Some(target) = &step.spec.on_no else {
-                    state.stack.pop();
+                    self.pop_frame(state, JourneyEvent::Cancelled);
                     let mut out = Outcome::default();
                     out.replies.push(self.reply(SystemIntent::Cancel.name()));
                     return Some(out);

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod answer;
+pub mod journal;
 mod offer;
 mod render;
 
@@ -31,6 +32,7 @@ use crate::domain::clock::{Clock, SystemClock};
 use crate::nlu::intent::SystemIntent;
 use crate::nlu::{is_intent, Nlu, Parse, Scored};
 use crate::text::cut_utterance;
+use journal::JourneyEvent;
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
@@ -177,6 +179,10 @@ pub struct SessionState {
     /// forgets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer: Option<String>,
+    /// What happened to journeys since the session store last wrote this state
+    /// ([`journal`]); never stored with the state itself.
+    #[serde(skip)]
+    pub journal: Vec<journal::JourneyMark>,
 }
 
 /// The engine, built once from validated data and shared by all sessions.
@@ -295,7 +301,7 @@ impl Engine {
             }
             Some(SystemIntent::Cancel) if !state.stack.is_empty() => {
                 state.misunderstood = 0;
-                state.stack.clear();
+                self.clear_frames(state, JourneyEvent::Cancelled);
                 out.replies.push(self.reply(SystemIntent::Cancel.name()));
                 return self.finish(state, out);
             }
@@ -358,7 +364,7 @@ impl Engine {
             .get(&frame.flow)
             .and_then(|f| f.steps.get(frame.step).map(|s| (f, s)))
         else {
-            state.stack.pop();
+            self.pop_frame(state, JourneyEvent::Failed);
             let out = Outcome {
                 replies: vec![self.reply("fallback")],
                 effect: None,
@@ -415,7 +421,7 @@ impl Engine {
         state.idle_prompts += 1;
         let mut out = Outcome::default();
         if state.idle_prompts >= 2 {
-            state.stack.clear();
+            self.clear_frames(state, JourneyEvent::Abandoned);
             let mut bye = self.reply_or("idle_end", "goodbye");
             bye.end_session = true;
             out.replies.push(bye);
@@ -485,6 +491,7 @@ impl Engine {
             retries: 0,
             waiting: Waiting::Nothing,
         });
+        self.note_start(state);
     }
 
     /// Runs the innermost frame until it needs the customer or an effect, or ends.
@@ -495,12 +502,12 @@ impl Engine {
                 return out;
             };
             let Some(flow) = self.flows.get(&frame.flow) else {
-                state.stack.pop();
+                self.pop_frame(state, JourneyEvent::Failed);
                 continue;
             };
             let Some(step) = flow.steps.get(frame.step) else {
                 // Past the last step: the flow is done.
-                state.stack.pop();
+                self.pop_frame(state, JourneyEvent::Completed);
                 out.replies.extend(self.reprompt(state));
                 return out;
             };
@@ -572,7 +579,7 @@ impl Engine {
                             .push(self.render_step(step, t, &frame.slots, variant));
                     }
                     let offer = frame.slots.get(OFFER_SLOT).cloned();
-                    state.stack.pop();
+                    self.pop_frame(state, JourneyEvent::Completed);
                     if let Some(intent) = offer.filter(|_| state.stack.is_empty()) {
                         out.replies
                             .extend(self.offer_reply(state, &intent, "offer_journey"));
@@ -585,7 +592,7 @@ impl Engine {
             }
         }
         tracing::error!("flow ran {MAX_STEPS_PER_TURN} steps without waiting: a loop in the data?");
-        state.stack.clear();
+        self.clear_frames(state, JourneyEvent::Failed);
         out.replies.push(self.reply("offer_human"));
         out
     }
@@ -650,7 +657,7 @@ impl Engine {
                 .first()
                 .map(|f| f.flow.clone())
                 .or(intent.map(str::to_string));
-            state.stack.clear();
+            self.clear_frames(state, JourneyEvent::HandedOff);
             out.effect = Some(Effect::Handoff {
                 to: HandoffKind::Teller,
                 reason: "fraud_suspected".into(),
@@ -696,7 +703,7 @@ impl Engine {
             let leaving = reply.as_ref().is_some_and(|r| r.end_session);
             out.replies.extend(reply);
             if leaving {
-                state.stack.clear();
+                self.clear_frames(state, JourneyEvent::Abandoned);
             } else {
                 out.replies.extend(self.reprompt(state));
             }
@@ -722,7 +729,7 @@ impl Engine {
             .and_then(|s| s.spec.retries)
             .unwrap_or(DEFAULT_RETRIES);
         if top.retries > limit {
-            state.stack.clear();
+            self.clear_frames(state, JourneyEvent::RetryLimit);
             out.replies.push(self.reply("offer_human"));
             return out;
         }
@@ -772,7 +779,7 @@ impl Engine {
     ) -> Outcome {
         let slots = self.case_slots(state);
         let intent = state.stack.first().map(|f| f.flow.clone());
-        state.stack.clear();
+        self.clear_frames(state, JourneyEvent::HandedOff);
         let said = SystemIntent::asking_for(to).name();
         out.replies.push(self.reply_or(said, "offer_human"));
         out.effect = Some(Effect::Handoff {
