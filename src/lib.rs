@@ -48,6 +48,8 @@
 //! - [`live`]: the live sessions of this node and the inputs they take.
 //! - [`session`]: one kiosk connection: reader, audio input, turn worker, effects
 //!   dispatch, the live side of a handoff, the session store.
+//! - [`reports`]: hourly rollups of sessions, journeys, handoffs, queue and tickets, and
+//!   the reports read from them.
 //! - [`record`]: a session's compliance record (transcript, actions and citations, device
 //!   calls, handoffs, tickets with their audit links), every view of it written down.
 //!
@@ -79,6 +81,7 @@ pub mod nlu;
 pub mod ops;
 pub mod ports;
 pub mod record;
+pub mod reports;
 pub mod retention;
 pub mod session;
 pub mod speech;

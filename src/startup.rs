@@ -231,6 +231,7 @@ impl Application {
             state.settings.retention.clone(),
             shutdown.clone(),
         );
+        crate::reports::rollup::run(state.db.clone(), shutdown.clone());
         let signal = {
             let shutdown = shutdown.clone();
             let draining = state.draining.clone();

@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod nlu;
 pub mod origin;
 pub mod pages;
+pub mod reports;
 pub mod staff_ws;
 pub mod tickets;
 
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{id}/transcript", get(admin::transcript))
         .route("/v1/sessions/{id}/record", get(admin::record))
+        .route("/v1/reports/{name}", get(reports::report))
         .route("/v1/nlu/parse", post(nlu::parse))
         .route("/v1/staff/ws", get(staff_ws::upgrade))
         .route("/v1/appointments", get(branch::appointments))

@@ -15,6 +15,7 @@
 //! - [`knowledge`]: `knowledge import|export|search|golden`.
 //! - [`outbox`]: `outbox status|replay`, webhook deliveries of ticket events.
 //! - [`audit`]: `audit verify`, the hash chain of ticket events.
+//! - [`reports`]: `reports rebuild`, the hourly report rollups.
 //! - [`keys`]: `keys rotate|status`, the data keys that seal identifiers at rest.
 //! - [`models`]: `models fetch|convert|verify|status`, speech and embedding model files.
 //! - [`embed`]: `bench embed`, the latency of the local sentence embedder.
@@ -36,6 +37,7 @@ pub mod migrate;
 pub mod models;
 pub mod nlu;
 pub mod outbox;
+pub mod reports;
 pub mod sandbox;
 pub mod serve;
 pub mod user;
@@ -131,6 +133,9 @@ enum Command {
     /// The hash-chained audit log of ticket events.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The hourly report rollups: rebuild a range of days.
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
     /// The data keys that seal identifiers at rest: rotate, status.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -248,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(cmd) => sandbox::run(&global, cmd).await,
         Command::Knowledge(cmd) => knowledge::run(&global, cmd).await,
         Command::Outbox(cmd) => outbox::run(&global, cmd).await,
+        Command::Reports(cmd) => reports::run(&global, cmd).await,
         Command::Audit(cmd) => audit::run(&global, cmd).await,
         Command::Keys(cmd) => keys::run(&global, cmd).await,
         Command::Train(args) => nlu::train(&global, args),

@@ -35,6 +35,7 @@ mod outbox;
 mod pii_scan;
 mod privacy;
 mod record;
+mod reports;
 mod sbom;
 mod sessions;
 mod shutdown;
