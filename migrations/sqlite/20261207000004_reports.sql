@@ -1,5 +1,6 @@
 -- Report rollups (src/reports/): one row per hour (UTC milliseconds at the hour's start) ×
--- branch × kiosk ('-' when none) × flow ('*' when none) × measure, with its value. The
+-- branch × kiosk ('-' when none) × flow ('*' when none) × measure, with its value, and the
+-- sums per branch (kiosk '*') and over every branch (branch and kiosk '*'). The
 -- rollup job recomputes the current and previous hour every minute and catches up on the
 -- hours it missed (`report_state.done_until`); `concierge reports rebuild --from DATE`
 -- recomputes older ones (from what retention has kept).
@@ -12,7 +13,8 @@ CREATE TABLE report_hours (
     value BIGINT NOT NULL,
     PRIMARY KEY (hour, branch_id, kiosk_id, flow, measure)
 );
-CREATE INDEX report_hours_branch ON report_hours (branch_id, hour);
+CREATE INDEX report_hours_scope ON report_hours (branch_id, kiosk_id, hour);
+CREATE INDEX report_hours_kiosk ON report_hours (kiosk_id, hour);
 
 CREATE TABLE report_state (
     id INTEGER PRIMARY KEY,

@@ -70,7 +70,11 @@ pub async fn report(
     let db = &app.db;
     let (body, list) = match name.as_str() {
         "summary" => (query::summary(db, &w).await, "buckets"),
-        "journeys" => (query::journeys(db, &app.engine, &w).await, "journeys"),
+        "journeys" => {
+            let engine = app.engine.clone();
+            let order = move |flow: &str| engine.step_order(flow);
+            (query::journeys(db, &w, &order).await, "journeys")
+        }
         "handoffs" => (query::handoffs(db, &w).await, "by_reason"),
         "sla" => (query::sla(db, &w).await, ""),
         "queue" => (query::queue(db, &w).await, "buckets"),

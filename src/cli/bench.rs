@@ -1,5 +1,5 @@
 //! `concierge bench …`: the load generators (kiosk sessions, knowledge search, speech
-//! recognition, sentence embeddings, tickets); each lives with what it measures.
+//! recognition, sentence embeddings, tickets, reports); each lives with what it measures.
 
 use std::process::ExitCode;
 
@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// Time ticket creation with a case packet (p50/p95/p99), then the SLA watcher's pass
     /// over N open tickets beside a read of every open ticket.
     Tickets(crate::tickets::bench::TicketBenchArgs),
+    /// Write N ended sessions with their journey marks over D days, then time the rollup of
+    /// every hour and the reports over the whole window.
+    Reports(crate::reports::bench::ReportsBenchArgs),
 }
 
 /// Runs one load generator.
@@ -35,6 +38,7 @@ pub(super) async fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<Ex
         BenchCommand::Knowledge(args) => {
             crate::knowledge::bench::run(global.settings()?, args).await
         }
+        BenchCommand::Reports(args) => crate::reports::bench::run(global.settings()?, args).await,
         BenchCommand::Tickets(args) => crate::tickets::bench::run(global.settings()?, args).await,
         BenchCommand::Kiosks(args) => {
             crate::startup::raise_fd_limit();

@@ -7,5 +7,6 @@
 //! — so they can be rebuilt from them (`concierge reports rebuild --from DATE`) as long as
 //! retention has kept them.
 
+pub mod bench;
 pub mod query;
 pub mod rollup;

@@ -1,7 +1,8 @@
 //! Reading the rollups for the reports API: a [`Window`] (from, to, branch, kiosk, hourly
-//! or daily buckets in branch time) summed in SQL over `report_hours` — never over the
-//! raw tables, so a report over a year of a whole network reads at most one row per hour
-//! and measure — then shaped into the figures each report shows, and into CSV.
+//! or daily buckets in branch time) read from `report_hours` — never from the raw tables:
+//! a branch's or the network's report reads the sums the rollup keeps for it, one row per
+//! hour, flow and measure, however many kiosks and sessions — then shaped into the figures
+//! each report shows, and into CSV.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
-use crate::dialog::Engine;
+use super::rollup::ALL;
 use crate::store::Db;
 
 /// The longest window a report covers.
@@ -170,19 +171,33 @@ pub struct Sums {
 impl Sums {
     /// Reads the window's sums, summed over branches and kiosks in SQL.
     pub async fn read(db: &Db, w: &Window, measure_like: &str) -> Result<Sums, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT hour, flow, measure, CAST(SUM(value) AS BIGINT) AS v FROM report_hours \
-             WHERE hour >= $1 AND hour < $2 AND ($3 IS NULL OR branch_id = $3) \
-             AND ($4 IS NULL OR kiosk_id = $4) AND measure LIKE $5 \
-             GROUP BY hour, flow, measure",
-        )
-        .bind(w.from)
-        .bind(w.to)
-        .bind(&w.branch)
-        .bind(&w.kiosk)
-        .bind(measure_like)
-        .fetch_all(&db.pool)
-        .await?;
+        // A kiosk's own rows; otherwise the branch's sums (kiosk `*`) or the network's
+        // (branch and kiosk `*`), which the rollup writes beside them.
+        let (sql, branch, kiosk) = match &w.kiosk {
+            Some(k) => (
+                "SELECT hour, flow, measure, CAST(SUM(value) AS BIGINT) AS v FROM report_hours \
+                 WHERE kiosk_id = $4 AND hour >= $1 AND hour < $2 AND branch_id <> '*' \
+                 AND ($3 IS NULL OR branch_id = $3) AND measure LIKE $5 \
+                 GROUP BY hour, flow, measure",
+                w.branch.clone(),
+                k.clone(),
+            ),
+            None => (
+                "SELECT hour, flow, measure, value AS v FROM report_hours \
+                 WHERE branch_id = $3 AND kiosk_id = $4 AND hour >= $1 AND hour < $2 \
+                 AND measure LIKE $5",
+                Some(w.branch.clone().unwrap_or_else(|| ALL.to_string())),
+                ALL.to_string(),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(w.from)
+            .bind(w.to)
+            .bind(branch)
+            .bind(kiosk)
+            .bind(measure_like)
+            .fetch_all(&db.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -333,8 +348,13 @@ const ENDINGS: [&str; 6] = [
 ];
 
 /// `GET /v1/reports/journeys`: per journey, how often it started and how it ended, and the
-/// funnel — how many reached each step, in the flow's own order.
-pub async fn journeys(db: &Db, engine: &Engine, w: &Window) -> Result<Value, sqlx::Error> {
+/// funnel — how many reached each step, in the flow's own order (`order`: a flow's step
+/// labels in order, [`crate::dialog::Engine::step_order`]; steps it does not name go last).
+pub async fn journeys(
+    db: &Db,
+    w: &Window,
+    order: &(dyn Fn(&str) -> Vec<String> + Sync),
+) -> Result<Value, sqlx::Error> {
     let journeys = Sums::read(db, w, "journey_%").await?.by_flow();
     let steps = Sums::read(db, w, "step:%").await?.by_flow();
     let mut out = Vec::new();
@@ -352,7 +372,7 @@ pub async fn journeys(db: &Db, engine: &Engine, w: &Window) -> Result<Value, sql
         row.insert("unfinished".into(), json!((started - ended).max(0)));
         row.insert("completion".into(), ratio(g("completed"), started));
         let reached = steps.get(flow).cloned().unwrap_or_default();
-        let order = engine.step_order(flow);
+        let order = order(flow);
         let mut funnel: Vec<(usize, String, i64)> = reached
             .iter()
             .map(|(m, n)| {
@@ -371,7 +391,7 @@ pub async fn journeys(db: &Db, engine: &Engine, w: &Window) -> Result<Value, sql
         );
         out.push((started, Value::Object(row)));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     Ok(json!({
         "window": w.describe(),
         "journeys": out.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),

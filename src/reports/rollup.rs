@@ -1,5 +1,6 @@
 //! Hourly rollups: what happened in one hour, counted from the raw tables into
-//! `report_hours` rows (hour × branch × kiosk × flow × measure → value). An hour is always
+//! `report_hours` rows (hour × branch × kiosk × flow × measure → value), with the sums per
+//! branch (kiosk `*`) and over the network (branch and kiosk `*`) beside them. An hour is always
 //! recomputed whole in one transaction (its rows deleted, then written again), so running
 //! it twice, or on two nodes at once, gives the same rows. The job ([`run`]) recomputes the
 //! hours since the last one it finished, with the hour before it once more (for turns that
@@ -20,6 +21,7 @@
 //!   `tickets_first_response_ms` (sum); `tickets_resolved_in_sla` / `_late` and
 //!   `tickets_resolution_ms` (sum).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -228,13 +230,48 @@ pub async fn compute(db: &Db, hour: i64) -> Result<Vec<Cell>, sqlx::Error> {
     Ok(out)
 }
 
+/// `cells` (per branch and kiosk) with their sums per branch (kiosk [`ALL`]) and over the
+/// whole network (branch and kiosk [`ALL`]), so a report of a branch or of every branch
+/// reads a few rows an hour instead of one per kiosk.
+pub fn with_totals(cells: Vec<Cell>) -> Vec<Cell> {
+    let mut sums: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
+    for c in &cells {
+        for (branch, kiosk) in [(c.branch.as_str(), ALL), (ALL, ALL)] {
+            *sums
+                .entry((
+                    branch.to_string(),
+                    kiosk.to_string(),
+                    c.flow.clone(),
+                    c.measure.clone(),
+                ))
+                .or_default() += c.value;
+        }
+    }
+    let mut out = cells;
+    out.extend(
+        sums.into_iter()
+            .map(|((branch, kiosk, flow, measure), value)| Cell {
+                branch,
+                kiosk,
+                flow,
+                measure,
+                value,
+            }),
+    );
+    out
+}
+
+/// The branch and kiosk of the sums over every branch or kiosk (never an id: ids are
+/// letters, digits, `-` and `_`).
+pub const ALL: &str = "*";
+
 /// Rows per `INSERT` statement when an hour is written.
 const ROWS_PER_INSERT: usize = 100;
 
 /// Recomputes the hour starting at `hour` and replaces its rows. Returns how many rows it
 /// wrote.
 pub async fn roll_up_hour(db: &Db, hour: i64) -> Result<usize, sqlx::Error> {
-    let cells = compute(db, hour).await?;
+    let cells = with_totals(compute(db, hour).await?);
     let mut tx = db.begin_write().await?;
     // Two nodes rolling up at once take turns here (a row lock on PostgreSQL; SQLite has
     // one writer anyway), so an hour is never half one node's and half the other's.
@@ -330,6 +367,36 @@ pub fn run(db: Db, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cell(branch: &str, kiosk: &str, measure: &str, value: i64) -> Cell {
+        Cell {
+            branch: branch.into(),
+            kiosk: kiosk.into(),
+            flow: "*".into(),
+            measure: measure.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn totals_are_kept_per_branch_and_over_the_network() {
+        let cells = with_totals(vec![
+            cell("B001", "K1", "sessions", 2),
+            cell("B001", "K2", "sessions", 3),
+            cell("B002", "K3", "sessions", 4),
+        ]);
+        let get = |b: &str, k: &str| {
+            cells
+                .iter()
+                .find(|c| c.branch == b && c.kiosk == k)
+                .map(|c| c.value)
+        };
+        assert_eq!(get("B001", ALL), Some(5));
+        assert_eq!(get("B002", ALL), Some(4));
+        assert_eq!(get(ALL, ALL), Some(9));
+        assert_eq!(get("B001", "K1"), Some(2));
+        assert_eq!(cells.len(), 3 + 2 + 1);
+    }
 
     #[test]
     fn hours_start_on_the_hour() {
