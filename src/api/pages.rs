@@ -1,7 +1,8 @@
 //! The web pages, served from the binary: `/kiosk` (the customer's touch screen with the
 //! digital human 小安), `/console` (tellers and remote experts), `/studio` (content staff),
-//! `/record` (a session's printable compliance record), and their scripts, styles and
-//! pictures under `/assets/…`.
+//! `/record` (a session's printable compliance record), `/reports` (the branch dashboard),
+//! and their scripts, styles and pictures under `/assets/…` (uPlot, the dashboard's charts,
+//! vendored under `assets/vendor/uplot/` with its licence).
 //!
 //! Everything under `web/` is embedded at compile time (`include_bytes!`), so a deployment
 //! is one binary and an asset can only be one of the files listed here: a request path is
@@ -51,6 +52,7 @@ static PAGES: &[Asset] = &[
     asset!("console.html", HTML),
     asset!("studio.html", HTML),
     asset!("record.html", HTML),
+    asset!("reports.html", HTML),
 ];
 
 /// Everything under `/assets/`.
@@ -70,6 +72,9 @@ static ASSETS: &[Asset] = &[
     asset!("assets/studio.js", JS),
     asset!("assets/record.js", JS),
     asset!("assets/labels.js", JS),
+    asset!("assets/reports.js", JS),
+    asset!("assets/vendor/uplot/uPlot.esm.js", JS),
+    asset!("assets/vendor/uplot/uPlot.min.css", CSS),
     asset!("assets/img/id_card.svg", SVG),
     asset!("assets/img/pin_pad.svg", SVG),
     asset!("assets/img/card_reader.svg", SVG),
@@ -96,6 +101,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/studio",
             get(|h: HeaderMap| async move { page("studio.html", &h) }),
+        )
+        .route(
+            "/reports",
+            get(|h: HeaderMap| async move { page("reports.html", &h) }),
         )
         .route(
             "/record",

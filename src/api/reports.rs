@@ -1,5 +1,6 @@
 //! `GET /v1/reports/{summary|journeys|handoffs|sla|queue}`: the reports over the hourly
-//! rollups ([`crate::reports`]). Query: `from`, `to` (days, branch time, both included;
+//! rollups ([`crate::reports`]); `GET /v1/reports/now`: the branch this minute (queue,
+//! waiting handoffs, tickets at risk of their SLA). Query: `from`, `to` (days, branch time, both included;
 //! default today), `branch`, `kiosk`, `group_by=hour|day`, `format=json|csv`. Staff of one
 //! branch see only that branch (asking for another is `403 other_branch`); staff without a
 //! branch and admins see every branch, or the one they ask for.
@@ -68,12 +69,26 @@ pub async fn report(
     let w = Window::parse(&params, today)
         .map_err(|e| ApiError::BadRequest("invalid_window", e.to_string()))?;
     let db = &app.db;
+    if name == "now" {
+        let body = query::now(db, w.branch.as_deref())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        return Ok(Json(body).into_response());
+    }
     let (body, list) = match name.as_str() {
         "summary" => (query::summary(db, &w).await, "buckets"),
         "journeys" => {
             let engine = app.engine.clone();
             let order = move |flow: &str| engine.step_order(flow);
-            (query::journeys(db, &w, &order).await, "journeys")
+            let body = query::journeys(db, &w, &order).await.map(|mut body| {
+                // Each journey with the name customers know it by (开户, 取号…).
+                for j in body["journeys"].as_array_mut().into_iter().flatten() {
+                    let flow = j["flow"].as_str().unwrap_or_default().to_string();
+                    j["label"] = serde_json::json!(app.engine.labels().get(&flow));
+                }
+                body
+            });
+            (body, "journeys")
         }
         "handoffs" => (query::handoffs(db, &w).await, "by_reason"),
         "sla" => (query::sla(db, &w).await, ""),

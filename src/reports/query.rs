@@ -327,6 +327,7 @@ pub async fn summary(db: &Db, w: &Window) -> Result<Value, sqlx::Error> {
         .map(|(start, t)| {
             let mut m = headline(&t);
             m.insert("bucket".into(), json!(label(w.group_by, start)));
+            m.insert("bucket_start_ms".into(), json!(start));
             Value::Object(m)
         })
         .collect();
@@ -476,6 +477,56 @@ pub async fn queue(db: &Db, w: &Window) -> Result<Value, sqlx::Error> {
         "window": w.describe(),
         "totals": per(&sums.totals()),
         "buckets": buckets,
+    }))
+}
+
+/// `GET /v1/reports/now`: what the branch (or every branch) looks like this minute, read
+/// from the live tables: queue numbers issued today and not yet called, handoffs waiting
+/// for a person, open tickets past their SLA warning (at risk) and past a deadline
+/// (breached).
+pub async fn now(db: &Db, branch: Option<&str>) -> Result<Value, sqlx::Error> {
+    let today = crate::domain::clock::now_local().date_naive().to_string();
+    let open = "state IN ('new', 'assigned', 'in_progress', 'pending_customer')";
+    let count = |sql: String| {
+        let today = today.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&sql)
+                .bind(branch)
+                .bind(today)
+                .fetch_one(&db.pool)
+                .await
+        }
+    };
+    let queue_waiting = count(
+        "SELECT COUNT(*) FROM queue_tickets WHERE ($1 IS NULL OR branch_id = $1) \
+         AND day = $2 AND called_at IS NULL"
+            .into(),
+    )
+    .await?;
+    let handoffs_waiting = count(format!(
+        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 \
+         AND kind LIKE 'handoff%' AND state = 'new'"
+    ))
+    .await?;
+    let at_risk = count(format!(
+        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 AND {open} \
+         AND ((warned_response_at IS NOT NULL AND escalated_response_at IS NULL AND first_response_at IS NULL) \
+         OR (warned_resolution_at IS NOT NULL AND escalated_resolution_at IS NULL))"
+    ))
+    .await?;
+    let breached = count(format!(
+        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 AND {open} \
+         AND ((escalated_response_at IS NOT NULL AND first_response_at IS NULL) \
+         OR escalated_resolution_at IS NOT NULL)"
+    ))
+    .await?;
+    Ok(json!({
+        "branch": branch,
+        "day": today,
+        "queue_waiting": queue_waiting,
+        "handoffs_waiting": handoffs_waiting,
+        "sla_at_risk": at_risk,
+        "sla_breached": breached,
     }))
 }
 

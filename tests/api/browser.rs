@@ -716,6 +716,56 @@ async fn a_teller_takes_over_a_kiosk_conversation_from_the_console() {
 }
 
 #[tokio::test]
+async fn the_dashboard_shows_the_day_with_its_chart_and_funnels() {
+    let Some(b) = browser(1400, 1800).await else {
+        return;
+    };
+    let app = spawn_app().await;
+    // The day's traffic, over the kiosk WebSocket: a queue number and goodbye, a person.
+    let (mut k, _, _) = app.new_session("K001").await;
+    k.recv_type("bot.say").await;
+    k.say("我要取个号").await;
+    k.send(json!({"type": "user.choice", "value": "cash.withdraw"}))
+        .await;
+    k.recv_type("bot.say").await;
+    k.say("再见").await;
+    let (mut k2, _, _) = app.new_session("K001").await;
+    k2.recv_type("bot.say").await;
+    k2.send(json!({"type": "user.text", "text": "转人工"}))
+        .await;
+    k2.recv_type("handoff").await;
+    concierge::reports::rollup::catch_up(&app.state.db, concierge::store::now_ms())
+        .await
+        .unwrap();
+
+    app.staff("li", "admin").await;
+    b.goto(&app.http("/reports")).await;
+    b.login("li").await;
+    b.wait_text("#t-sessions", "2").await;
+    b.wait_text("#t-containment", "100.0%").await;
+    b.wait_text("#now-handoffs", "1").await;
+    b.wait_text("#journeys", "queue.take_number").await;
+    b.wait_text("#handoffs", "客户要求").await;
+    // uPlot drew the trend on a canvas under the page's strict policy.
+    b.until(
+        "the trend chart",
+        "return document.querySelector('#trend canvas') !== null;",
+        vec![],
+    )
+    .await;
+    // The funnel's bars are sized (through the CSSOM, which the policy allows).
+    b.until(
+        "a sized funnel bar",
+        "const f = document.querySelector('.funnel-fill'); return !!f && f.getBoundingClientRect().width > 0;",
+        vec![],
+    )
+    .await;
+    b.screenshot("reports").await;
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_article_written_and_approved_in_the_studio_answers_at_the_kiosk() {
     let Some(b) = browser(1600, 1000).await else {
         return;

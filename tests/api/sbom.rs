@@ -135,6 +135,21 @@ fn the_sbom_is_cyclonedx_1_5_with_crates_models_and_web_assets() {
         studio["hashes"][0]["content"].as_str().unwrap(),
         hex::encode(Sha256::digest(&bytes))
     );
+    // Vendored third-party code is described as the npm package it came from.
+    let uplot = all
+        .iter()
+        .find(|c| c["name"] == "web/assets/vendor/uplot/uPlot.esm.js")
+        .expect("the vendored uPlot in the SBOM");
+    assert_eq!(uplot["purl"], "pkg:npm/uplot@1.6.32", "{uplot}");
+    assert_eq!(uplot["licenses"][0]["license"]["id"], "MIT", "{uplot}");
+    assert!(
+        all.iter()
+            .filter(|c| c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("web/assets/vendor/")))
+            .all(|c| c["purl"].is_string()),
+        "every vendored file names its package"
+    );
     // espeak-ng: an external program, GPL, not linked.
     let espeak = all.iter().find(|c| c["name"] == "espeak-ng").unwrap();
     assert_eq!(espeak["scope"], "optional");
