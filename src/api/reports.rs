@@ -1,6 +1,7 @@
 //! `GET /v1/reports/{summary|journeys|handoffs|sla|queue}`: the reports over the hourly
 //! rollups ([`crate::reports`]); `GET /v1/reports/now`: the branch this minute (queue,
-//! waiting handoffs, tickets at risk of their SLA). Query: `from`, `to` (days, branch time, both included;
+//! waiting handoffs, tickets at risk of their SLA); `GET /v1/reports/unanswered`: content
+//! staff's queue of questions nobody answered, grouped by wording. Query: `from`, `to` (days, branch time, both included;
 //! default today), `branch`, `kiosk`, `group_by=hour|day`, `format=json|csv`. Staff of one
 //! branch see only that branch (asking for another is `403 other_branch`); staff without a
 //! branch and admins see every branch, or the one they ask for.
@@ -22,17 +23,26 @@ use crate::state::AppState;
 /// The roles that read reports.
 const READERS: &[Role] = &[Role::Teller, Role::RemoteExpert, Role::Admin];
 
+/// The roles that read the unanswered-question queue.
+const CONTENT: &[Role] = &[Role::ContentEditor, Role::ContentReviewer, Role::Admin];
+
 /// Longest query string value taken.
 const MAX_PARAM_CHARS: usize = 64;
 
-/// Roles: teller, remote expert, admin (branch-scoped when they have a branch).
+/// Roles: teller, remote expert, admin; for `unanswered`: content editor, content reviewer,
+/// admin (branch-scoped when they have a branch).
 pub async fn report(
     State(app): State<AppState>,
     staff: Staff,
     Path(name): Path<String>,
     Query(mut params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let user = staff.require(READERS)?;
+    // The unanswered questions are content staff's work list; the rest is the floor's.
+    let user = staff.require(if name == "unanswered" {
+        CONTENT
+    } else {
+        READERS
+    })?;
     if let Some((k, _)) = params
         .iter()
         .find(|(_, v)| v.chars().count() > MAX_PARAM_CHARS)
@@ -93,6 +103,7 @@ pub async fn report(
         "handoffs" => (query::handoffs(db, &w).await, "by_reason"),
         "sla" => (query::sla(db, &w).await, ""),
         "queue" => (query::queue(db, &w).await, "buckets"),
+        "unanswered" => (crate::reports::unanswered::report(db, &w).await, "groups"),
         _ => return Err(ApiError::NotFound("report")),
     };
     let body = body.map_err(|e| ApiError::Internal(e.into()))?;

@@ -10,3 +10,4 @@
 pub mod bench;
 pub mod query;
 pub mod rollup;
+pub mod unanswered;

@@ -139,7 +139,8 @@ impl Window {
         }
     }
 
-    fn describe(&self) -> Value {
+    /// The window as reports echo it.
+    pub fn describe(&self) -> Value {
         json!({
             "from": self.from_day.to_string(),
             "to": self.to_day.to_string(),
@@ -273,6 +274,11 @@ fn headline(t: &BTreeMap<String, i64>) -> Map<String, Value> {
         .filter(|(k, _)| k.starts_with("handoff:"))
         .map(|(_, v)| v)
         .sum();
+    let unanswered: i64 = t
+        .iter()
+        .filter(|(k, _)| k.starts_with("unanswered:"))
+        .map(|(_, v)| v)
+        .sum();
     let mut m = Map::new();
     for (k, v) in [
         ("sessions", g("sessions")),
@@ -288,6 +294,9 @@ fn headline(t: &BTreeMap<String, i64>) -> Map<String, Value> {
         ("appointments_booked", g("appointments_booked")),
         ("appointments_cancelled", g("appointments_cancelled")),
         ("tickets_created", g("tickets_created")),
+        ("unanswered", unanswered),
+        ("dont_know", g("unanswered:dont_know")),
+        ("not_understood", g("unanswered:not_understood")),
     ] {
         m.insert(k.into(), json!(v));
     }
@@ -486,37 +495,32 @@ pub async fn queue(db: &Db, w: &Window) -> Result<Value, sqlx::Error> {
 /// (breached).
 pub async fn now(db: &Db, branch: Option<&str>) -> Result<Value, sqlx::Error> {
     let today = crate::domain::clock::now_local().date_naive().to_string();
-    let open = "state IN ('new', 'assigned', 'in_progress', 'pending_customer')";
-    let count = |sql: String| {
-        let today = today.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(&sql)
-                .bind(branch)
-                .bind(today)
-                .fetch_one(&db.pool)
-                .await
-        }
-    };
-    let queue_waiting = count(
+    let queue_waiting: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM queue_tickets WHERE ($1 IS NULL OR branch_id = $1) \
-         AND day = $2 AND called_at IS NULL"
-            .into(),
+         AND day = $2 AND called_at IS NULL",
     )
+    .bind(branch)
+    .bind(&today)
+    .fetch_one(&db.pool)
     .await?;
-    let handoffs_waiting = count(format!(
-        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 \
-         AND kind LIKE 'handoff%' AND state = 'new'"
-    ))
-    .await?;
-    let at_risk = count(format!(
-        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 AND {open} \
-         AND ((warned_response_at IS NOT NULL AND escalated_response_at IS NULL AND first_response_at IS NULL) \
+    let open = "state IN ('new', 'assigned', 'in_progress', 'pending_customer')";
+    let tickets = |condition: String| async move {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND {condition}"
+        ))
+        .bind(branch)
+        .fetch_one(&db.pool)
+        .await
+    };
+    let handoffs_waiting = tickets("kind LIKE 'handoff%' AND state = 'new'".into()).await?;
+    let at_risk = tickets(format!(
+        "{open} AND ((warned_response_at IS NOT NULL AND escalated_response_at IS NULL \
+         AND first_response_at IS NULL) \
          OR (warned_resolution_at IS NOT NULL AND escalated_resolution_at IS NULL))"
     ))
     .await?;
-    let breached = count(format!(
-        "SELECT COUNT(*) FROM tickets WHERE ($1 IS NULL OR branch_id = $1) AND $2 = $2 AND {open} \
-         AND ((escalated_response_at IS NOT NULL AND first_response_at IS NULL) \
+    let breached = tickets(format!(
+        "{open} AND ((escalated_response_at IS NOT NULL AND first_response_at IS NULL) \
          OR escalated_resolution_at IS NOT NULL)"
     ))
     .await?;

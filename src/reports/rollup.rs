@@ -9,7 +9,9 @@
 //!
 //! Measures (flow `*` unless said):
 //! - `sessions` (started in the hour), `sessions_ended`, `sessions_contained` (ended with a
-//!   customer turn and no handoff), `sessions_handed_off`, `turns` (customer lines).
+//!   customer turn and no handoff), `sessions_handed_off`, `turns` (customer lines),
+//!   `unanswered:{dont_know,not_understood,out_of_scope,clarified}` (customer lines the
+//!   engine could not serve).
 //! - per flow: `journey_started`, `journey_completed`, `journey_cancelled`,
 //!   `journey_handed_off`, `journey_retry_limit`, `journey_abandoned`, `journey_failed`,
 //!   and `step:{label}` (journeys that reached that step: the funnel).
@@ -90,7 +92,7 @@ pub async fn compute(db: &Db, hour: i64) -> Result<Vec<Cell>, sqlx::Error> {
     let mut out = Vec::new();
     // (query, measure prefix). Each returns branch, kiosk, flow, suffix, value for rows
     // in [$1, $2). CAST keeps counts and sums BIGINT on both engines.
-    let queries: [(&str, &str); 17] = [
+    let queries: [(&str, &str); 18] = [
         (
             "SELECT branch_id, kiosk_id, '*', 'sessions', CAST(COUNT(*) AS BIGINT) FROM sessions \
              WHERE created_at >= $1 AND created_at < $2 GROUP BY branch_id, kiosk_id",
@@ -121,6 +123,13 @@ pub async fn compute(db: &Db, hour: i64) -> Result<Vec<Cell>, sqlx::Error> {
              WHERE l.at >= $1 AND l.at < $2 AND l.speaker = 'customer' \
              GROUP BY s.branch_id, s.kiosk_id",
             "",
+        ),
+        (
+            "SELECT s.branch_id, s.kiosk_id, '*', l.unanswered, CAST(COUNT(*) AS BIGINT) \
+             FROM transcript_lines l JOIN sessions s ON s.id = l.session_id \
+             WHERE l.at >= $1 AND l.at < $2 AND l.unanswered IS NOT NULL \
+             GROUP BY s.branch_id, s.kiosk_id, l.unanswered",
+            "unanswered:",
         ),
         (
             "SELECT branch_id, kiosk_id, flow, event, CAST(COUNT(*) AS BIGINT) FROM journey_events \

@@ -198,6 +198,18 @@ pub async fn record(
         }
         insert.execute(&mut **tx).await?;
     }
+    // What the engine could not serve goes onto the customer's line that asked it (this
+    // turn's: the session's last customer line), for the unanswered-question queue.
+    if let Some(miss) = state.and_then(|s| s.misses.iter().min()) {
+        sqlx::query(
+            "UPDATE transcript_lines SET unanswered = $1 WHERE session_id = $2 AND seq = \
+             (SELECT MAX(seq) FROM transcript_lines WHERE session_id = $2 AND speaker = 'customer')",
+        )
+        .bind(miss.as_str())
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    }
     let turns = lines
         .iter()
         .filter(|l| l.speaker == Speaker::Customer)

@@ -344,8 +344,9 @@ impl Worker {
                     return None;
                 }
                 lines.clear();
-                // The journey marks went with the lines.
+                // The journey marks and misses went with the lines.
                 next.journal.clear();
+                next.misses.clear();
                 self.state = next.clone();
                 for mut r in replies.drain(..) {
                     self.fill_article(&mut r);

@@ -61,6 +61,12 @@ pub async fn run(settings: Settings, args: TicketBenchArgs) -> anyhow::Result<Ex
     result
 }
 
+/// The data files' errors as one (`file:line: message` each).
+fn data_errors(errors: Vec<crate::datafile::DataError>) -> anyhow::Error {
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{}", list.join("\n"))
+}
+
 /// Milliseconds of a duration, for printing.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -103,9 +109,8 @@ async fn bench(settings: &Settings, args: &TicketBenchArgs, url: &str) -> anyhow
     };
     let db = Db::connect(&SecretString::from(url.to_string()), 8).await?;
     db.migrate().await?;
-    let rules = Rules::load(&settings.tickets.rules_file).map_err(crate::validate::as_one_error)?;
-    let branch =
-        BranchRules::load(&settings.branch.rules_file).map_err(crate::validate::as_one_error)?;
+    let rules = Rules::load(&settings.tickets.rules_file).map_err(data_errors)?;
+    let branch = BranchRules::load(&settings.branch.rules_file).map_err(data_errors)?;
     let tickets = Tickets::new(
         db.clone(),
         settings.tickets.clone(),

@@ -766,6 +766,50 @@ async fn the_dashboard_shows_the_day_with_its_chart_and_funnels() {
 }
 
 #[tokio::test]
+async fn questions_nobody_answered_become_a_draft_in_the_studio() {
+    let Some(b) = browser(1600, 1000).await else {
+        return;
+    };
+    let app = spawn_app().await;
+    for asked in ["你们网点的猫叫什么名字", "你们网点那只猫叫什么名字"] {
+        let (mut k, _, _) = app.new_session("K001").await;
+        k.recv_type("bot.say").await;
+        k.say(asked).await;
+    }
+    app.staff("wang", "content_editor").await;
+    b.goto(&app.http("/studio")).await;
+    b.login("wang").await;
+    b.click("#tab-unanswered").await;
+    b.wait_text("#unanswered", "你们网点那只猫叫什么名字").await;
+    b.wait_text("#unanswered", "2（2 位客户）").await;
+    b.screenshot("studio-unanswered").await;
+    b.tap("#unanswered", "新建文章").await;
+    let title = b
+        .until(
+            "the draft's title",
+            "const v = document.querySelector('#ed-title').value; return v ? v : null;",
+            vec![],
+        )
+        .await;
+    assert_eq!(title, "你们网点那只猫叫什么名字");
+    let questions = b
+        .js(
+            "return document.querySelector('#ed-questions').value;",
+            vec![],
+        )
+        .await;
+    assert!(
+        questions
+            .as_str()
+            .unwrap()
+            .contains("你们网点的猫叫什么名字"),
+        "{questions}"
+    );
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_article_written_and_approved_in_the_studio_answers_at_the_kiosk() {
     let Some(b) = browser(1600, 1000).await else {
         return;

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, Engine, Kiosk, TestApp};
 
-on_both_engines!(the_reports_match_the_raw_tables_after_a_day_of_traffic);
+on_both_engines!(
+    the_reports_match_the_raw_tables_after_a_day_of_traffic,
+    questions_nobody_answered_reach_content_staff_grouped_by_wording,
+);
 
 /// GET a report with `token`: status and body (JSON, or the text as a string).
 async fn report(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
@@ -200,6 +203,13 @@ async fn the_reports_match_the_raw_tables_after_a_day_of_traffic(engine: Engine)
     let (_, sla) = report(&app, &format!("/v1/reports/sla?{window}"), &admin).await;
     assert_eq!(sla["tickets_created"], t["tickets_created"], "{sla}");
 
+    // This minute: the person asked for still waits; the number was called.
+    let (s, now) = report(&app, "/v1/reports/now", &admin).await;
+    assert_eq!(s, StatusCode::OK, "{now}");
+    assert_eq!(now["handoffs_waiting"], 1, "{now}");
+    assert_eq!(now["queue_waiting"], 0, "{now}");
+    assert_eq!(now["sla_breached"], 0, "{now}");
+
     // Per kiosk: K002 had one session and no queue number.
     let (_, k2) = report(
         &app,
@@ -285,5 +295,63 @@ async fn the_reports_match_the_raw_tables_after_a_day_of_traffic(engine: Engine)
         report(&app, "/v1/reports/summary", &editor).await.0,
         StatusCode::FORBIDDEN
     );
+    app.stop().await;
+}
+
+async fn questions_nobody_answered_reach_content_staff_grouped_by_wording(engine: Engine) {
+    let app = spawn_app_with(engine, |_| {}).await;
+    for (kiosk, asked) in [
+        ("K001", "你们网点的猫叫什么名字"),
+        ("K002", "你们网点那只猫叫什么名字"),
+    ] {
+        let (mut k, _, _) = app.new_session(kiosk).await;
+        k.recv_type("bot.say").await;
+        let reply = k.say(asked).await;
+        assert!(
+            reply["ui"]["article"].is_null(),
+            "answered {asked}: {reply}"
+        );
+    }
+    let missed = count(
+        &app,
+        "SELECT COUNT(*) FROM transcript_lines WHERE unanswered IS NOT NULL",
+    )
+    .await;
+    assert_eq!(missed, 2, "both questions are marked unanswered");
+
+    let editor = app.staff("wang", "content_editor").await;
+    let (s, r) = report(&app, "/v1/reports/unanswered", &editor).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let group = &r["groups"][0];
+    assert_eq!(group["count"], 2, "one question in two wordings: {r}");
+    assert_eq!(group["sessions"], 2, "{r}");
+    assert_eq!(group["samples"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(
+        group["text"], "你们网点那只猫叫什么名字",
+        "the newest wording leads"
+    );
+    // The floor's roles do not read content staff's queue.
+    let teller = app.staff("chen", "teller").await;
+    assert_eq!(
+        report(&app, "/v1/reports/unanswered", &teller).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The reports count them.
+    concierge::reports::rollup::catch_up(&app.state.db, concierge::store::now_ms())
+        .await
+        .unwrap();
+    let admin = app.staff("li", "admin").await;
+    let today = concierge::domain::clock::now_local().date_naive();
+    let (_, summary) = report(
+        &app,
+        &format!(
+            "/v1/reports/summary?from={}&to={}",
+            today - Days::days(1),
+            today + Days::days(1)
+        ),
+        &admin,
+    )
+    .await;
+    assert_eq!(summary["totals"]["unanswered"], 2, "{summary}");
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 // The content studio: articles and their versions — write (autosaved on this device),
 // submit, review with a diff, approve / reject, publish, roll back, retire — plus the
-// synonym dictionary, hit-testing and the golden questions. Markdown is previewed as DOM
+// synonym dictionary, hit-testing, the golden questions, and the questions customers asked
+// that nobody answered (待补充: a new article from them, or their wordings added to one). Markdown is previewed as DOM
 // built from text (markdown.js), never as HTML.
 
 import { h, $, $$, replace, show, highlight, when } from './dom.js';
@@ -429,6 +430,61 @@ async function loadGolden() {
   }
 }
 
+// ---- questions nobody answered (待补充) -------------------------------------------------------
+
+const MISS = { dont_know: '答不上来', not_understood: '没听懂', out_of_scope: '不在服务范围', clarified: '只能反问' };
+
+/** Starts a new article from a group: its wording as the title, its samples as questions. */
+function draftFrom(g) {
+  newArticle();
+  f.title.value = g.text;
+  f.questions.value = g.samples.join('\n');
+  preview();
+  autosave();
+  status('已根据客户的问法新建草稿：请写正文并保存，然后提交审核。');
+  f.id.focus();
+}
+
+/** Adds a group's wordings to the open article's questions (saved as a new version). */
+function addToCurrent(g) {
+  if (!current) {
+    toast('请先在左侧打开要补充问法的文章。', 'bad');
+    return;
+  }
+  const have = new Set(f.questions.value.split('\n').map((x) => x.trim()).filter(Boolean));
+  const added = g.samples.filter((q) => !have.has(q));
+  f.questions.value = [...have, ...added].join('\n');
+  tab('pane-edit');
+  preview();
+  autosave();
+  status(`已加入 ${added.length} 个问法：保存后提交审核即可生效。`);
+}
+
+async function loadUnanswered() {
+  const to = new Date();
+  const from = new Date(to.getTime() - 13 * 86_400_000);
+  const day = (d) => d.toISOString().slice(0, 10);
+  try {
+    const r = await get(`/v1/reports/unanswered?from=${day(from)}&to=${day(to)}`);
+    const groups = r.groups || [];
+    replace($('#unanswered'),
+      h('p.verdict', `近两周 ${r.lines} 句客户的话没有得到回答，按问法归为 ${groups.length} 组`),
+      groups.length
+        ? h('table.table.unanswered', h('thead', h('tr', h('th', '客户的问法'), h('th', '次数'), h('th', '原因'), h('th', '最近'), h('th', ''))),
+          h('tbody', groups.map((g) => h('tr',
+            h('td', h('div', g.text), g.samples.length > 1 ? h('div.qs', g.samples.slice(1).join(' / ')) : null),
+            h('td', `${g.count}（${g.sessions} 位客户）`),
+            h('td', Object.entries(g.kinds).map(([k, n]) => `${MISS[k] || k} ${n}`).join('、')),
+            h('td', when(g.last_at)),
+            h('td.actions',
+              h('button.btn.secondary', { type: 'button', onclick: () => draftFrom(g) }, '新建文章'),
+              h('button.btn.secondary', { type: 'button', onclick: () => addToCurrent(g) }, '加为问法'))))))
+        : h('p.empty', '没有未回答的问题。'));
+  } catch (e) {
+    replace($('#unanswered'), h('p.bad', e.message));
+  }
+}
+
 // ---- wiring ---------------------------------------------------------------------------------
 
 function tab(paneId) {
@@ -438,6 +494,7 @@ function tab(paneId) {
   if (paneId === 'pane-history') renderHistory();
   if (paneId === 'pane-synonyms') loadSynonyms();
   if (paneId === 'pane-golden') loadGolden();
+  if (paneId === 'pane-unanswered') loadUnanswered();
 }
 
 for (const t of $$('.tab')) t.addEventListener('click', () => tab(t.dataset.pane));

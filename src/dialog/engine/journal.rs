@@ -1,9 +1,11 @@
 //! The journey journal: what the engine did to the customer's journeys while it handled one
 //! input — a journey started, reached a step, or ended and how (completed, cancelled,
-//! handed to a person, over the retry limit, left unfinished, failed). The marks ride on
-//! [`SessionState::journal`] (never stored with the state) until the session store writes
-//! them to `journey_events` in the same transaction as the turn's transcript lines; the
-//! reports count journeys and draw their funnels from them.
+//! handed to a person, over the retry limit, left unfinished, failed) — and whether it
+//! could not serve the customer's words ([`Miss`]). The marks ride on
+//! [`SessionState::journal`] and [`SessionState::misses`] (never stored with the state)
+//! until the session store writes them — to `journey_events`, and onto the turn's customer
+//! line — in the same transaction as the turn's transcript lines; the reports count
+//! journeys and draw their funnels from them, and content staff see the misses.
 
 use super::{Engine, Frame, SessionState, HANDOFF_FRAME};
 use crate::dialog::flow::Kind;
@@ -41,6 +43,32 @@ impl JourneyEvent {
             JourneyEvent::RetryLimit => "retry_limit",
             JourneyEvent::Abandoned => "abandoned",
             JourneyEvent::Failed => "failed",
+        }
+    }
+}
+
+/// A customer's words the engine could not serve well: they land, masked, in the
+/// unanswered-question queue of content staff (`transcript_lines.unanswered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Miss {
+    /// The knowledge base had no answer good enough ("我暂时答不上来").
+    DontKnow,
+    /// Not understood at all ("没听懂"): no intent was sure enough.
+    NotUnderstood,
+    /// Understood as something this kiosk does not offer.
+    OutOfScope,
+    /// Answered only with a question back: which of the closest articles was meant.
+    Clarified,
+}
+
+impl Miss {
+    /// The name stored in `transcript_lines.unanswered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Miss::DontKnow => "dont_know",
+            Miss::NotUnderstood => "not_understood",
+            Miss::OutOfScope => "out_of_scope",
+            Miss::Clarified => "clarified",
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::domain::clock::{Clock, SystemClock};
 use crate::nlu::intent::SystemIntent;
 use crate::nlu::{is_intent, Nlu, Parse, Scored};
 use crate::text::cut_utterance;
-use journal::JourneyEvent;
+use journal::{JourneyEvent, Miss};
 
 /// Misunderstandings in a row after which the bot offers a person.
 pub const MISUNDERSTOOD_BEFORE_OFFER: u32 = 2;
@@ -183,6 +183,10 @@ pub struct SessionState {
     /// ([`journal`]); never stored with the state itself.
     #[serde(skip)]
     pub journal: Vec<journal::JourneyMark>,
+    /// What the engine could not serve of the customer's last words ([`journal::Miss`]),
+    /// until the session store writes it; never stored with the state.
+    #[serde(skip)]
+    pub misses: Vec<journal::Miss>,
 }
 
 /// The engine, built once from validated data and shared by all sessions.
@@ -325,6 +329,7 @@ impl Engine {
             Some(p) => self.new_request(state, p, input, &mut out),
             None => {
                 state.misunderstood += 1;
+                state.misses.push(Miss::NotUnderstood);
                 if state.misunderstood >= MISUNDERSTOOD_BEFORE_OFFER {
                     out.replies.push(self.reply("offer_human"));
                 } else {
@@ -338,6 +343,16 @@ impl Engine {
 
     /// Continues after the worker carried out the pending effect.
     pub fn resume(&self, state: &mut SessionState, result: EffectResult) -> Outcome {
+        // The knowledge base did not know, or could only ask back which article was meant.
+        match &result {
+            EffectResult::Failed { code, .. } if code == "no_answer" => {
+                state.misses.push(Miss::DontKnow)
+            }
+            EffectResult::Done(v) if v.get("kind").is_some_and(|k| k == "clarify") => {
+                state.misses.push(Miss::Clarified)
+            }
+            _ => {}
+        }
         let Some(frame) = state.stack.last_mut() else {
             return Outcome::default();
         };
@@ -682,6 +697,9 @@ impl Engine {
         state.misunderstood = 0;
         let name = p.intent.name.clone();
         state.last_intent = Some(name.clone());
+        if SystemIntent::of(&name) == Some(SystemIntent::OutOfScope) {
+            state.misses.push(Miss::OutOfScope);
+        }
         if self.flows.contains_key(&name) {
             let mut slots = p.slots.clone();
             if let TurnInput::Text(t) = input {
