@@ -268,6 +268,33 @@ mod tests {
     }
 
     #[test]
+    fn words_the_engine_could_not_serve_are_noted() {
+        let e = engine();
+        let mut s = SessionState::default();
+        text(&e, &mut s, "呜啦啦");
+        assert_eq!(s.misses, vec![Miss::NotUnderstood]);
+        s.misses.clear();
+        e.resume(
+            &mut s,
+            EffectResult::Failed {
+                code: "no_answer".into(),
+                note: String::new(),
+            },
+        );
+        assert_eq!(s.misses, vec![Miss::DontKnow]);
+        s.misses.clear();
+        let mut clarify = std::collections::BTreeMap::new();
+        clarify.insert("kind".to_string(), "clarify".to_string());
+        e.resume(&mut s, EffectResult::Done(clarify));
+        assert_eq!(s.misses, vec![Miss::Clarified]);
+        s.misses.clear();
+        // An answer is not a miss.
+        e.resume(&mut s, EffectResult::Done(Default::default()));
+        assert!(s.misses.is_empty());
+        assert_eq!(Miss::DontKnow.min(Miss::Clarified), Miss::DontKnow);
+    }
+
+    #[test]
     fn the_journal_is_never_stored_with_the_state() {
         let e = engine();
         let mut s = SessionState::default();
