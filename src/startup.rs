@@ -260,7 +260,14 @@ impl Application {
             // per client address).
             Some(config) => tls::serve(self.listener, router, config, signal).await,
             None => axum::serve(
-                self.listener,
+                // Replies are small frames written as they are ready: without TCP_NODELAY,
+                // Nagle holds one back until the kiosk acknowledges the last, which the
+                // kiosk delays (up to 40 ms on Linux).
+                axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                }),
                 router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .with_graceful_shutdown(signal)

@@ -102,7 +102,13 @@ pub async fn serve(
         let (tcp, remote) = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    // As for plain HTTP (startup.rs): small frames go out at once.
+                    if let Err(e) = pair.0.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    pair
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(error = %e, "accept failed");

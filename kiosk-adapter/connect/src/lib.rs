@@ -108,10 +108,13 @@ impl Connector {
     pub async fn connect(&self, url: &str) -> Result<Ws, ConnectError> {
         self.check(url)?;
         let request = url.into_client_request().map_err(Box::new)?;
+        // Nagle off (`disable_nagle`): a message is one small frame written when it is
+        // ready; with Nagle, a frame written while the last one (a pong, say) waits for its
+        // acknowledgement is held until the server's delayed ACK, up to 40 ms.
         let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
             request,
             None,
-            false,
+            true,
             Some(tokio_tungstenite::Connector::Rustls(self.tls.clone())),
         )
         .await
