@@ -760,6 +760,16 @@ async fn the_dashboard_shows_the_day_with_its_chart_and_funnels() {
         vec![],
     )
     .await;
+    // Dates are the branch's 年-月-日, not a browser picker's format.
+    let from = b
+        .js("return document.querySelector('#from').value;", vec![])
+        .await;
+    assert!(
+        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}$")
+            .unwrap()
+            .is_match(from.as_str().unwrap()),
+        "{from}"
+    );
     b.screenshot("reports").await;
     b.close().await;
     app.stop().await;

@@ -6,7 +6,7 @@
 
 import uPlot from './vendor/uplot/uPlot.esm.js';
 import { h, $, replace } from './dom.js';
-import { wall } from './locale.js';
+import { wall, isDate } from './locale.js';
 import { get, auth, setupLogin, needLogin, logout, toast } from './api.js';
 
 const REASON = {
@@ -104,6 +104,14 @@ function renderHandoffs(r) {
 }
 
 async function show() {
+  // Dates are typed as the branch writes them (年-月-日), never a browser's own picker format.
+  for (const id of ['#from', '#to']) {
+    if (!isDate($(id).value.trim())) {
+      toast('日期请写成 年-月-日，例如 2026-12-01。', 'bad');
+      $(id).focus();
+      return;
+    }
+  }
   try {
     const q = windowQuery();
     const branch = $('#branch').value.trim();
