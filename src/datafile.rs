@@ -192,3 +192,13 @@ pub fn line_of_after(text: &str, needle: &str, from: usize) -> usize {
         .map(|(i, _)| i + 1)
         .unwrap_or(from.max(1))
 }
+
+/// Every problem as one error, one `file:line: message` a line.
+pub fn as_one_error(errors: Vec<DataError>) -> anyhow::Error {
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "the data files have {} problem(s):\n{}",
+        list.len(),
+        list.join("\n")
+    )
+}

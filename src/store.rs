@@ -14,6 +14,7 @@ use sqlx::{AnyPool, Executor};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub mod scratch;
 pub mod wake;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

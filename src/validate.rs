@@ -78,15 +78,7 @@ pub fn load_content(settings: &Settings) -> anyhow::Result<Content> {
     check_content(settings, &crate::actions::Registry::standard()).map_err(as_one_error)
 }
 
-/// Every problem as one error, one `file:line: message` a line.
-pub fn as_one_error(errors: Vec<DataError>) -> anyhow::Error {
-    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    anyhow::anyhow!(
-        "the data files have {} problem(s):\n{}",
-        list.len(),
-        list.join("\n")
-    )
-}
+pub use crate::datafile::as_one_error;
 
 /// `synonyms.yaml` and `golden.yaml` beside the articles, when present: well-formed, and
 /// every golden question expecting an article that exists with that audience.

@@ -8,7 +8,7 @@
 //! database (said in the output), so those two figures are about loading and searching,
 //! not about the model.
 
-use std::path::PathBuf;
+use crate::store::scratch::{Medium, Scratch};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,30 +118,8 @@ pub async fn run_with(
     args: KnowledgeBenchArgs,
     embedder: Option<Arc<dyn Embedder>>,
 ) -> anyhow::Result<ExitCode> {
-    let mut temp: Option<PathBuf> = None;
-    let url = match &args.bench_database_url {
-        Some(u) => u.clone(),
-        None => {
-            let base = if std::path::Path::new("/dev/shm").is_dir() {
-                PathBuf::from("/dev/shm")
-            } else {
-                std::env::temp_dir()
-            };
-            let dir = base.join(format!(
-                "concierge-kb-bench-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}", dir.join("bench.db").display());
-            temp = Some(dir);
-            url
-        }
-    };
-    let result = bench(&settings, &args, &url, embedder).await;
-    if let Some(dir) = temp {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    result
+    let db = Scratch::new(args.bench_database_url.as_deref(), "kb", Medium::Memory)?;
+    bench(&settings, &args, &db.url, embedder).await
 }
 
 /// The whole run against the database at `url`: generate, rebuild, search, publish.

@@ -5,7 +5,6 @@
 //! transcript lines, so `turns` stays 0), then times the rollup of every hour and the
 //! reports read over the whole window, for every branch and for one.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use secrecy::SecretString;
 use super::query::{self, Window};
 use super::rollup::{self, HOUR_MS};
 use crate::config::Settings;
+use crate::store::scratch::{Medium, Scratch};
 use crate::store::{now_ms, Db};
 
 /// The flags of `concierge bench reports`.
@@ -56,25 +56,8 @@ const ENDINGS: [(&str, u32); 4] = [
 /// Runs the benchmark on `--bench-database-url` or a temporary SQLite file.
 pub async fn run(settings: Settings, args: ReportsBenchArgs) -> anyhow::Result<ExitCode> {
     settings.branch.apply_time_zone();
-    let mut temp: Option<PathBuf> = None;
-    let url = match &args.bench_database_url {
-        Some(u) => u.clone(),
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "concierge-reports-bench-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}", dir.join("bench.db").display());
-            temp = Some(dir);
-            url
-        }
-    };
-    let result = bench(&args, &url).await;
-    if let Some(dir) = temp {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    result
+    let db = Scratch::new(args.bench_database_url.as_deref(), "reports", Medium::Disk)?;
+    bench(&args, &db.url).await
 }
 
 fn ms(d: Duration) -> f64 {

@@ -6,7 +6,6 @@
 //! state when none is — beside a read of every open ticket, which is what the watcher did
 //! before `sla_next_at` ([`super::sla`]).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,8 @@ use super::rules::Rules;
 use super::{sla, Tickets};
 use crate::branch::rules::BranchRules;
 use crate::config::Settings;
+use crate::datafile::as_one_error;
+use crate::store::scratch::{Medium, Scratch};
 use crate::store::{now_ms, Db};
 
 /// The flags of `concierge bench tickets`.
@@ -39,32 +40,9 @@ pub struct TicketBenchArgs {
 
 /// Runs the benchmark on `--bench-database-url` or a temporary SQLite file.
 pub async fn run(settings: Settings, args: TicketBenchArgs) -> anyhow::Result<ExitCode> {
-    let mut temp: Option<PathBuf> = None;
-    let url = match &args.bench_database_url {
-        Some(u) => u.clone(),
-        None => {
-            // On disk, not in /dev/shm: a ticket's commit is a synced write, as in a branch.
-            let dir = std::env::temp_dir().join(format!(
-                "concierge-ticket-bench-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}", dir.join("bench.db").display());
-            temp = Some(dir);
-            url
-        }
-    };
-    let result = bench(&settings, &args, &url).await;
-    if let Some(dir) = temp {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    result
-}
-
-/// The data files' errors as one (`file:line: message` each).
-fn data_errors(errors: Vec<crate::datafile::DataError>) -> anyhow::Error {
-    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    anyhow::anyhow!("{}", list.join("\n"))
+    // On disk, not in /dev/shm: a ticket's commit is a synced write, as in a branch.
+    let db = Scratch::new(args.bench_database_url.as_deref(), "ticket", Medium::Disk)?;
+    bench(&settings, &args, &db.url).await
 }
 
 /// Milliseconds of a duration, for printing.
@@ -109,8 +87,8 @@ async fn bench(settings: &Settings, args: &TicketBenchArgs, url: &str) -> anyhow
     };
     let db = Db::connect(&SecretString::from(url.to_string()), 8).await?;
     db.migrate().await?;
-    let rules = Rules::load(&settings.tickets.rules_file).map_err(data_errors)?;
-    let branch = BranchRules::load(&settings.branch.rules_file).map_err(data_errors)?;
+    let rules = Rules::load(&settings.tickets.rules_file).map_err(as_one_error)?;
+    let branch = BranchRules::load(&settings.branch.rules_file).map_err(as_one_error)?;
     let tickets = Tickets::new(
         db.clone(),
         settings.tickets.clone(),

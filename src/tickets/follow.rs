@@ -161,37 +161,27 @@ impl Tickets {
             if !pending || !t.state.open() {
                 continue;
             }
-            if marks[i + 1].is_none() && now >= due {
-                let column = format!("escalated_{what}_at");
-                marked |= self
-                    .store
-                    .mark_once(
-                        &t.id,
-                        &column,
-                        NewEvent::note(
-                            "sla_escalated",
-                            "sla",
-                            &format!("{what} deadline passed; escalated to {supervisor}"),
-                            json!({"stage": what, "due": due, "supervisor": supervisor}),
-                        ),
-                    )
-                    .await?;
+            // The deadline passed: escalate (once); 75 % of the time used: warn (once).
+            let (mark, kind, comment, data) = if marks[i + 1].is_none() && now >= due {
+                (
+                    "escalated",
+                    "sla_escalated",
+                    format!("{what} deadline passed; escalated to {supervisor}"),
+                    json!({"stage": what, "due": due, "supervisor": supervisor}),
+                )
             } else if marks[i].is_none() && now >= sla::warn_at(t.created_at, due) {
-                let column = format!("warned_{what}_at");
-                marked |= self
-                    .store
-                    .mark_once(
-                        &t.id,
-                        &column,
-                        NewEvent::note(
-                            "sla_warning",
-                            "sla",
-                            &format!("75 % of the {what} time used"),
-                            json!({"stage": what, "due": due, "assignee": t.assignee}),
-                        ),
-                    )
-                    .await?;
-            }
+                (
+                    "warned",
+                    "sla_warning",
+                    format!("75 % of the {what} time used"),
+                    json!({"stage": what, "due": due, "assignee": t.assignee}),
+                )
+            } else {
+                continue;
+            };
+            let column = format!("{mark}_{what}_at");
+            let event = NewEvent::note(kind, "sla", &comment, data);
+            marked |= self.store.mark_once(&t.id, &column, event).await?;
         }
         Ok(marked)
     }
